@@ -1,0 +1,38 @@
+# Each target creates .venv on first use, so a fresh clone needs nothing but python3.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SCALE ?= small
+PYTEST_ARGS ?=
+
+.PHONY: test gate bench soak lint clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch is pinned to the local CPU wheel; installing it first keeps pip from pulling CUDA builds.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# pytest exits 5 when a marker selection collects nothing; that is not a failure.
+test: $(STAMP)
+	$(BIN)/python -m pytest -n auto -q $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+gate: $(STAMP)
+	$(BIN)/preflight gate --scale $(SCALE)
+
+bench: $(STAMP)
+	$(BIN)/python -m harness.bench all
+
+soak: $(STAMP)
+	$(BIN)/preflight soak datagen --duration $${DURATION:-60s}
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

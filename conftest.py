@@ -1,0 +1,9 @@
+"""Root conftest: loads the harness plugin for this repository's suites.
+
+The ``pytest11`` entry point already loads it whenever preflight is installed; load it here
+only when plugin autoloading is off, so it is never registered twice.
+"""
+
+import os
+
+pytest_plugins = ["harness.plugin"] if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else []

@@ -1,0 +1,1 @@
+"""pytest plugin for preflight (placeholder until the harness core lands)."""
