@@ -59,9 +59,7 @@ def _parse_float(text: str) -> float:
     return value
 
 
-def loads_strict(
-    text: str | bytes, where: str, *, depth_max: int = JSON_DEPTH_MAX
-) -> Any:
+def loads_strict(text: str | bytes, where: str, *, depth_max: int = JSON_DEPTH_MAX) -> Any:
     """Parse JSON text strictly; errors are ``BadInputError`` naming ``where``."""
     if isinstance(text, bytes):
         try:

@@ -141,7 +141,9 @@ class Ledger:
         digest = config_hash(config)
         now = time.time()
         with self._transaction() as db:
-            row = db.execute("SELECT config, config_hash FROM runs WHERE id=?", (run_id,)).fetchone()
+            row = db.execute(
+                "SELECT config, config_hash FROM runs WHERE id=?", (run_id,)
+            ).fetchone()
             if row is not None and new:
                 db.execute("DELETE FROM items WHERE run_id=?", (run_id,))
                 db.execute("DELETE FROM runs WHERE id=?", (run_id,))
