@@ -237,7 +237,8 @@ class Ledger:
         now = time.time()
         with self._transaction() as db:
             db.execute(
-                "UPDATE items SET status='error', error=?, updated_at=? WHERE run_id=? AND item_id=?",
+                "UPDATE items SET status='error', error=?, updated_at=?"
+                " WHERE run_id=? AND item_id=?",
                 (reason[:ERROR_TEXT_CHARS_MAX], now, run_id, item_id),
             )
             self._refresh_run(db, run_id, now)
