@@ -1,0 +1,134 @@
+"""The launch policy: ``[tool.preflight.gate]`` of pyproject.toml, validated strictly.
+
+Each policy key becomes one requirement over the measurements that readiness tests record.
+A measurement matches a requirement when its name ends with the requirement's metric
+(``datagen.leak_bytes_per_unit`` matches ``leak_bytes_per_unit``), so new workloads join the
+gate just by recording measurements under the conventional names.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from durable.errors import BadInputError
+
+POLICY_BYTES_MAX = 1 << 20
+
+
+@dataclass(frozen=True)
+class Requirement:
+    id: str
+    description: str
+    metric: str
+    comparator: str  # "<=" (value must not exceed) or ">=" (value must reach)
+    threshold: float
+    unit: str
+
+
+# key -> (metric suffix, comparator, default threshold, unit, description)
+_REQUIREMENTS: dict[str, tuple[str, str, float, str, str]] = {
+    "max_leak_bytes_per_unit": (
+        "leak_bytes_per_unit",
+        "<=",
+        8192.0,
+        "B/unit",
+        "memory does not grow with work done (Theil-Sen lower bound)",
+    ),
+    "max_fd_leak_per_unit": (
+        "fd_leak_per_unit",
+        "<=",
+        0.01,
+        "fds/unit",
+        "open files do not grow with work done",
+    ),
+    "min_throughput_ratio": (
+        "throughput_ratio",
+        ">=",
+        0.75,
+        "ratio",
+        "throughput of the last quarter over the first does not degrade",
+    ),
+    "max_stall_s": ("stall_s_max", "<=", 30.0, "s", "no stretch without progress"),
+    "max_checkpoint_overhead": (
+        "checkpoint_overhead",
+        "<=",
+        0.035,
+        "fraction",
+        "checkpointing costs little wall time",
+    ),
+    "max_lost_work_intervals": (
+        "lost_work_intervals",
+        "<=",
+        1.0,
+        "intervals",
+        "a kill loses at most one checkpoint interval of work",
+    ),
+    "min_exact_resume": (
+        "exact",
+        ">=",
+        1.0,
+        "bool",
+        "resumed runs finish bit-identical to an uninterrupted run",
+    ),
+    "max_silent_corruptions": (
+        "silent_corruptions",
+        "<=",
+        0.0,
+        "count",
+        "no corrupted input finishes with a different result",
+    ),
+    "max_lost_items": ("lost_items", "<=", 0.0, "count", "no committed item is lost"),
+    "max_duplicate_items": ("duplicate_items", "<=", 0.0, "count", "no item is committed twice"),
+}
+_FLAGS = {"require_all_tests_pass": True, "require_evidence": True}
+
+
+@dataclass(frozen=True)
+class Policy:
+    requirements: tuple[Requirement, ...]
+    require_all_tests_pass: bool = True
+    require_evidence: bool = True  # a requirement with no measurement fails, never passes
+
+
+def default_policy() -> Policy:
+    return policy_from_table({}, "<defaults>")
+
+
+def policy_from_table(table: dict[str, Any], where: str) -> Policy:
+    """Build a policy from the TOML table (pure); unknown keys are errors naming the key."""
+    unknown = sorted(set(table) - set(_REQUIREMENTS) - set(_FLAGS))
+    if unknown:
+        raise BadInputError(f"{where}: unknown key(s) in [tool.preflight.gate]: {unknown}")
+    requirements = []
+    for key, (metric, comparator, default, unit, description) in _REQUIREMENTS.items():
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise BadInputError(f"{where}: [tool.preflight.gate] {key} must be a number")
+        requirements.append(Requirement(key, description, metric, comparator, float(value), unit))
+    flags = {}
+    for key, default in _FLAGS.items():
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise BadInputError(f"{where}: [tool.preflight.gate] {key} must be true or false")
+        flags[key] = value
+    return Policy(tuple(requirements), **flags)
+
+
+def load_policy(pyproject: str | Path = "pyproject.toml") -> Policy:
+    """Read ``[tool.preflight.gate]``; a missing file or table gives the defaults."""
+    path = Path(pyproject)
+    if not path.is_file():
+        return default_policy()
+    if path.stat().st_size > POLICY_BYTES_MAX:
+        raise BadInputError(f"{path}: larger than {POLICY_BYTES_MAX} bytes")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path}: invalid TOML: {exc}") from None
+    table = data.get("tool", {}).get("preflight", {}).get("gate", {})
+    if not isinstance(table, dict):
+        raise BadInputError(f"{path}: [tool.preflight.gate] must be a table")
+    return policy_from_table(table, str(path))

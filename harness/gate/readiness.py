@@ -1,0 +1,102 @@
+"""Render the readiness verdict as JSON, Markdown and HTML (pure string builders + writer)."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from durable.atomic import atomic_write
+from harness.gate.verdict import RequirementResult, Verdict
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.4g}"
+
+
+def _evidence_text(result: RequirementResult, limit: int = 3) -> str:
+    if not result.evidence:
+        return result.note or "none"
+    names = sorted({e.nodeid.split("::")[-1] for e in result.evidence})
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _rows(verdict: Verdict) -> list[tuple[str, str, str, str, str]]:
+    rows = [
+        (
+            r.description,
+            _evidence_text(r),
+            _fmt(r.measured) + (f" {r.unit}" if r.measured is not None else ""),
+            f"{r.comparator} {_fmt(r.threshold)} {r.unit}",
+            "PASS" if r.ok else "FAIL",
+        )
+        for r in verdict.results
+    ]
+    failed = len(verdict.tests_failed)
+    rows.insert(
+        0,
+        (
+            "every readiness test passes",
+            f"{verdict.tests_total} tests",
+            f"{failed} failed",
+            "0 failed",
+            "PASS" if verdict.tests_total and not failed else "FAIL",
+        ),
+    )
+    return rows
+
+
+HEADER = ("requirement", "evidence", "measured", "threshold", "result")
+
+
+def to_markdown(verdict: Verdict, meta: dict[str, Any]) -> str:
+    status = "READY" if verdict.ready else "NOT READY"
+    lines = [f"# Readiness: {status}", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.items()]
+    lines += ["", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += [
+        "| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in _rows(verdict)
+    ]
+    if verdict.tests_failed:
+        lines += ["", "## Failed tests", ""] + [f"- `{n}`" for n in verdict.tests_failed]
+    if verdict.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in verdict.notes]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(verdict: Verdict, meta: dict[str, Any], plots: list[str]) -> str:
+    status = "READY" if verdict.ready else "NOT READY"
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in HEADER)
+    body = "".join(
+        f"<tr class='{row[-1].lower()}'>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
+        for row in _rows(verdict)
+    )
+    info = "".join(f"<li>{esc(str(k))}: {esc(str(v))}</li>" for k, v in meta.items())
+    images = "".join(f"<figure><img src='{esc(p)}' alt='{esc(p)}'></figure>" for p in plots)
+    failed = "".join(f"<li><code>{esc(n)}</code></li>" for n in verdict.tests_failed)
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Readiness</title>"
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #999;padding:4px}"
+        "table{border-collapse:collapse}.fail{background:#fdd}.pass{background:#dfd}"
+        "img{max-width:640px}</style></head><body>"
+        f"<h1>Readiness: {status}</h1><ul>{info}</ul>"
+        f"<table><tr>{head}</tr>{body}</table>"
+        + (f"<h2>Failed tests</h2><ul>{failed}</ul>" if failed else "")
+        + (f"<h2>Plots</h2>{images}" if images else "")
+        + "</body></html>\n"
+    )
+
+
+def write_readiness(
+    out_dir: Path, verdict: Verdict, meta: dict[str, Any], plots: list[str]
+) -> list[Path]:
+    """Write readiness.json/.md/.html atomically into ``out_dir``; returns the paths."""
+    paths = [out_dir / "readiness.json", out_dir / "readiness.md", out_dir / "readiness.html"]
+    atomic_write(paths[0], {"meta": meta, "verdict": verdict.to_json()})
+    atomic_write(paths[1], to_markdown(verdict, meta))
+    atomic_write(paths[2], to_html(verdict, meta, plots))
+    return paths
