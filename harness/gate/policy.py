@@ -84,6 +84,9 @@ _REQUIREMENTS: dict[str, tuple[str, str, float, str, str]] = {
     "max_duplicate_items": ("duplicate_items", "<=", 0.0, "count", "no item is committed twice"),
 }
 _FLAGS = {"require_all_tests_pass": True, "require_evidence": True}
+# A sub-table per tier overrides thresholds for that tier only, e.g. [tool.preflight.gate.small]:
+# small-tier runs last seconds, so start-up noise dominates ratios such as checkpoint overhead.
+_TIERS = ("small", "10pct", "production")
 
 
 @dataclass(frozen=True)
@@ -97,11 +100,20 @@ def default_policy() -> Policy:
     return policy_from_table({}, "<defaults>")
 
 
-def policy_from_table(table: dict[str, Any], where: str) -> Policy:
+def policy_from_table(table: dict[str, Any], where: str, scale: str | None = None) -> Policy:
     """Build a policy from the TOML table (pure); unknown keys are errors naming the key."""
-    unknown = sorted(set(table) - set(_REQUIREMENTS) - set(_FLAGS))
+    unknown = sorted(set(table) - set(_REQUIREMENTS) - set(_FLAGS) - set(_TIERS))
     if unknown:
         raise BadInputError(f"{where}: unknown key(s) in [tool.preflight.gate]: {unknown}")
+    for tier in _TIERS:
+        override = table.get(tier, {})
+        if not isinstance(override, dict) or set(override) - set(_REQUIREMENTS):
+            raise BadInputError(
+                f"{where}: [tool.preflight.gate.{tier}] may only override thresholds "
+                f"({sorted(_REQUIREMENTS)})"
+            )
+    if scale is not None:
+        table = {**table, **table.get(scale, {})}
     requirements = []
     for key, (metric, comparator, default, unit, description) in _REQUIREMENTS.items():
         value = table.get(key, default)
@@ -117,7 +129,7 @@ def policy_from_table(table: dict[str, Any], where: str) -> Policy:
     return Policy(tuple(requirements), **flags)
 
 
-def load_policy(pyproject: str | Path = "pyproject.toml") -> Policy:
+def load_policy(pyproject: str | Path = "pyproject.toml", scale: str | None = None) -> Policy:
     """Read ``[tool.preflight.gate]``; a missing file or table gives the defaults."""
     path = Path(pyproject)
     if not path.is_file():
@@ -131,4 +143,4 @@ def load_policy(pyproject: str | Path = "pyproject.toml") -> Policy:
     table = data.get("tool", {}).get("preflight", {}).get("gate", {})
     if not isinstance(table, dict):
         raise BadInputError(f"{path}: [tool.preflight.gate] must be a table")
-    return policy_from_table(table, str(path))
+    return policy_from_table(table, str(path), scale)

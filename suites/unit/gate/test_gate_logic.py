@@ -143,3 +143,16 @@ def test_history_launch_guard_and_trend(tmp_path):
         assert history.find_ready("production", "c", "k") is None
         trends = history.trend("gate")
         assert [t.metric for t in trends if t.regression] == ["datagen.throughput_per_s"]
+
+
+def test_tier_override_applies_only_to_that_tier():
+    table = {"max_checkpoint_overhead": 0.035, "small": {"max_checkpoint_overhead": 0.5}}
+
+    def threshold(scale):
+        policy = policy_from_table(table, "p", scale)
+        return next(r for r in policy.requirements if r.id == "max_checkpoint_overhead").threshold
+
+    assert threshold("small") == 0.5
+    assert threshold("10pct") == 0.035
+    with pytest.raises(BadInputError, match="may only override thresholds"):
+        policy_from_table({"small": {"require_evidence": False}}, "p")

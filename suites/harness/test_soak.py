@@ -1,0 +1,86 @@
+"""`preflight soak`: verdicts over the whole duration, JUnit XML, and a killed soak continues."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from durable import BadInputError
+from harness.soak import main, parse_duration, read_series
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+SPEC = str(FIXTURES / "workloads.toml")
+WAIT_S = 60.0
+
+
+def _soak(tmp_path: Path, workload: str, duration: str) -> tuple[int, dict]:
+    code = main([workload, "--spec", SPEC, "--duration", duration, "--state",
+                 str(tmp_path / "state"), "--report", str(tmp_path / "reports"),
+                 "--sample-interval", "0.05"])
+    (summary,) = (tmp_path / "reports").glob("soak-*/soak-*.json")
+    return code, json.loads(summary.read_text())
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("60s", 60.0), ("30m", 1800.0), ("8h", 28800.0), ("1.5d", 129600.0),
+                      ("45", 45.0)]
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "8x", "-1s", "0s", "100d"])
+def test_bad_durations_refused(text):
+    with pytest.raises(BadInputError, match="--duration"):
+        parse_duration(text)
+
+
+def test_clean_soak_passes_with_junit(tmp_path):
+    code, summary = _soak(tmp_path, "clean", "2.5s")
+    assert code == 0, summary["verdicts"]
+    assert summary["soak"]["elapsed_s"] >= 2.5
+    assert len(summary["soak"]["iterations"]) >= 2  # it restarted the finished job
+    (junit,) = (tmp_path / "reports").glob("soak-*/*.junit.xml")
+    assert 'failures="0"' in junit.read_text()
+
+
+def test_leaky_soak_fails_on_the_leak(tmp_path):
+    code, summary = _soak(tmp_path, "leaky", "2.5s")
+    assert code == 1
+    assert not summary["verdicts"]["leak_ok"]
+    (junit,) = (tmp_path / "reports").glob("soak-*/*.junit.xml")
+    assert "<failure" in junit.read_text()
+
+
+def test_killed_soak_continues_where_it_was(tmp_path):
+    state = tmp_path / "state"
+    argv = [sys.executable, "-m", "harness.cli", "soak", "clean", "--spec", SPEC,
+            "--duration", "4s", "--state", str(state), "--report", str(tmp_path / "reports"),
+            "--sample-interval", "0.05"]
+    proc = subprocess.Popen(argv, start_new_session=True)
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:  # wait until the soak checkpointed some progress
+        path = state / "state.json"
+        if path.is_file() and json.loads(path.read_text())["elapsed_s"] >= 1.0:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("soak never checkpointed its state")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=WAIT_S)
+    before = json.loads((state / "state.json").read_text())["elapsed_s"]
+    resumed = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT_S)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "continuing at" in resumed.stdout
+    final = json.loads((state / "state.json").read_text())
+    assert final["elapsed_s"] >= 4.0 and before >= 1.0
+    assert any(it.get("interrupted") for it in final["iterations"])
+    iterations = {row["iteration"] for row in read_series(state / "series.jsonl")}
+    assert iterations == set(range(len(final["iterations"])))
