@@ -1,0 +1,124 @@
+"""The `preflight` command: check | gate | soak | report.
+
+Extension point: `check`, `gate` and `soak` live in their own modules and own their
+arguments. Each module in DELEGATED provides `main(argv: list[str]) -> int`; this file only
+dispatches to it (imported lazily, so `preflight report` never pays for torch or the fault
+machinery). `report` is implemented here: it reads the session reports the pytest plugin
+writes (reports/<run id>/report.json|md|html, reports/latest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+DEFAULT_REPORTS = "reports"
+LATEST = "latest"
+TEXT_BYTES_MAX = 32 << 20
+LIST_MAX = 1000
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")  # report order
+
+# subcommand -> (module with main(argv) -> int, one-line help)
+DELEGATED: dict[str, tuple[str, str]] = {
+    "check": ("harness.check", "fault-inject a workload and judge it (kills, corruption, ...)"),
+    "gate": ("harness.gate.cli", "the pre-launch readiness gate: report + exit code"),
+    "soak": ("harness.soak", "run a workload for a duration; leak, slowdown, stall verdicts"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="preflight", description="Prove a long-running job is ready for production."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, help_text) in DELEGATED.items():
+        commands.add_parser(name, help=help_text, add_help=False)
+    report = commands.add_parser("report", help="show a session report (default: the latest)")
+    report.add_argument("run", nargs="?", default=LATEST, help="run id (default: latest)")
+    report.add_argument("--dir", default=DEFAULT_REPORTS, type=Path, help="reports directory")
+    report.add_argument(
+        "--format", choices=("md", "json", "path"), default="md",
+        help="print the Markdown, the JSON, or the path of report.html",
+    )
+    report.add_argument("--list", action="store_true", help="list the recorded runs")
+    report.add_argument(
+        "--rebuild", action="store_true", help="re-render report.md/html from report.json"
+    )
+    return parser
+
+
+def _delegate(name: str, argv: list[str]) -> int:
+    module_name = DELEGATED[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            print(f"preflight {name}: not available ({module_name} is missing)", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
+    return int(module.main(argv))
+
+
+def _read_text(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return handle.read(TEXT_BYTES_MAX).decode("utf-8", errors="replace")
+
+
+def _run_dirs(reports: Path) -> list[Path]:
+    runs = [p for p in reports.iterdir() if p.is_dir() and not p.is_symlink()]
+    return sorted(runs, key=lambda p: p.name)[-LIST_MAX:]
+
+
+def _list_runs(reports: Path) -> int:
+    for run_dir in _run_dirs(reports):
+        summary = ""
+        if (run_dir / "report.json").is_file():
+            counts = json.loads(_read_text(run_dir / "report.json")).get("summary", {})
+            summary = ", ".join(f"{counts[o]} {o}" for o in OUTCOMES if counts.get(o))
+        print(f"{run_dir.name}  {summary}")
+    return EXIT_OK
+
+
+def report_command(args: argparse.Namespace) -> int:
+    reports: Path = args.dir
+    if not reports.is_dir():
+        print(f"preflight report: {reports} does not exist; run the tests first", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.list:
+        return _list_runs(reports)
+    run_dir = reports / args.run
+    if not (run_dir / "report.json").is_file():
+        print(f"preflight report: no report.json in {run_dir}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.rebuild:
+        from harness.gate.report import rewrite_views
+
+        rewrite_views(run_dir)
+    if args.format == "path":
+        print((run_dir / "report.html").resolve())
+    else:
+        name = "report.md" if args.format == "md" else "report.json"
+        sys.stdout.write(_read_text(run_dir / name))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # Delegated commands parse their own arguments, --help included.
+    if args_list and args_list[0] in DELEGATED:
+        return _delegate(args_list[0], args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command == "report":
+        return report_command(args)
+    parser.print_help()
+    return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""The detectors on hand-made series: pure functions, no processes."""
+
+from __future__ import annotations
+
+import json
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.analysis import (
+    LeakSettings,
+    StallSettings,
+    ThroughputSettings,
+    leak_from_xy,
+    leak_verdict,
+    settings_for,
+    stall_from_series,
+    stall_verdict,
+    stats,
+    throughput_from_series,
+    throughput_verdict,
+)
+
+MEMORY = settings_for("small").memory
+KIB = 1024
+MIB = 1 << 20
+BASE_BYTES = 50 * MIB
+
+
+def _ar1(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:
+    noise = rng.normal(0.0, sd, n)
+    out = np.zeros(n)
+    for i in range(1, n):
+        out[i] = phi * out[i - 1] + noise[i]
+    return out
+
+
+# ---------------------------------------------------------------------------- stats
+
+
+def test_theil_sen_matches_the_reference_and_shrugs_off_an_outlier() -> None:
+    x = list(range(12))
+    y = [1.0, 2.9, 5.2, 7.1, 8.8, 30.0, 13.0, 14.8, 17.5, 19.1, 20.7, 23.2]  # y[5] is wild
+    fit = stats.theil_sen(x, y)
+    # Reference: scipy.stats.theilslopes(y, x, 0.95) (not imported: it costs 1.5 s).
+    assert (fit.slope, fit.slope_low, fit.slope_high) == pytest.approx((2.0, 1.9375, 2.06))
+    assert fit.intercept == pytest.approx(2.9)
+
+
+def test_ranks_average_ties() -> None:
+    assert stats.ranks([3.0, 1.0, 3.0, 2.0, 3.0, 1.0]).tolist() == [5, 1.5, 5, 3, 5, 1.5]
+
+
+def test_mann_kendall_on_monotone_constant_and_short_series() -> None:
+    rising = stats.mann_kendall(np.arange(30.0))
+    assert rising.s == 30 * 29 / 2 and rising.trend == 1 and rising.p_value < 1e-6
+    assert stats.mann_kendall(np.full(30, 5.0)).p_value == 1.0
+    assert stats.mann_kendall([1.0, 2.0]).p_value == 1.0
+
+
+def test_autocorrelation_correction_cuts_false_trends() -> None:
+    """On trendless AR(1) noise the textbook test calls trends far too often; the
+    Hamed-Rao corrected one much less (and never more)."""
+    rng = np.random.default_rng(11)
+    corrected = naive = 0
+    for _ in range(150):
+        y = _ar1(rng, 50, 0.7, 1.0)
+        result = stats.mann_kendall(y)
+        assert result.n_ratio >= 1.0
+        corrected += result.p_value < 0.05
+        z_naive = abs(result.s) / np.sqrt(result.var_s / result.n_ratio)
+        naive += 2 * (1 - NormalDist().cdf(z_naive)) < 0.05
+    assert corrected < 0.8 * naive
+
+
+# ---------------------------------------------------------------------------- leak
+
+
+def test_leak_of_20kb_per_unit_is_flagged_with_its_rate_and_projection() -> None:
+    rng = np.random.default_rng(1)
+    units = np.arange(200.0)
+    memory = BASE_BYTES + 20 * KIB * units + rng.normal(0, 64 * KIB, 200)
+    verdict = leak_from_xy(units, memory, MEMORY, units_production=30000)
+    assert not verdict.ok and verdict.conclusive
+    assert verdict.per_unit_low <= 20 * KIB <= verdict.per_unit_high
+    assert verdict.per_unit == pytest.approx(20 * KIB, rel=0.1)
+    assert verdict.projected_growth == pytest.approx(verdict.per_unit * 30000)
+    assert verdict.reason.startswith("LEAK")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_autocorrelated_flat_memory_is_not_a_leak(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    memory = BASE_BYTES + _ar1(rng, 150, 0.9, 40 * KIB)
+    verdict = leak_from_xy(np.arange(150.0), memory, MEMORY)
+    assert verdict.ok and verdict.conclusive, verdict.reason
+
+
+def test_a_steep_slope_below_the_growth_floor_is_not_a_leak() -> None:
+    """20 KB/unit over 30 units is 0.6 MB: real, but too small to call on a short run."""
+    units = np.arange(30.0)
+    verdict = leak_from_xy(units, BASE_BYTES + 20 * KIB * units, MEMORY)
+    assert verdict.conclusive and verdict.ok
+    assert verdict.per_unit_low > MEMORY.per_unit_max
+    assert verdict.growth < MEMORY.growth_floor
+
+
+def test_a_shallow_slope_above_the_floor_is_not_a_leak() -> None:
+    """200 B/unit over 100k units grows 20 MB but stays under the per-unit limit."""
+    units = np.linspace(0, 100_000, 200)
+    verdict = leak_from_xy(units, BASE_BYTES + 200 * units, MEMORY)
+    assert verdict.ok and verdict.growth > MEMORY.growth_floor
+
+
+def test_growth_during_warm_up_is_ignored() -> None:
+    units = np.arange(200.0)
+    memory = BASE_BYTES + np.minimum(units, 30) * 200 * KIB  # caches fill, then flat
+    verdict = leak_from_xy(units, memory, MEMORY)
+    assert verdict.ok and verdict.conclusive
+    assert verdict.units_observed == pytest.approx(199 * (1 - MEMORY.warmup_fraction), abs=1)
+    no_warmup = LeakSettings(per_unit_max=1024, growth_floor=MIB, warmup_fraction=0.0)
+    assert leak_from_xy(units, memory, no_warmup).units_observed == 199
+
+
+def test_too_few_points_is_inconclusive() -> None:
+    verdict = leak_from_xy([0, 1, 2, 3], [0, MIB, 2 * MIB, 3 * MIB], MEMORY)
+    assert verdict.ok and not verdict.conclusive and "inconclusive" in verdict.reason
+    assert leak_from_xy([], [], MEMORY).conclusive is False
+
+
+def test_leak_verdict_reads_samples_or_report_rows_for_any_metric() -> None:
+    rows = [
+        {"t_s": i * 0.1, "progress_done": i, "open_files": 10 + i, "threads": 4,
+         "uss_bytes": BASE_BYTES}
+        for i in range(100)
+    ]
+    rows.append({"t_s": 11.0, "progress_done": None, "open_files": 999, "threads": 4,
+                 "uss_bytes": 0})
+    fds = leak_verdict(rows, metric="open_files")
+    assert not fds.ok and fds.value_unit == "fds" and fds.per_unit == pytest.approx(1.0)
+    assert leak_verdict(rows, metric="threads").ok
+    assert leak_verdict(rows).ok
+    encoded = json.dumps(fds.to_json(), allow_nan=False)
+    assert '"per_unit_max": 0.01' in encoded and '"kind": "leak"' in encoded
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0, 0.99 * MIB), min_size=8, max_size=120))
+def test_nothing_that_moves_less_than_the_floor_is_ever_a_leak(wobble: list[float]) -> None:
+    units = np.arange(len(wobble), dtype=float)
+    assert leak_from_xy(units, BASE_BYTES + np.array(wobble), MEMORY).ok
+
+
+# ---------------------------------------------------------------------------- throughput
+
+THROUGHPUT = ThroughputSettings()
+
+
+def _progress_at(rate_per_s: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return np.floor(np.concatenate(([0.0], np.cumsum(rate_per_s[:-1] * np.diff(t)))))
+
+
+def test_steady_rate_is_ok_and_a_40_percent_slowdown_is_flagged() -> None:
+    rng = np.random.default_rng(5)
+    t = np.arange(0, 20, 0.1)
+    steady = _progress_at(100 * (1 + rng.normal(0, 0.05, len(t))), t)
+    verdict = throughput_from_series(t, steady, THROUGHPUT)
+    assert verdict.ok and verdict.conclusive
+    assert verdict.ratio_last_first == pytest.approx(1.0, abs=0.1)
+    slowing = _progress_at(100 * (1 - 0.4 * t / t[-1]) * (1 + rng.normal(0, 0.05, len(t))), t)
+    verdict = throughput_from_series(t, slowing, THROUGHPUT)
+    assert not verdict.ok and verdict.reason.startswith("DEGRADED")
+    assert verdict.ratio_last_first < 1 - THROUGHPUT.degradation_max
+
+
+def test_a_slowdown_under_the_limit_is_ok() -> None:
+    t = np.arange(0, 20, 0.1)
+    verdict = throughput_from_series(t, _progress_at(100 * (1 - 0.1 * t / t[-1]), t), THROUGHPUT)
+    assert verdict.ok and verdict.conclusive and verdict.ratio_last_first > 0.85
+
+
+def test_the_idle_tail_after_completion_is_not_a_slowdown() -> None:
+    t = np.arange(0, 20, 0.1)
+    done = np.minimum(t * 100, 1000)  # done at t=10 s, then 10 s of shutdown
+    verdict = throughput_from_series(t, done, THROUGHPUT)
+    assert verdict.ok and verdict.conclusive
+
+
+def test_throughput_with_few_points_is_inconclusive() -> None:
+    verdict = throughput_verdict([{"t_s": 0.0, "progress_done": 0}, {"t_s": 1, "progress_done": 5}])
+    assert verdict.ok and not verdict.conclusive
+    assert json.dumps(verdict.to_json(), allow_nan=False)
+
+
+# ---------------------------------------------------------------------------- stall
+
+STALL = StallSettings(stall_s=1.0)
+
+
+def test_a_stall_is_found_with_where_and_when() -> None:
+    t = np.arange(0, 6, 0.1)
+    done = np.where(t < 2, t * 10, np.where(t < 5, 20, 20 + (t - 5) * 10)).round()
+    verdict = stall_from_series(t, done, STALL)
+    assert not verdict.ok and verdict.stalled_at_done == 20
+    assert verdict.longest_stall_s == pytest.approx(3.0, abs=0.15)
+    assert verdict.stalled_from_s == pytest.approx(2.0, abs=0.15)
+
+
+def test_a_delayed_sampler_cannot_invent_a_stall() -> None:
+    """No sample for 3 s, but the count moved across the gap: no evidence of a stall."""
+    t = np.concatenate((np.arange(0, 2, 0.1), np.arange(5, 7, 0.1)))
+    done = np.arange(len(t), dtype=float)
+    assert stall_from_series(t, done, STALL).ok
+
+
+def test_shutdown_after_the_last_unit_is_not_a_stall() -> None:
+    t = np.arange(0, 5, 0.1)
+    done = np.minimum(np.arange(len(t)), 10).astype(float)
+    assert stall_from_series(t, done, STALL, total=10).ok
+    assert not stall_from_series(t, done, STALL).ok  # without a total it cannot know
+
+
+def test_no_progress_at_all() -> None:
+    silent = [{"t_s": i * 0.5, "progress_done": None} for i in range(6)]
+    verdict = stall_verdict(silent, settings=STALL)
+    assert not verdict.ok and verdict.conclusive and "no progress" in verdict.reason
+    assert stall_verdict(silent[:2], settings=STALL).conclusive is False
+
+
+def test_settings_profiles_cover_every_tier() -> None:
+    assert settings_for("production").stall.stall_s > settings_for("small").stall.stall_s
+    with pytest.raises(ValueError, match="unknown tier"):
+        settings_for("huge")
+    with pytest.raises(ValueError, match="no leak settings"):
+        settings_for("small").leak("cpu_s")
