@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--rebuild", action="store_true", help="re-render report.md/html from report.json"
     )
+    report.add_argument(
+        "--trend", action="store_true",
+        help="compare the latest gate/soak result with earlier ones (reports/history.sqlite)",
+    )
+    report.add_argument("--kind", choices=("gate", "soak"), default=None,
+                        help="with --trend: which results to compare (default: all)")
     return parser
 
 
@@ -84,6 +90,29 @@ def _list_runs(reports: Path) -> int:
     return EXIT_OK
 
 
+def trend_command(reports: Path, kind: str | None) -> int:
+    """Print the asv-style comparison; exit 1 when a regression is flagged."""
+    from harness.gate.history import History
+
+    path = reports / "history.sqlite"
+    if not path.is_file():
+        print(f"preflight report: {path} does not exist; run a gate or soak first", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    with History(path) as history:
+        rows = history.results(kind)
+        trends = history.trend(kind)
+    if len(rows) < 2:
+        print("preflight report: fewer than two recorded results; nothing to compare")
+        return EXIT_OK
+    print(f"latest {rows[0].kind} {rows[0].run_id} against {len(rows) - 1} earlier result(s)")
+    for t in trends:
+        mark = "REGRESSION" if t.regression else "ok"
+        p_text = "n/a" if t.p_value is None else f"{t.p_value:.3g}"
+        print(f"  {mark:10s} {t.metric}: {t.latest_median:.4g} vs {t.baseline_median:.4g}"
+              f" (ratio {t.ratio:.3f}, p={p_text})")
+    return EXIT_FAILED if any(t.regression for t in trends) else EXIT_OK
+
+
 def report_command(args: argparse.Namespace) -> int:
     reports: Path = args.dir
     if not reports.is_dir():
@@ -91,6 +120,8 @@ def report_command(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     if args.list:
         return _list_runs(reports)
+    if args.trend:
+        return trend_command(reports, args.kind)
     run_dir = reports / args.run
     if not (run_dir / "report.json").is_file():
         print(f"preflight report: no report.json in {run_dir}", file=sys.stderr)

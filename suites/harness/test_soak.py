@@ -84,3 +84,17 @@ def test_killed_soak_continues_where_it_was(tmp_path):
     assert any(it.get("interrupted") for it in final["iterations"])
     iterations = {row["iteration"] for row in read_series(state / "series.jsonl")}
     assert iterations == set(range(len(final["iterations"])))
+
+
+def test_report_trend_flags_a_regression(tmp_path, capsys):
+    from harness.cli import main as cli_main
+    from harness.gate.history import History
+
+    with History(tmp_path / "history.sqlite") as history:
+        for i, rate in enumerate([100.0, 99.0, 101.0, 50.0]):
+            history.add(run_id=f"r{i}", kind="soak", workload="w", scale="small", code_hash="c",
+                        config_hash="k", ready=True,
+                        metrics=[("w.throughput_per_s", rate + d) for d in (-1, 0, 1)])
+    assert cli_main(["report", "--dir", str(tmp_path), "--trend"]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "w.throughput_per_s" in out
