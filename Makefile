@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned to the local CPU wheel; installing it first keeps pip from pulling CUDA builds.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,onnx]'
 	touch $(STAMP)
 
 # pytest exits 5 when a marker selection collects nothing; that is not a failure.

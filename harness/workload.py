@@ -549,6 +549,21 @@ def _tail_text(path: Path, bytes_max: int = TEXT_BYTES_MAX) -> str:
         return ""
 
 
+def base_env() -> dict[str, str]:
+    """The harness's environment with its interpreter's bin directory first on PATH.
+
+    A spec names console scripts as users type them (``datagen generate ...``); when the
+    harness runs from a virtual environment that is not activated, those scripts live beside
+    ``sys.executable`` and would otherwise not be found.
+    """
+    env = dict(os.environ)
+    bin_dir = str(Path(sys.executable).parent)
+    parts = env.get("PATH", "").split(os.pathsep)
+    if bin_dir not in parts:
+        env["PATH"] = os.pathsep.join([bin_dir, *filter(None, parts)])
+    return env
+
+
 class Run:
     """One execution of a workload: its own session and process group, sampled, bounded.
 
@@ -577,7 +592,7 @@ class Run:
         self.params["workdir"] = str(self.workdir)
         self.resume = resume
         self.argv = spec.job_argv(self.params, resume=resume)
-        self.env = {**os.environ, **spec.job_env(self.params), **(env or {})}
+        self.env = {**base_env(), **spec.job_env(self.params), **(env or {})}
         self.sample_interval_s = sample_interval_s
         self.cwd = Path(cwd) if cwd is not None else spec.spec_dir
         # Logs live beside the workdir, not in it: the job owns its workdir, and a verifier
@@ -791,7 +806,7 @@ def run_aux(
     """Run verify/fingerprint/prepare: own process group, bounded time, and output kept in
     temp files so a chatty command cannot exhaust memory (the last TEXT_BYTES_MAX kept)."""
     argv = spec.argv(template, params, key=key)
-    full_env = {**os.environ, **spec.job_env(params), **(env or {})}
+    full_env = {**base_env(), **spec.job_env(params), **(env or {})}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
             proc = subprocess.Popen(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 from durable.errors import BadInputError
@@ -18,17 +19,27 @@ JSON_DEPTH_MAX = 64
 INT_DIGITS_MAX = 40
 
 
+_TOKEN_RE = re.compile(r'[\\"\[\]{}]')
+
+
 def _depth_exceeds(text: str, depth_max: int) -> bool:
-    """Scan brackets outside strings; True as soon as nesting passes ``depth_max``."""
+    """True as soon as bracket nesting outside strings passes ``depth_max``.
+
+    Text with no more opening brackets than the limit cannot nest deeper, so the common case
+    costs two C-level counts; otherwise only the structural characters are visited.
+    """
+    if text.count("[") + text.count("{") <= depth_max:
+        return False
     depth = 0
     in_string = False
-    escaped = False
-    for ch in text:
+    skip_at = -1  # position of a character escaped by a backslash inside a string
+    for match in _TOKEN_RE.finditer(text):
+        pos, ch = match.start(), match.group()
+        if pos == skip_at:
+            continue
         if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
+            if ch == "\\":
+                skip_at = pos + 1
             elif ch == '"':
                 in_string = False
         elif ch == '"':

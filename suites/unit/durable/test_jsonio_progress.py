@@ -77,3 +77,32 @@ def test_make_progress_validates():
         make_progress(5, 3, "x", 1.0)
     with pytest.raises(BadInputError):
         make_progress(1, 3, "x", 1.0, state="bogus")
+
+
+def _naive_depth_exceeds(text: str, depth_max: int) -> bool:
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > depth_max:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='[]{}"\\a,', max_size=60), st.integers(0, 6))
+def test_fast_depth_scan_matches_the_character_scan(text, depth_max):
+    from durable.jsonio import _depth_exceeds
+
+    assert _depth_exceeds(text, depth_max) == _naive_depth_exceeds(text, depth_max)
