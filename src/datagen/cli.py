@@ -1,0 +1,107 @@
+"""The `datagen` command line (contract: DESIGN.md "Command lines" and "Exit codes")."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from datagen.config import GenConfig
+from datagen.generate import RunOptions, generate, read_status
+from datagen.report import Reporter
+from datagen.verify import scan
+from durable import BadInputError, LockedError, VerifyError
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_REFUSED = 1, 2, 3, 4
+
+
+def _default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="datagen", description="Generate a labelled dataset of trajectory videos."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    gen = commands.add_parser("generate", help="generate or resume a dataset in --out")
+    gen.add_argument("--out", required=True, type=Path, help="dataset directory")
+    gen.add_argument("--samples", required=True, type=int, help="number of videos")
+    gen.add_argument("--frames", type=int, default=16, help="frames per video (16)")
+    gen.add_argument("--size", type=int, default=64, help="frame height and width (64)")
+    gen.add_argument("--channels", type=int, default=3, help="3: RGB, 1: grayscale (3)")
+    gen.add_argument("--classes", type=int, default=4, help="trajectory classes, 1-4 (4)")
+    gen.add_argument("--shard-size", type=int, default=1000, help="samples per shard (1000)")
+    cores = _default_workers()
+    gen.add_argument(
+        "--workers", type=int, default=cores, help=f"worker processes (the cores: {cores})"
+    )
+    gen.add_argument("--seed", type=int, default=42, help="random seed (42)")
+    gen.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="noise, brightness and position jitter (on)",
+    )
+    gen.add_argument("--new", action="store_true", help="discard an existing dataset in --out")
+    gen.add_argument(
+        "--retry-errors", action="store_true", help="reprocess only the shards that failed"
+    )
+    for name, text in (
+        ("status", "print the progress record as JSON"),
+        ("verify", "check a finished dataset completely (exit 0 only when valid)"),
+        ("fingerprint", "print one sha256 line over the dataset's content"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("dir", type=Path)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "generate":
+        cfg = GenConfig(
+            samples=args.samples,
+            frames=args.frames,
+            size=args.size,
+            channels=args.channels,
+            classes=args.classes,
+            shard_size=args.shard_size,
+            seed=args.seed,
+            augment=args.augment,
+        )
+        opts = RunOptions(args.out, args.workers, args.new, args.retry_errors)
+        return generate(cfg, opts, Reporter())
+    if args.command == "status":
+        print(json.dumps(read_status(args.dir), sort_keys=True))
+        return 0
+    report = scan(args.dir)
+    print(report.fingerprint if args.command == "fingerprint" else report.summary())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except LockedError as exc:
+        print(f"datagen: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except BadInputError as exc:  # includes ConfigDriftError
+        print(f"datagen: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except VerifyError as exc:
+        print(f"datagen: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except Exception as exc:  # the exit code contract: anything else is "failed"
+        print(f"datagen: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,455 @@
+"""`datagen generate`: the parent process. It plans, hands shards to workers, records each
+committed shard in the ledger, rewrites PROGRESS.json, and finalizes the dataset.
+
+The parent never touches sample data: workers render and commit their own shard files, so
+memory does not grow with the number of samples and every byte is written exactly once.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from datagen import store
+from datagen.config import GenConfig, differing_parameters, validate, validate_workers
+from datagen.plan import (
+    SHARDS_DIR,
+    ShardPlan,
+    ShardSpec,
+    classify_shards,
+    expected_dataset_bytes,
+    plan_shards,
+)
+from datagen.pool import WorkerPool
+from datagen.report import Reporter
+from datagen.worker import COMMITS_IN_FLIGHT_MAX, Started, TaskResult
+from durable import (
+    BadInputError,
+    ConfigDriftError,
+    DurableError,
+    Ledger,
+    RateMeter,
+    RunLock,
+    VerifyError,
+    faults,
+    make_progress,
+    read_progress,
+    remove_stale_temps,
+    write_progress,
+)
+
+RUN_ID = "datagen"
+LEDGER_NAME = "ledger.sqlite"
+PROGRESS_NAME = "PROGRESS.json"
+BOOKKEEPING = (PROGRESS_NAME, LEDGER_NAME, f"{LEDGER_NAME}-wal", f"{LEDGER_NAME}-shm")
+POLL_S = 0.2
+# No shard finishing for this long means a hung worker or disk: fail instead of hanging.
+STALL_S_MAX = 3600.0
+# After SIGTERM, shards in flight get this long to commit before they are abandoned.
+STOP_GRACE_S = 20.0
+JOIN_GRACE_S = 60.0  # after the last task: the final commits, then the workers' exit
+# Tasks queued per worker: its commits in flight and one rendering, twice over, so a worker
+# never waits for the parent to hand out work. (On SIGTERM queued tasks are simply dropped.)
+IN_FLIGHT_PER_WORKER = 2 * (COMMITS_IN_FLIGHT_MAX + 1)
+MESSAGES_PER_BATCH_MAX = 1000
+FREE_BYTES_MARGIN = 64 << 20
+EXIT_OK, EXIT_FAILED, EXIT_STOPPED = 0, 1, 75
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    out: Path
+    workers: int
+    new: bool = False
+    retry_errors: bool = False
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):  # bounded by the path's depth
+        if candidate.exists():
+            return candidate
+    return Path("/")
+
+
+def check_out_dir(out: Path, need_bytes: int) -> None:
+    """Refuse an output directory that cannot take the dataset, before writing anything."""
+    probe = _nearest_existing(out)
+    if not probe.is_dir():
+        raise BadInputError(f"--out {out}: {probe} exists and is not a directory")
+    if os.statvfs(probe).f_flag & os.ST_RDONLY:
+        raise BadInputError(f"--out {out}: {probe} is on a read-only filesystem")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise BadInputError(f"--out {out}: directory {probe} is not writable")
+    free_bytes = shutil.disk_usage(probe).free
+    if free_bytes < need_bytes + FREE_BYTES_MARGIN:
+        raise BadInputError(
+            f"--out {out}: not enough free disk: the dataset needs {need_bytes} more bytes "
+            f"(+{FREE_BYTES_MARGIN} margin), {free_bytes} are free on {probe}"
+        )
+
+
+def preflight(cfg: GenConfig, opts: RunOptions) -> list[ShardSpec]:
+    """Every bad-input check (exit 2) that can run before anything is written."""
+    validate(cfg)
+    validate_workers(opts.workers)
+    specs = plan_shards(cfg.samples, cfg.shard_size)
+    present = store.existing_bytes(opts.out, specs) if opts.out.is_dir() else 0
+    check_out_dir(opts.out, max(0, expected_dataset_bytes(cfg) - present))
+    return specs
+
+
+# ---------------------------------------------------------------------------- signals
+
+
+@dataclass
+class StopFlag:
+    signum: int | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals(flag: StopFlag) -> Any:
+    previous = {s: signal.signal(s, flag) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield flag
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def _open_ledger(out: Path, new: bool) -> Ledger:
+    try:
+        return Ledger(out / LEDGER_NAME)
+    except DurableError as exc:
+        if new:  # starting over: an unusable ledger is simply replaced
+            for name in BOOKKEEPING[1:]:
+                with contextlib.suppress(FileNotFoundError):
+                    (out / name).unlink()
+            return Ledger(out / LEDGER_NAME)
+        raise VerifyError(
+            str(out / LEDGER_NAME), f"{exc}; move it away or rerun with --new to start over"
+        ) from None
+
+
+def _has_run(ledger: Ledger) -> bool:
+    try:
+        ledger.progress(RUN_ID)
+    except BadInputError:
+        return False
+    return True
+
+
+def _check_drift_on_disk(out: Path, cfg: GenConfig) -> None:
+    """Without a ledger run, a finished dataset.json still records the parameters."""
+    if not (out / store.DATASET_JSON).is_file():
+        return
+    try:
+        old, _ = store.read_dataset_json(out)
+    except VerifyError:
+        return  # unreadable: the shards' own meta decides what is reusable
+    differing = differing_parameters(old.to_json(), cfg.to_json())
+    if differing:
+        raise ConfigDriftError(str(out / store.DATASET_JSON), differing)
+
+
+def _wipe(out: Path) -> None:
+    """--new: forget the previous dataset (top manifest first, so it stops being one)."""
+    store.uncommit_dataset(out)
+    for name in (store.DATASET_JSON, PROGRESS_NAME):
+        with contextlib.suppress(FileNotFoundError):
+            (out / name).unlink()
+    shards = out / SHARDS_DIR
+    if shards.is_symlink() or shards.is_file():
+        shards.unlink()
+    elif shards.is_dir():
+        shutil.rmtree(shards)
+
+
+def _open_run(ledger: Ledger, out: Path, cfg: GenConfig, new: bool) -> None:
+    if not new and not _has_run(ledger):
+        _check_drift_on_disk(out, cfg)
+    try:
+        ledger.open_run(RUN_ID, cfg.to_json(), cfg.shard_count, new=new)
+    except ConfigDriftError as exc:
+        names = [name.replace("_", "-") for name in exc.differing]
+        raise ConfigDriftError(str(out), names) from None
+
+
+def _committed(out: Path, specs: list[ShardSpec]) -> set[int]:
+    return {s.index for s in specs if (out / s.manifest).exists()}
+
+
+def generate(cfg: GenConfig, opts: RunOptions, reporter: Reporter) -> int:
+    """Run or resume generation; returns the exit code (errors raise, see cli)."""
+    specs = preflight(cfg, opts)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    with RunLock(opts.out), stop_on_signals(StopFlag()) as stop:
+        ledger = _open_ledger(opts.out, opts.new)
+        try:
+            if opts.new:
+                store.uncommit_dataset(opts.out)
+            _open_run(ledger, opts.out, cfg, opts.new)
+            if opts.new:
+                _wipe(opts.out)
+            remove_stale_temps(opts.out)
+            status = {item: rec.status for item, rec in ledger.items(RUN_ID).items()}
+            plan = classify_shards(
+                specs, status, _committed(opts.out, specs), retry_errors=opts.retry_errors
+            )
+            session = Session(opts, cfg, specs, ledger, reporter, stop, status)
+            return session.run(plan)
+        finally:
+            ledger.close()
+            reporter.close()
+
+
+@dataclass
+class Session:
+    opts: RunOptions
+    cfg: GenConfig
+    specs: list[ShardSpec]
+    ledger: Ledger
+    reporter: Reporter
+    stop: StopFlag
+    status: dict[str, str]
+    failures: list[str] = field(default_factory=list)
+    abort_reason: str | None = None
+    started_s: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.done: set[int] = set()
+        self.done_samples = 0  # kept with ``done``: summing per progress write is quadratic
+        for spec in self.specs:
+            if self.status.get(spec.item_id) == "ok":
+                self._mark(spec, True)
+        self.meter = RateMeter(self.done_samples)
+        self.pending: collections.deque[tuple[str, ShardSpec]] = collections.deque()
+        self.in_flight: dict[int, tuple[str, ShardSpec]] = {}  # shard index -> task
+        self.holders: dict[int, int] = {}  # shard index -> pid of the worker holding it
+        self.reported_dead: set[int] = set()
+
+    def _mark(self, spec: ShardSpec, done: bool) -> None:
+        if done and spec.index not in self.done:
+            self.done.add(spec.index)
+            self.done_samples += spec.count
+        elif not done and spec.index in self.done:
+            self.done.discard(spec.index)
+            self.done_samples -= spec.count
+
+    # -- progress
+
+    def write_progress(self, state: str = "running", *, force: bool = False) -> None:
+        done = self.done_samples
+        info = make_progress(done, self.cfg.samples, "samples", self.meter.rate_per_s(done), state)
+        write_progress(self.opts.out / PROGRESS_NAME, info)
+        self.reporter.progress(done, info.total, info.rate_per_s, info.eta_s, force=force)
+
+    # -- plan
+
+    def run(self, plan: ShardPlan) -> int:
+        out = self.opts.out
+        for spec in plan.lost:
+            self.reporter.event(
+                f"{out / spec.manifest}: recorded done but missing; regenerating shard {spec.index}"
+            )
+            self.ledger.invalidate(RUN_ID, spec.item_id, "shard manifest missing on resume")
+            self._mark(spec, False)
+        if plan.generate:
+            store.uncommit_dataset(out)
+        self.pending.extend(("generate", s) for s in plan.generate)
+        self.pending.extend(("verify", s) for s in plan.check)
+        self.write_progress(force=True)
+        if self.pending:
+            self._run_pool()
+        return self._conclude()
+
+    def _conclude(self) -> int:
+        out = self.opts.out
+        if self.stop.signum is not None:
+            return self._stopped()
+        if self.abort_reason or self.failures:
+            self.ledger.set_status(RUN_ID, "failed")
+            self.write_progress("failed", force=True)
+            for line in self.failures:
+                self.reporter.event(line)
+            reason = self.abort_reason or f"{len(self.failures)} shard(s) failed"
+            self.reporter.event(f"failed: {reason}; rerun the same command to retry")
+            return EXIT_FAILED
+        missing = [s for s in self.specs if s.index not in self.done]
+        if missing:
+            self.ledger.set_status(RUN_ID, "failed")
+            self.write_progress("failed", force=True)
+            self.reporter.event(
+                f"incomplete: {len(missing)} shard(s) not generated (first: {missing[0].dirname})"
+                "; rerun without --retry-errors to generate them"
+            )
+            return EXIT_FAILED
+        store.finalize(out, self.cfg, self.specs)
+        self.ledger.set_status(RUN_ID, "done")
+        self.write_progress("done", force=True)
+        elapsed_s = time.monotonic() - self.started_s
+        self.reporter.event(
+            f"done: {self.cfg.samples} samples in {len(self.specs)} shards in {out} "
+            f"({elapsed_s:.1f} s)"
+        )
+        return EXIT_OK
+
+    def _stopped(self) -> int:
+        self.ledger.set_status(RUN_ID, "stopped")
+        self.write_progress("stopped", force=True)
+        name = signal.Signals(self.stop.signum or signal.SIGTERM).name
+        self.reporter.event(
+            f"stopped by {name} at {self.done_samples}/{self.cfg.samples} samples; "
+            "rerun the same command to resume"
+        )
+        return EXIT_STOPPED
+
+    # -- the pool
+
+    def _run_pool(self) -> None:
+        workers = max(1, min(self.opts.workers, len(self.pending)))
+        pool = WorkerPool(self.opts.out, self.cfg, workers)
+        try:
+            self._drive(pool, workers)
+            if self.stop.signum is not None or self.abort_reason:
+                pool.request_stop()
+                self._drain(pool, STOP_GRACE_S)
+            else:
+                pool.finish()
+                self._drain(pool, JOIN_GRACE_S)
+        finally:
+            pool.close()
+
+    def _drive(self, pool: WorkerPool, workers: int) -> None:
+        limit = IN_FLIGHT_PER_WORKER * workers
+        last_message_s = time.monotonic()
+        # Bounded: each shard is generated at most twice per run (once after a failed
+        # check), and a stall longer than STALL_S_MAX ends the run.
+        while self.pending or self.in_flight:
+            if self.stop.signum is not None or self.abort_reason:
+                return
+            while self.pending and len(self.in_flight) < limit:
+                kind, spec = self.pending.popleft()
+                self.in_flight[spec.index] = (kind, spec)
+                pool.put(kind, spec)
+            message = pool.get(POLL_S)
+            if message is None:
+                self._check_workers(pool)
+                if time.monotonic() - last_message_s > STALL_S_MAX:
+                    self.abort_reason = f"no worker reported for {STALL_S_MAX:.0f} s (stalled)"
+                continue
+            last_message_s = time.monotonic()
+            self._handle_batch([message, *self._available(pool)])
+
+    def _available(self, pool: WorkerPool) -> list[Any]:
+        """Messages already waiting (bounded), so commits that arrive together are recorded
+        with one ledger transaction and one progress write: on a busy disk each sync costs
+        milliseconds, and a parent syncing per shard would fall behind fast workers."""
+        messages = []
+        while len(messages) < MESSAGES_PER_BATCH_MAX:
+            message = pool.get(0.0)
+            if message is None:
+                break
+            messages.append(message)
+        return messages
+
+    def _drain(self, pool: WorkerPool, grace_s: float) -> None:
+        """Collect what workers still report until they have all exited (bounded)."""
+        deadline_s = time.monotonic() + grace_s
+        while not pool.all_exited() and time.monotonic() < deadline_s:
+            message = pool.get(POLL_S)
+            if message is not None:
+                self._handle_batch([message, *self._available(pool)], allow_retry=False)
+        self._handle_batch(self._available(pool), allow_retry=False)  # the workers are gone
+        self._check_workers(pool)
+
+    def _check_workers(self, pool: WorkerPool) -> None:
+        dead = set(pool.dead()) - self.reported_dead
+        if not dead:
+            return
+        self.reported_dead |= dead
+        text = "a worker process died (killed or out of memory)"
+        if self.pending or self.in_flight:  # work it may have held is lost: stop here
+            self.abort_reason = self.abort_reason or text
+        for index, pid in list(self.holders.items()):
+            if pid in dead and index in self.in_flight:
+                _, spec = self.in_flight.pop(index)
+                self._record_error(spec, text)
+
+    def _handle_batch(self, messages: list[Any], *, allow_retry: bool = True) -> None:
+        succeeded: list[tuple[ShardSpec, str | None]] = []
+        for message in messages:
+            if isinstance(message, Started):
+                self.holders[message.index] = message.pid
+            elif isinstance(message, TaskResult):
+                self._settle(message, succeeded, allow_retry)
+        if succeeded:
+            self._record_done(succeeded)
+
+    def _settle(
+        self, result: TaskResult, succeeded: list[tuple[ShardSpec, str | None]], allow_retry: bool
+    ) -> None:
+        self.holders.pop(result.index, None)
+        entry = self.in_flight.pop(result.index, None)
+        if entry is None:
+            return  # already settled (its worker was declared dead)
+        kind, spec = entry
+        if result.ok:
+            if kind == "generate" or spec.index not in self.done:
+                succeeded.append((spec, result.videos_sha256))
+        elif kind == "generate":
+            self._record_error(spec, result.error or "unknown error")
+            if result.disk_full:
+                self.abort_reason = "the disk is full (or a file size limit was hit)"
+        else:
+            self._on_check_failed(spec, result, allow_retry)
+
+    def _record_done(self, succeeded: list[tuple[ShardSpec, str | None]]) -> None:
+        """Committed shards go into the ledger, then PROGRESS.json is rewritten."""
+        faults.point("datagen.before_ledger_record")
+        self.ledger.record_many(
+            RUN_ID, [(spec.item_id, "ok", checksum, None) for spec, checksum in succeeded]
+        )
+        faults.point("datagen.after_ledger_record")
+        for spec, _ in succeeded:
+            self._mark(spec, True)
+        self.write_progress()
+
+    def _record_error(self, spec: ShardSpec, text: str) -> None:
+        self.failures.append(f"shard {spec.index} ({spec.dirname}) failed: {text}")
+        self.ledger.record(RUN_ID, spec.item_id, status="error", error=text)
+        self._mark(spec, False)
+
+    def _on_check_failed(self, spec: ShardSpec, result: TaskResult, allow_retry: bool) -> None:
+        where = result.path or str(self.opts.out / spec.dirname)
+        self.reporter.event(f"{where}: {result.error}; regenerating shard {spec.index}")
+        self.ledger.invalidate(RUN_ID, spec.item_id, f"{where}: {result.error}")
+        self._mark(spec, False)
+        store.uncommit_dataset(self.opts.out)
+        self.write_progress(force=True)
+        if allow_retry:
+            self.pending.appendleft(("generate", spec))
+
+
+def read_status(out: Path) -> dict[str, Any]:
+    """`datagen status`: the progress record (validated)."""
+    path = out / PROGRESS_NAME
+    if not path.is_file():
+        raise BadInputError(f"{path}: no progress file; is {out} a datagen directory?")
+    return read_progress(path).to_json()
