@@ -71,6 +71,17 @@ def until_complete(
     return t_s[: last + 1], done[: last + 1]
 
 
+def from_first_unit(
+    t_s: NDArray[np.float64], done: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Points from the last observation of the initial count on: start-up time before the
+    first unit of work would otherwise read as a slow first quarter."""
+    moved = np.flatnonzero(np.diff(done) != 0)
+    if len(moved) == 0:
+        return t_s, done
+    return t_s[moved[0] :], done[moved[0] :]
+
+
 def window_rates(
     t_s: ArrayLike, done: ArrayLike, windows: int
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -86,6 +97,7 @@ def throughput_from_series(
     t_s: ArrayLike, done: ArrayLike, settings: ThroughputSettings
 ) -> ThroughputVerdict:
     t, d = until_complete(np.asarray(t_s, dtype=np.float64), np.asarray(done, dtype=np.float64))
+    t, d = from_first_unit(t, d)
     base = {"degradation_max": settings.degradation_max, "alpha": settings.alpha}
     if len(t) >= 2:
         start = t[0] + settings.warmup_fraction * (t[-1] - t[0])
@@ -156,6 +168,10 @@ def longest_stall(
     ends = np.concatenate((change - 1, [len(d) - 1]))
     if total is not None and total > 0 and d[-1] >= total:
         starts, ends = starts[:-1], ends[:-1]
+    if len(change) > 0:
+        # Start-up before the first unit (imports, worker spawn) is not a stall, just as
+        # shutdown after the last is not: a job that never starts is a liveness failure.
+        starts, ends = starts[1:], ends[1:]
     if len(starts) == 0:
         return 0.0, None, None
     lengths = t[ends] - t[starts]

@@ -216,6 +216,23 @@ def test_a_delayed_sampler_cannot_invent_a_stall() -> None:
     assert stall_from_series(t, done, STALL).ok
 
 
+def test_start_up_before_the_first_unit_is_not_a_stall() -> None:
+    t = np.arange(0.0, 6.0, 0.1)
+    done = np.where(t < 3.0, 0, np.floor((t - 3.0) * 20)).astype(float)
+    assert stall_from_series(t, done, STALL).ok
+    # A stall after work began is still found.
+    done_stuck = np.where(t < 4.0, done, np.floor(1.0 * 20))
+    assert not stall_from_series(t, done_stuck, STALL).ok
+
+
+def test_start_up_does_not_read_as_a_slow_first_quarter() -> None:
+    t = np.arange(0.0, 10.0, 0.05)
+    done = np.where(t < 4.0, 0.0, np.floor((t - 4.0) * 50))
+    verdict = throughput_from_series(t, done, ThroughputSettings())
+    assert verdict.conclusive and verdict.ok
+    assert verdict.ratio_last_first == pytest.approx(1.0, abs=0.15)
+
+
 def test_shutdown_after_the_last_unit_is_not_a_stall() -> None:
     t = np.arange(0, 5, 0.1)
     done = np.minimum(np.arange(len(t)), 10).astype(float)

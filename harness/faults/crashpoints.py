@@ -1,0 +1,62 @@
+"""Crash points: kill the job at each fault point it passes (and at a later hit), resume.
+
+The reference run lists the points with PREFLIGHT_FAULTS_TRACE; each experiment arms one
+``point:kill@N`` through PREFLIGHT_FAULTS, so the job dies at exactly that instruction.
+A job that passes no points gets a note (a skipped experiment), not a failure.
+"""
+
+from __future__ import annotations
+
+import time
+
+from harness.faults.history import FAULT_POINT, Attempt, History, Reference
+from harness.faults.runner import (
+    Context,
+    build_history,
+    resume_until_done,
+    run_attempt,
+    skipped_history,
+)
+from harness.faults.schedule import Experiment, stream
+
+HITS_PER_POINT_MAX = 2  # the first hit and one seeded later hit
+EXPERIMENTS_MAX = 24  # a job with many points gets a seeded sample of them
+NO_POINTS = "the job passes no fault points (PREFLIGHT_FAULTS_TRACE stayed empty)"
+
+
+def plan(reference: Reference, seed: int, action: str = "kill") -> list[Experiment]:
+    """One experiment per (point, hit): hit 1, and a seeded hit in 2..hits when there are
+    more; at most EXPERIMENTS_MAX, sampled by the seed, in first-hit order."""
+    if not reference.points:
+        return [Experiment("crashpoints", "crashpoints", {"skip": NO_POINTS})]
+    rng = stream(seed, f"crashpoints-{action}")
+    planned = []
+    for name in reference.points:
+        hits = reference.point_hits.get(name, 1)
+        nths = [1] + ([rng.randint(2, hits)] if hits >= 2 else [])
+        planned += [(name, nth) for nth in nths[:HITS_PER_POINT_MAX]]
+    if len(planned) > EXPERIMENTS_MAX:
+        keep = sorted(rng.sample(range(len(planned)), EXPERIMENTS_MAX))
+        planned = [planned[i] for i in keep]
+    return [
+        Experiment(f"crash-{name}@{nth}", "crashpoints", {"armed": f"{name}:{action}@{nth}"})
+        for name, nth in planned
+    ]
+
+
+def execute(ctx: Context, exp: Experiment, seed: int) -> History:
+    if "skip" in exp.schedule:
+        return skipped_history(exp, seed)
+    started_s = time.monotonic()
+    base = ctx.exp_dir(exp.id)
+    workdir, logs = base / "work", base / "logs"
+    armed = str(exp.schedule["armed"])
+    first = run_attempt(
+        ctx, workdir, 0, resume=False, fault=FAULT_POINT, armed=armed, log_dir=logs
+    ).attempt
+    attempts: list[Attempt] = [first]
+    notes = []
+    if first.rc == 0:
+        notes.append(f"{armed} never fired: the job finished unharmed (hit count per process)")
+    resume_until_done(ctx, workdir, attempts, log_dir=logs)
+    return build_history(ctx, exp, seed, workdir, attempts, notes, started_s)

@@ -1,0 +1,105 @@
+"""What a fault experiment recorded: the Jepsen-style history the checker reads.
+
+These are plain frozen records with no behaviour beyond (de)serialisation, so a checker can
+be unit-tested on hand-made histories and a report can be re-checked from its JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Fault kinds, in the order the battery runs them.
+KINDS = ("kill", "crashpoints", "corrupt", "memory", "disk")
+
+# What the harness did to one attempt (Attempt.fault).
+FAULT_NONE = ""
+FAULT_SIGKILL = "SIGKILL"
+FAULT_SIGTERM = "SIGTERM"
+FAULT_POINT = "point"  # an armed PREFLIGHT_FAULTS point (the job hurts itself)
+FAULT_MEMORY = "memory-limit"
+FAULT_DISK = "disk-limit"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One process-group lifetime of the job inside an experiment."""
+
+    index: int
+    resume: bool
+    fault: str = FAULT_NONE
+    armed: str = ""  # PREFLIGHT_FAULTS for this attempt, or a description of the limit
+    start_done: int | None = None  # first progress this attempt published (its resume point)
+    last_done: int | None = None  # last progress observed before it ended
+    fault_at_done: int | None = None  # progress observed when the harness injected the fault
+    in_write_window: bool | None = None  # kill-during-write: did the kill land inside one?
+    rc: int | None = None  # None: it never exited on its own (hung, killed by the harness)
+    timed_out: bool = False
+    duration_s: float = 0.0
+    stderr_tail: str = ""
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """One file the harness damaged before a resume (paths relative to the workdir)."""
+
+    kind: str
+    paths: tuple[str, ...]
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class History:
+    experiment_id: str
+    kind: str  # one of KINDS
+    seed: int
+    schedule: dict[str, Any]
+    attempts: tuple[Attempt, ...] = ()
+    corruptions: tuple[Corruption, ...] = ()
+    verify_rc: int | None = None  # None: not run (no verify command, or never completed)
+    fingerprint: str | None = None
+    notes: tuple[str, ...] = ()
+    skipped: str = ""  # non-empty: the experiment could not run, and why
+    fault_exit: str = ""  # what the faulted attempt must do: "", "preempt", "memory", "disk"
+    duration_s: float = 0.0
+    recover_s: float | None = None  # from the (last) fault to the successful exit
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(raw: dict[str, Any]) -> History:
+        attempts = tuple(Attempt(**a) for a in raw.get("attempts", ()))
+        corruptions = tuple(
+            Corruption(c["kind"], tuple(c["paths"]), c.get("detail", ""))
+            for c in raw.get("corruptions", ())
+        )
+        rest = {k: v for k, v in raw.items() if k not in ("attempts", "corruptions")}
+        rest["notes"] = tuple(rest.get("notes", ()))
+        return History(**rest, attempts=attempts, corruptions=corruptions)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The uninterrupted run every experiment is compared with."""
+
+    rc: int
+    fingerprint: str | None
+    verify_rc: int | None
+    duration_s: float
+    total: int | None = None
+    ckpt_interval: int | None = None  # progress units between checkpoints
+    ckpt_interval_source: str = ""  # how it was obtained (option, checkpoint files, progress)
+    ckpt_commits: int = 0  # checkpoint-file changes seen during the reference run
+    write_windows: tuple[int, ...] = ()  # checkpoint writes seen, per checkpoints glob
+    points: tuple[str, ...] = ()  # fault points passed, in order of first hit
+    point_hits: dict[str, int] = field(default_factory=dict)
+    rss_bytes_max: int | None = None
+    uss_bytes_max: int | None = None  # private memory: what a memory cgroup is charged for
+    vms_bytes_max: int | None = None
+    workdir_bytes: int | None = None
+    file_bytes_max: int | None = None
+    stderr_tail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
