@@ -108,6 +108,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line("markers", "slow: takes minutes or more (every tier above small)")
     config.stash[SCALE_KEY] = _scale(config)
+    # The fault-experiment fixtures (fault_check, fault_battery) for any suite; DESIGN.md:
+    # "the same experiments are available to pytest through fixtures".
+    config.pluginmanager.import_plugin("harness.faults.pytest_fixtures")
     _sample_interval_s(config)  # fail at startup, not in the first fixture
     report_dir = _report_dir(config)
     if report_dir is not None and not _is_xdist_worker(config):

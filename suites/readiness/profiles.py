@@ -1,0 +1,33 @@
+"""What the readiness suites need to know about each workload beyond its spec: which size
+is the checkpoint interval, what "one commit at the end" means, and a parameter whose
+change is config drift. Everything else comes from the workload spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    total_param: str  # the size that is the job's total units of work
+    ckpt_param: str  # the size that sets the checkpoint interval
+    one_commit: str  # "total": interval = total units (one commit); or a literal value
+    drift_param: str  # changing it on an existing workdir is config drift
+    stability_scale: int  # multiply the total for the leak/throughput run (enough points)
+    retry_flag: str | None = None  # the job's "reprocess only failed items" option
+    item_fault: str | None = None  # a fault point that fails one item without stopping
+
+
+PROFILES = {
+    "datagen": Profile(
+        "datagen", "samples", "shard_size", "total", "seed", 20,
+        retry_flag="--retry-errors", item_fault="datagen.before_shard_write:raise@3",
+    ),
+    "trainer": Profile("trainer", "steps", "ckpt_every", "0", "seed", 2),
+}
+WORKLOADS = sorted(PROFILES)
+
+
+def one_commit_value(profile: Profile, params: dict[str, object]) -> object:
+    return params[profile.total_param] if profile.one_commit == "total" else profile.one_commit

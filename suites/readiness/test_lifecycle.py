@@ -1,0 +1,188 @@
+"""Readiness at every tier, through the workload specs: checkpoints and progress, stability
+(leak, throughput, stalls), exclusion, config drift, checkpoint overhead, no lost or
+duplicated items, retry of failed items only."""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+
+import pytest
+
+from durable import read_progress
+from harness.analysis import leak_verdict, stall_verdict, throughput_verdict
+from harness.workload import run_aux
+
+from .profiles import PROFILES, WORKLOADS, one_commit_value
+
+AUX_TIMEOUT_S = 600.0
+PROGRESS_WAIT_S = 300.0
+STABILITY_SAMPLE_INTERVAL_S = 0.025
+TIERS = [
+    pytest.param("small", marks=pytest.mark.tier("small"), id="small"),
+    pytest.param("10pct", marks=pytest.mark.tier("10pct"), id="10pct"),
+    pytest.param("production", marks=pytest.mark.tier("production"), id="production"),
+]
+
+
+def _checkpoint_files(run) -> list[str]:
+    files = []
+    for pattern in run.spec.checkpoint_globs(run.params):
+        files += [p for p in glob.glob(pattern) if Path(p).is_file()]
+    return files
+
+
+def _aux(run, key: str) -> tuple[int, str]:
+    template = getattr(run.spec, key)
+    assert template is not None, f"{run.spec.where}: no '{key}' command"
+    done = run_aux(run.spec, template, run.params, AUX_TIMEOUT_S, key=key)
+    return done.returncode, done.stdout.strip()
+
+
+@pytest.mark.parametrize("tier_name", TIERS)
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_completes_with_checkpoints_progress_and_valid_output(
+    workload, preflight_record, name, tier_name
+):
+    run = workload(name).run()
+    assert run.returncode == 0, run.stderr_text()[-3000:]
+    published = [s.progress_done for s in run.samples if s.progress_done is not None]
+    assert published == sorted(published), "progress went backwards"
+    progress = read_progress(run.spec.progress_path(run.params))
+    assert (progress.state, progress.done) == ("done", progress.total)
+    checkpoints = _checkpoint_files(run)
+    assert checkpoints, "no checkpoint file matches the spec's checkpoints globs"
+    verify_rc, _ = _aux(run, "verify")
+    assert verify_rc == 0
+    preflight_record(f"{name}.wall_s", run.duration_s, unit="s")
+    preflight_record(f"{name}.units", progress.total, unit="units")
+    preflight_record(f"{name}.checkpoint_files", len(checkpoints), unit="files")
+    preflight_record(f"{name}.progress_updates_seen", len(set(published)), unit="updates")
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_memory_and_throughput_stable(workload, preflight_record, tier, name):
+    profile = PROFILES[name]
+    handle = workload(name)
+    # Short runs give the detectors few points: sample faster, and do more units of work.
+    handle.sample_interval_s = STABILITY_SAMPLE_INTERVAL_S
+    params = handle.params()
+    params[profile.total_param] = int(params[profile.total_param]) * profile.stability_scale
+    run = handle.run(params)
+    assert run.returncode == 0, run.stderr_text()[-3000:]
+    production = handle.spec.params("production")[profile.total_param]
+    memory = leak_verdict(run.samples, metric="uss_bytes", tier=tier.name,
+                          units_production=production)
+    files = leak_verdict(run.samples, metric="open_files", tier=tier.name)
+    speed = throughput_verdict(run.samples, tier=tier.name)
+    stall = stall_verdict(run.samples, tier=tier.name, total=int(params[profile.total_param]))
+    for label, verdict in (("memory", memory), ("open_files", files), ("throughput", speed),
+                           ("stall", stall)):
+        preflight_record.verdict(f"{name}.{label}", verdict)
+    # Inconclusive detectors record no value: the gate then fails for lack of evidence.
+    if memory.conclusive:
+        preflight_record(f"{name}.leak_bytes_per_unit", memory.per_unit, unit="B/unit")
+    if files.conclusive:
+        preflight_record(f"{name}.fd_leak_per_unit", files.per_unit, unit="fds/unit")
+    if speed.conclusive:
+        preflight_record(f"{name}.throughput_ratio", speed.ratio_last_first, unit="ratio")
+    preflight_record(f"{name}.stall_s_max", stall.longest_stall_s, unit="s")
+    assert memory.ok and files.ok, (memory.reason, files.reason)
+    assert speed.ok and stall.ok, (speed.reason, stall.reason)
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_second_concurrent_run_is_refused(workload, preflight_record, name):
+    profile = PROFILES[name]
+    handle = workload(name)
+    params = handle.params()
+    params[profile.total_param] = int(params[profile.total_param]) * profile.stability_scale
+    first = handle.start(params)
+    assert first.wait_for_progress(1, PROGRESS_WAIT_S), "the first run never made progress"
+    second = handle.run(params, workdir=first.workdir)
+    still_running = first.poll() is None
+    assert second.returncode == 3, second.stderr_text()[-2000:]
+    assert "locked" in second.stderr_text().lower()
+    assert first.wait(PROGRESS_WAIT_S) == 0, first.stderr_text()[-2000:]
+    preflight_record(f"{name}.second_run_exit", second.returncode, unit="exit code")
+    preflight_record(f"{name}.first_run_alive_during_refusal", still_running, unit="bool")
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_config_drift_is_refused(workload, preflight_record, name):
+    profile = PROFILES[name]
+    handle = workload(name)
+    first = handle.run()
+    assert first.returncode == 0, first.stderr_text()[-2000:]
+    drifted = handle.params()
+    drifted[profile.drift_param] = int(drifted.get(profile.drift_param, 0)) + 1
+    second = handle.run(drifted, workdir=first.workdir)
+    assert second.returncode == 2, second.stderr_text()[-2000:]
+    assert "drift" in second.stderr_text().lower()
+    assert profile.drift_param in second.stderr_text()
+    assert _aux(first, "verify")[0] == 0, "a refused run damaged the committed output"
+    preflight_record(f"{name}.drift_exit", second.returncode, unit="exit code")
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_checkpoint_overhead(workload, preflight_record, name):
+    """Wall time with the spec's checkpoint interval against one commit at the end, best of
+    two interleaved runs each (the machine is shared: ratios side by side, never seconds)."""
+    profile = PROFILES[name]
+    handle = workload(name)
+    sharded = handle.params()
+    single = {**sharded, profile.ckpt_param: one_commit_value(profile, sharded)}
+    walls: dict[str, list[float]] = {"sharded": [], "single": []}
+    for _ in range(2):
+        for label, params in (("sharded", sharded), ("single", single)):
+            run = handle.run(params)
+            assert run.returncode == 0, run.stderr_text()[-2000:]
+            walls[label].append(run.duration_s)
+    overhead = min(walls["sharded"]) / min(walls["single"]) - 1.0
+    preflight_record(f"{name}.checkpoint_overhead", max(overhead, 0.0), unit="fraction")
+    preflight_record(f"{name}.checkpoint_overhead_raw", overhead, unit="fraction")
+
+
+def _dataset_accounting(workdir: Path) -> tuple[int, int]:
+    """(lost, duplicated) sample indices of a finished datagen dataset."""
+    meta = json.loads((workdir / "dataset.json").read_text())
+    covered = [0] * meta["samples"]
+    for shard in meta["shards"]:
+        for index in range(shard["start"], shard["start"] + shard["count"]):
+            covered[index] += 1
+    return sum(1 for c in covered if c == 0), sum(c - 1 for c in covered if c > 1)
+
+
+def test_datagen_kill_and_resume_loses_and_duplicates_nothing(workload, preflight_record):
+    handle = workload("datagen")
+    params = handle.params()
+    total = int(params["samples"])
+    first = handle.start(params)
+    assert first.wait_for_progress(max(1, total // 2), PROGRESS_WAIT_S)
+    first.kill()
+    first.wait(PROGRESS_WAIT_S)
+    resumed = handle.run(params, workdir=first.workdir)
+    assert resumed.returncode == 0, resumed.stderr_text()[-2000:]
+    lost, duplicated = _dataset_accounting(first.workdir)
+    preflight_record("datagen.lost_items", lost, unit="samples")
+    preflight_record("datagen.duplicate_items", duplicated, unit="samples")
+    assert (lost, duplicated) == (0, 0)
+    assert _aux(resumed, "verify")[0] == 0
+
+
+def test_datagen_retry_errors_reprocesses_only_failed_items(workload, preflight_record):
+    profile = PROFILES["datagen"]
+    handle = workload("datagen")
+    failed = handle.run(faults=profile.item_fault)
+    assert failed.returncode == 1, failed.stderr_text()[-2000:]
+    committed = {p: p.stat().st_mtime_ns for p in failed.workdir.glob("shards/*/manifest.json")}
+    assert committed, "no shard was committed before the failure"
+    argv = [*handle.spec.command, profile.retry_flag]
+    retried = run_aux(handle.spec, argv, failed.params, AUX_TIMEOUT_S, key="command")
+    assert retried.returncode == 0, retried.stderr[-2000:]
+    untouched = sum(p.stat().st_mtime_ns == t for p, t in committed.items())
+    preflight_record("datagen.retry_regenerated_committed", len(committed) - untouched,
+                     unit="shards")
+    assert untouched == len(committed), "--retry-errors regenerated committed shards"
+    assert _aux(failed, "verify")[0] == 0
