@@ -1,0 +1,225 @@
+"""A detection experiment: run a workload with one planted condition (or none), watch its
+metrics, and measure how long the alert took. Record first, judge after (Jepsen): the
+run, the snapshots and the injection time are recorded; `Detection.ok` is pure.
+
+Convention for the workload spec: the job writes its metrics textfile to
+`{workdir}.metrics.prom` and its JSON log to `{workdir}.log.jsonl` (siblings of the
+workdir, which the job owns). The experiment sets PREFLIGHT_FAULTS (the plant's fault
+points) and PREFLIGHT_FAULTS_TRACE (`{workdir}.faults.trace`) in the job's environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from harness.alerts.evaluate import Alert
+from harness.alerts.latency import (
+    Injection,
+    detection_latency_s,
+    injection_from_log,
+    read_log_records,
+)
+from harness.alerts.rules import Thresholds
+from harness.alerts.watch import FileSource, TraceWatch, Watcher, WatchResult
+from harness.workload import Run, WorkloadSpec
+
+METRICS_SUFFIX = ".metrics.prom"
+LOG_SUFFIX = ".log.jsonl"
+TRACE_SUFFIX = ".faults.trace"
+FAULTS_ENV = "PREFLIGHT_FAULTS"
+TRACE_ENV = "PREFLIGHT_FAULTS_TRACE"
+
+
+def sidecar(workdir: Path, suffix: str) -> Path:
+    return Path(str(Path(workdir).absolute()) + suffix)
+
+
+@dataclass(frozen=True)
+class Plant:
+    """One condition to inject. `expect` is the rule that must fire (None: a clean run,
+    where nothing may). The injection time comes from the job's log (`log_fault`) or from
+    the `trace_nth` hit of the fault point `trace_point`."""
+
+    name: str
+    expect: str | None
+    params: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    faults: str | None = None  # PREFLIGHT_FAULTS for the job
+    log_fault: str | None = None
+    trace_point: str | None = None
+    trace_nth: int = 1
+
+    def __post_init__(self) -> None:
+        if self.expect is not None and (self.log_fault is None) == (self.trace_point is None):
+            raise ValueError(f"plant {self.name!r}: give exactly one of log_fault, trace_point")
+
+
+@dataclass(frozen=True)
+class Detection:
+    plant: Plant
+    fired: Mapping[str, Alert]
+    injection: Injection | None
+    latency_s: float | None
+    watched_s: float
+    snapshots: int
+    errors: tuple[str, ...]
+    returncode: int | None
+    run: str
+
+    @property
+    def unexpected(self) -> list[str]:
+        return sorted(set(self.fired) - {self.plant.expect})
+
+    @property
+    def ok(self) -> bool:
+        """The expected rule fired after the injection and nothing else fired (a clean
+        run: nothing fired), on a complete record of a job that exited 0."""
+        if self.errors or self.returncode != 0 or self.unexpected:
+            return False
+        if self.plant.expect is None:
+            return True
+        return self.latency_s is not None and self.latency_s >= 0
+
+    @property
+    def reason(self) -> str:
+        if self.errors:
+            return f"incomplete record: {'; '.join(self.errors)}"
+        if self.returncode != 0:
+            return f"the job did not exit 0: {self.run}"
+        if self.unexpected:
+            return f"unexpected alert(s) {self.unexpected} on plant {self.plant.name!r}"
+        if self.plant.expect is None:
+            return f"no alert in {self.watched_s:.1f} s of a clean run"
+        if self.injection is None:
+            return f"no injection time recorded for {self.plant.name!r}"
+        if self.latency_s is None:
+            return f"{self.plant.expect} did not fire within {self.watched_s:.1f} s"
+        if self.latency_s < 0:
+            return f"{self.plant.expect} fired {-self.latency_s:.2f} s before the injection"
+        return f"{self.plant.expect} fired {self.latency_s:.2f} s after the injection"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "alert_detection",
+            "conclusive": not self.errors,
+            "reason": self.reason,
+            "plant": self.plant.name,
+            "expect": self.plant.expect,
+            "ok": self.ok,
+            "fired": {k: a.to_json() for k, a in sorted(self.fired.items())},
+            "unexpected": self.unexpected,
+            "injection": self.injection.to_json() if self.injection else None,
+            "latency_s": self.latency_s,
+            "watched_s": self.watched_s,
+            "snapshots": self.snapshots,
+            "errors": list(self.errors),
+            "returncode": self.returncode,
+            "run": self.run,
+        }
+
+
+def judge(plant: Plant, result: WatchResult, injection: Injection | None, run: Run) -> Detection:
+    """Turn one recorded experiment into a Detection (pure over the recorded data)."""
+    alert = result.fired.get(plant.expect) if plant.expect else None
+    return Detection(
+        plant=plant,
+        fired=MappingProxyType(dict(result.fired)),
+        injection=injection,
+        latency_s=detection_latency_s(injection, alert),
+        watched_s=result.watched_s,
+        snapshots=len(result.history),
+        errors=result.errors,
+        returncode=run.returncode,
+        run=run.describe(),
+    )
+
+
+class Experiment:
+    """One plant on one workload: start() launches the watcher then the job; finish()
+    waits (bounded), stops both and judges."""
+
+    def __init__(
+        self,
+        spec: WorkloadSpec,
+        params: Mapping[str, object],
+        plant: Plant,
+        workdir: Path,
+        thresholds: Thresholds,
+        *,
+        poll_s: float = 0.1,
+        sample_interval_s: float = 0.2,
+    ) -> None:
+        self.plant = plant
+        self.workdir = Path(workdir).absolute()
+        self.metrics_path = sidecar(self.workdir, METRICS_SUFFIX)
+        self.log_path = sidecar(self.workdir, LOG_SUFFIX)
+        self.trace_path = sidecar(self.workdir, TRACE_SUFFIX)
+        traces = []
+        self.trace: TraceWatch | None = None
+        if plant.trace_point is not None:
+            self.trace = TraceWatch(self.trace_path, plant.trace_point, plant.trace_nth)
+            traces.append(self.trace)
+        env = {TRACE_ENV: str(self.trace_path)}
+        if plant.faults is not None:
+            env[FAULTS_ENV] = plant.faults
+        self.run = Run(
+            spec,
+            self.workdir,
+            {**params, **plant.params},
+            env=env,
+            sample_interval_s=sample_interval_s,
+        )
+        self.watcher = Watcher(
+            FileSource(self.metrics_path), thresholds, poll_s=poll_s, traces=traces
+        )
+
+    def start(self) -> Experiment:
+        self.watcher.start()
+        self.run.start()
+        return self
+
+    def finish(self, timeout_s: float) -> Detection:
+        try:
+            self.run.wait(timeout_s)
+        finally:
+            self.run.close()
+            result = self.watcher.stop()
+        return judge(self.plant, result, self._injection(), self.run)
+
+    def _injection(self) -> Injection | None:
+        if self.plant.log_fault is not None:
+            return injection_from_log(read_log_records(self.log_path), self.plant.log_fault)
+        trace = self.trace
+        if trace is None or trace.injected_at_s is None:
+            return None
+        how = f"trace:{trace.point}@{trace.nth}"
+        return Injection(trace.injected_at_s, how, trace.uncertainty_s or 0.0)
+
+
+def run_experiments(
+    spec: WorkloadSpec,
+    params: Mapping[str, object],
+    plants: Sequence[Plant],
+    base_dir: Path,
+    thresholds: Thresholds,
+    *,
+    timeout_s: float,
+    poll_s: float = 0.1,
+) -> list[Detection]:
+    """Every plant at once (the jobs mostly sleep), each in its own workdir; bounded."""
+    experiments = [
+        Experiment(spec, params, plant, base_dir / plant.name, thresholds, poll_s=poll_s)
+        for plant in plants
+    ]
+    started: list[Experiment] = []
+    try:
+        for experiment in experiments:
+            started.append(experiment.start())
+        return [experiment.finish(timeout_s) for experiment in started]
+    finally:
+        for experiment in started:
+            experiment.run.close()
+            experiment.watcher.stop()
