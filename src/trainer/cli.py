@@ -1,0 +1,167 @@
+"""`trainer` command line: fit | fingerprint | verify | status.
+
+Exit codes (DESIGN.md): 0 done; 1 failed (or not complete yet); 2 bad input, nothing
+written; 3 RUN_DIR locked by a live run; 4 refused: data or checkpoint failed its checksum
+and cannot be repaired; 75 stopped on SIGTERM after a clean checkpoint.
+Later subcommands (export, predict, bench-infer) plug in as further subparsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from typing import Any
+
+from durable import BadInputError, LockedError, VerifyError, read_progress
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_LOCKED = 3
+EXIT_REFUSED = 4
+EXIT_STOPPED = 75
+
+
+def _add_fit(subparsers: Any) -> None:
+    from trainer.config import FitConfig
+
+    defaults = {f.name: f.default for f in fields(FitConfig)}
+    fit = subparsers.add_parser("fit", help="train (or resume) a video classifier")
+    fit.add_argument("--data", required=True, help="dataset directory written by datagen")
+    fit.add_argument("--out", required=True, help="run directory (resumed when it exists)")
+    fit.add_argument("--steps", type=int, required=True, help="optimizer steps in total")
+    options: list[tuple[str, type, str]] = [
+        ("--batch-size", int, "samples per micro-batch"),
+        ("--lr", float, "peak learning rate (AdamW)"),
+        ("--weight-decay", float, "AdamW weight decay"),
+        ("--warmup-steps", int, "linear warm-up steps (-1: 5%% of --steps)"),
+        ("--min-lr", float, "learning rate at the end of the cosine decay"),
+        ("--accum", int, "micro-batches accumulated per optimizer step"),
+        ("--clip", float, "gradient-norm clipping threshold (0: off)"),
+        ("--seed", int, "seed for initialisation, sample order and dropout"),
+        ("--channels", int, "width of the first conv block (doubles per block)"),
+        ("--depth", int, "number of conv blocks"),
+        ("--dropout", float, "dropout before the classifier head"),
+        ("--max-skips", int, "with --skip-nonfinite: fail after this many skipped steps"),
+        ("--ckpt-every", int, "checkpoint every K steps (0: only the final state)"),
+        ("--keep", int, "committed checkpoints to keep"),
+        ("--threads", int, "torch CPU threads (fixed, for exact resume)"),
+        ("--log-every", int, "write a metrics line every N steps"),
+    ]
+    for flag, kind, text in options:
+        dest = flag[2:].replace("-", "_")
+        fit.add_argument(
+            flag, type=kind, default=defaults[dest], help=f"{text} (default {defaults[dest]})"
+        )
+    fit.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults["device"])
+    fit.add_argument(
+        "--verify-data",
+        choices=("changed", "always"),
+        default=defaults["verify_data"],
+        help="re-hash the dataset on every start (always) or only when a file changed since "
+        "this run hashed it (changed, default; sizes and the manifest are always checked)",
+    )
+    fit.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU and CUDA)")
+    fit.add_argument(
+        "--skip-nonfinite",
+        action="store_true",
+        help="skip and count steps with a non-finite loss/gradient instead of failing",
+    )
+    fit.add_argument(
+        "--new",
+        action="store_true",
+        help="discard an existing run in --out with different hyper-parameters",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trainer", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_fit(subparsers)
+    for name, text in (
+        ("fingerprint", "print one line: sha256 over the final model + optimizer state"),
+        ("verify", "exit 0 when the run's final state is committed and valid"),
+        ("status", "print the run's PROGRESS.json"),
+    ):
+        sub = subparsers.add_parser(name, help=text)
+        sub.add_argument("run_dir", metavar="RUN_DIR")
+    return parser
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from trainer.config import FitConfig, validate
+    from trainer.fit import run_fit
+
+    values = {f.name: getattr(args, f.name) for f in fields(FitConfig)}
+    cfg = validate(FitConfig(**values))
+    run_fit(cfg, lambda summary: print(json.dumps(summary), flush=True))
+    return EXIT_OK
+
+
+def _cmd_fingerprint(args: argparse.Namespace) -> int:
+    from trainer.final import read_final
+
+    print(read_final(args.run_dir).fingerprint)
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from trainer.final import read_final
+
+    info = read_final(args.run_dir)
+    print(f"{args.run_dir}: complete at step {info.step}; fingerprint {info.fingerprint}")
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from trainer.rundir import RunPaths
+
+    print(json.dumps(read_progress(RunPaths(args.run_dir).progress).to_json()))
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "fit": _cmd_fit,
+    "fingerprint": _cmd_fingerprint,
+    "verify": _cmd_verify,
+    "status": _cmd_status,
+}
+
+
+def classify(exc: BaseException) -> tuple[int, bool]:
+    """(exit code, expected): the class decides, never the message. Expected failures
+    carry a message that names the step, option or file; others also get a traceback."""
+    from trainer.final import IncompleteError
+    from trainer.fit import NonFiniteError, Stopped
+
+    if isinstance(exc, Stopped):
+        return EXIT_STOPPED, True
+    if isinstance(exc, LockedError):
+        return EXIT_LOCKED, True
+    if isinstance(exc, VerifyError):
+        return EXIT_REFUSED, True
+    if isinstance(exc, BadInputError):
+        return EXIT_BAD_INPUT, True
+    # Disk full, I/O errors and memory exhaustion are the environment's, not a bug here:
+    # the message says what failed; the committed checkpoints are intact for a rerun.
+    return EXIT_FAILED, isinstance(exc, NonFiniteError | IncompleteError | OSError | MemoryError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message and an exit code
+        code, expected = classify(exc)
+        if not expected:
+            traceback.print_exc()
+        print(f"trainer: {exc}", file=sys.stderr, flush=True)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
