@@ -176,12 +176,15 @@ class WorkloadSpec:
         return [render(item, params, where) for item in template]
 
     def job_argv(self, params: Mapping[str, object], *, resume: bool = False) -> list[str]:
-        """launcher + resume (or command, when resume is not given or not asked for)."""
+        """launcher + resume (or command, when resume is not given or not asked for); a
+        command that already starts with the launcher is not given it twice."""
         key = "resume" if resume and self.resume else "command"
         template = self.resume if key == "resume" else self.command
-        return self.argv(self.launcher, params, key="launcher") + self.argv(
-            template, params, key=key
-        )
+        launcher = self.argv(self.launcher, params, key="launcher")
+        job = self.argv(template, params, key=key)
+        if launcher and job[: len(launcher)] == launcher:
+            return job
+        return launcher + job
 
     def progress_path(self, params: Mapping[str, object]) -> Path | None:
         if self.progress is None:
@@ -350,13 +353,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise SpecError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nesting level: [[[[...]]]] is hostile
+        raise SpecError(f"{path}: invalid TOML: nested too deeply") from None
 
 
 def _workload_tables(doc: dict[str, Any], path: Path) -> tuple[str, dict[str, Any]]:
     """(section name, tables) from a pyproject.toml or a workloads.toml document."""
     if path.name == PYPROJECT_FILE:
         section = "tool.preflight.workloads"
-        tables = doc.get("tool", {}).get("preflight", {}).get("workloads", {})
+        tables: Any = doc
+        for key in ("tool", "preflight", "workloads"):
+            tables = tables.get(key, {}) if isinstance(tables, dict) else None
     else:
         section = "workloads"
         unknown = sorted(set(doc) - {"workloads"})
@@ -890,13 +897,24 @@ class WorkloadHandle:
         self.timeout_s = timeout_s or spec.timeout_s or tiers.get_tier(tier).run_timeout_s
         self._on_run = on_run
         self._runs: list[Run] = []
+        self._prepared: Path | None = None
 
     @property
     def runs(self) -> list[Run]:
         return list(self._runs)
 
     def params(self, overrides: Mapping[str, object] | None = None) -> dict[str, object]:
-        return {**self.spec.params(self.tier), **(overrides or {})}
+        """The tier's sizes, plus {prepared} when the spec has a `prepare` step (run once
+        per handle, with the tier's sizes, before the first job needs it)."""
+        values: dict[str, object] = {**self.spec.params(self.tier), **(overrides or {})}
+        if self.spec.prepare is not None and "prepared" not in values:
+            if self._prepared is None:
+                self._prepared = prepare(
+                    self.spec, self.spec.params(self.tier), self.base_dir / "prepared",
+                    self.timeout_s,
+                )
+            values["prepared"] = str(self._prepared)
+        return values
 
     def start(
         self,

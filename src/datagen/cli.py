@@ -11,9 +11,11 @@ from pathlib import Path
 
 from datagen.config import GenConfig
 from datagen.generate import RunOptions, generate, read_status
+from datagen.ranks import from_environment
 from datagen.report import Reporter
 from datagen.verify import scan
 from durable import BadInputError, LockedError, VerifyError
+from telemetry import Telemetry, add_cli_options
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_REFUSED = 1, 2, 3, 4
 
@@ -53,6 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--retry-errors", action="store_true", help="reprocess only the shards that failed"
     )
+    add_cli_options(gen)
+    gen.add_argument(
+        "--rank",
+        type=int,
+        default=None,
+        help="this process's rank: it generates the shards i with i %% world-size == rank "
+        "(default: $RANK, set by torchrun)",
+    )
+    gen.add_argument(
+        "--world-size",
+        type=int,
+        default=None,
+        help="number of ranks sharing --out; rank 0 finalizes (default: $WORLD_SIZE, or 1)",
+    )
     for name, text in (
         ("status", "print the progress record as JSON"),
         ("verify", "check a finished dataset completely (exit 0 only when valid)"),
@@ -75,8 +91,10 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             augment=args.augment,
         )
-        opts = RunOptions(args.out, args.workers, args.new, args.retry_errors)
-        return generate(cfg, opts, Reporter())
+        ranks = from_environment(args.rank, args.world_size)
+        opts = RunOptions(args.out, args.workers, args.new, args.retry_errors, ranks)
+        with Telemetry.from_args(args, job="datagen") as tel:
+            return generate(cfg, opts, Reporter(telemetry=tel))
     if args.command == "status":
         print(json.dumps(read_status(args.dir), sort_keys=True))
         return 0

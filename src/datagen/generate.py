@@ -29,6 +29,7 @@ from datagen.plan import (
     plan_shards,
 )
 from datagen.pool import WorkerPool
+from datagen.ranks import RankInfo
 from datagen.report import Reporter
 from datagen.worker import COMMITS_IN_FLIGHT_MAX, Started, TaskResult
 from durable import (
@@ -56,6 +57,8 @@ STALL_S_MAX = 3600.0
 # After SIGTERM, shards in flight get this long to commit before they are abandoned.
 STOP_GRACE_S = 20.0
 JOIN_GRACE_S = 60.0  # after the last task: the final commits, then the workers' exit
+# Rank 0 waiting for the other ranks' shards: no shard recorded for this long is a failure.
+RANKS_STALL_S_MAX = STALL_S_MAX
 # Tasks queued per worker: its commits in flight and one rendering, twice over, so a worker
 # never waits for the parent to hand out work. (On SIGTERM queued tasks are simply dropped.)
 IN_FLIGHT_PER_WORKER = 2 * (COMMITS_IN_FLIGHT_MAX + 1)
@@ -70,6 +73,7 @@ class RunOptions:
     workers: int
     new: bool = False
     retry_errors: bool = False
+    ranks: RankInfo = RankInfo()
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -198,8 +202,16 @@ def _committed(out: Path, specs: list[ShardSpec]) -> set[int]:
 def generate(cfg: GenConfig, opts: RunOptions, reporter: Reporter) -> int:
     """Run or resume generation; returns the exit code (errors raise, see cli)."""
     specs = preflight(cfg, opts)
+    ranks = opts.ranks
+    if ranks.distributed and opts.new:
+        raise BadInputError(
+            "--new: ranks share --out; start over with one process or remove the directory"
+        )
     opts.out.mkdir(parents=True, exist_ok=True)
-    with RunLock(opts.out), stop_on_signals(StopFlag()) as stop:
+    # Rank 0 (or the only process) locks --out; other ranks lock their own ranks/rank-N/.
+    lock_dir = opts.out if ranks.leader else ranks.rank_dir(opts.out)
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(lock_dir), stop_on_signals(StopFlag()) as stop:
         ledger = _open_ledger(opts.out, opts.new)
         try:
             if opts.new:
@@ -207,12 +219,13 @@ def generate(cfg: GenConfig, opts: RunOptions, reporter: Reporter) -> int:
             _open_run(ledger, opts.out, cfg, opts.new)
             if opts.new:
                 _wipe(opts.out)
-            remove_stale_temps(opts.out)
+            remove_stale_temps(lock_dir)  # top-level temps belong to rank 0 alone
             status = {item: rec.status for item, rec in ledger.items(RUN_ID).items()}
+            mine = ranks.mine(specs)
             plan = classify_shards(
-                specs, status, _committed(opts.out, specs), retry_errors=opts.retry_errors
+                mine, status, _committed(opts.out, mine), retry_errors=opts.retry_errors
             )
-            session = Session(opts, cfg, specs, ledger, reporter, stop, status)
+            session = Session(opts, cfg, mine, ledger, reporter, stop, status, all_specs=specs)
             return session.run(plan)
         finally:
             ledger.close()
@@ -231,14 +244,17 @@ class Session:
     failures: list[str] = field(default_factory=list)
     abort_reason: str | None = None
     started_s: float = field(default_factory=time.monotonic)
+    all_specs: list[ShardSpec] | None = None  # every rank's shards; None: ``specs``
 
     def __post_init__(self) -> None:
+        if self.all_specs is None:
+            self.all_specs = self.specs
         self.done: set[int] = set()
         self.done_samples = 0  # kept with ``done``: summing per progress write is quadratic
         for spec in self.specs:
             if self.status.get(spec.item_id) == "ok":
                 self._mark(spec, True)
-        self.meter = RateMeter(self.done_samples)
+        self.meter = RateMeter(self._progress_counts()[0])
         self.pending: collections.deque[tuple[str, ShardSpec]] = collections.deque()
         self.in_flight: dict[int, tuple[str, ShardSpec]] = {}  # shard index -> task
         self.holders: dict[int, int] = {}  # shard index -> pid of the worker holding it
@@ -254,10 +270,31 @@ class Session:
 
     # -- progress
 
+    def _progress_counts(self) -> tuple[int, int]:
+        """(done, total) samples: the whole dataset's for rank 0 (every rank's shards, from
+        the shared ledger), this rank's own for the others."""
+        ranks = self.opts.ranks
+        if not ranks.distributed:
+            return self.done_samples, self.cfg.samples
+        if ranks.leader:
+            return self._global_done(), self.cfg.samples
+        return self.done_samples, sum(s.count for s in self.specs)
+
+    def _global_done(self) -> int:
+        items = self.ledger.items(RUN_ID)
+        assert self.all_specs is not None
+        return sum(
+            s.count
+            for s in self.all_specs
+            if s.item_id in items and items[s.item_id].status == "ok"
+        )
+
     def write_progress(self, state: str = "running", *, force: bool = False) -> None:
-        done = self.done_samples
-        info = make_progress(done, self.cfg.samples, "samples", self.meter.rate_per_s(done), state)
-        write_progress(self.opts.out / PROGRESS_NAME, info)
+        done, total = self._progress_counts()
+        info = make_progress(done, total, "samples", self.meter.rate_per_s(done), state)
+        ranks = self.opts.ranks
+        where = self.opts.out if ranks.leader else ranks.rank_dir(self.opts.out)
+        write_progress(where / PROGRESS_NAME, info)
         self.reporter.progress(done, info.total, info.rate_per_s, info.eta_s, force=force)
 
     # -- plan
@@ -271,7 +308,8 @@ class Session:
             self.ledger.invalidate(RUN_ID, spec.item_id, "shard manifest missing on resume")
             self._mark(spec, False)
         if plan.generate:
-            store.uncommit_dataset(out)
+            with contextlib.suppress(FileNotFoundError):  # another rank may remove it too
+                store.uncommit_dataset(out)
         self.pending.extend(("generate", s) for s in plan.generate)
         self.pending.extend(("verify", s) for s in plan.check)
         self.write_progress(force=True)
@@ -300,15 +338,56 @@ class Session:
                 "; rerun without --retry-errors to generate them"
             )
             return EXIT_FAILED
-        store.finalize(out, self.cfg, self.specs)
+        if self.opts.ranks.distributed:
+            outcome = self._await_ranks()
+            if outcome is not None:
+                return outcome
+        assert self.all_specs is not None
+        store.finalize(out, self.cfg, self.all_specs)
         self.ledger.set_status(RUN_ID, "done")
         self.write_progress("done", force=True)
         elapsed_s = time.monotonic() - self.started_s
         self.reporter.event(
-            f"done: {self.cfg.samples} samples in {len(self.specs)} shards in {out} "
+            f"done: {self.cfg.samples} samples in {len(self.all_specs)} shards in {out} "
             f"({elapsed_s:.1f} s)"
         )
         return EXIT_OK
+
+    def _await_ranks(self) -> int | None:
+        """Distributed: a rank other than 0 is done with its shards (exit 0). Rank 0 waits,
+        bounded by RANKS_STALL_S_MAX without a new shard, until every rank's shards are
+        recorded and committed; None then means: finalize."""
+        ranks = self.opts.ranks
+        if not ranks.leader:
+            self.write_progress("done", force=True)
+            self.reporter.event(
+                f"rank {ranks.rank}/{ranks.world_size}: done: {self.done_samples} samples in "
+                f"{len(self.specs)} shards; rank 0 finalizes"
+            )
+            return EXIT_OK
+        assert self.all_specs is not None
+        last_done, last_change_s = -1, time.monotonic()
+        while True:  # bounded: ends on completion, a stop signal, or a stall
+            if self.stop.signum is not None:
+                return self._stopped()
+            done = self._global_done()
+            if done == self.cfg.samples and len(_committed(self.opts.out, self.all_specs)) == len(
+                self.all_specs
+            ):
+                return None
+            now_s = time.monotonic()
+            if done != last_done:
+                last_done, last_change_s = done, now_s
+                self.write_progress()
+            elif now_s - last_change_s > RANKS_STALL_S_MAX:
+                self.ledger.set_status(RUN_ID, "failed")
+                self.write_progress("failed", force=True)
+                self.reporter.event(
+                    f"failed: no rank recorded a shard for {RANKS_STALL_S_MAX:.0f} s "
+                    f"({done}/{self.cfg.samples} samples); rerun every rank to resume"
+                )
+                return EXIT_FAILED
+            time.sleep(POLL_S)
 
     def _stopped(self) -> int:
         self.ledger.set_status(RUN_ID, "stopped")
@@ -423,16 +502,19 @@ class Session:
     def _record_done(self, succeeded: list[tuple[ShardSpec, str | None]]) -> None:
         """Committed shards go into the ledger, then PROGRESS.json is rewritten."""
         faults.point("datagen.before_ledger_record")
+        started_s = time.monotonic()
         self.ledger.record_many(
             RUN_ID, [(spec.item_id, "ok", checksum, None) for spec, checksum in succeeded]
         )
         faults.point("datagen.after_ledger_record")
+        self.reporter.checkpoint(time.monotonic() - started_s)
         for spec, _ in succeeded:
             self._mark(spec, True)
         self.write_progress()
 
     def _record_error(self, spec: ShardSpec, text: str) -> None:
         self.failures.append(f"shard {spec.index} ({spec.dirname}) failed: {text}")
+        self.reporter.error(self.failures[-1])
         self.ledger.record(RUN_ID, spec.item_id, status="error", error=text)
         self._mark(spec, False)
 
@@ -441,7 +523,8 @@ class Session:
         self.reporter.event(f"{where}: {result.error}; regenerating shard {spec.index}")
         self.ledger.invalidate(RUN_ID, spec.item_id, f"{where}: {result.error}")
         self._mark(spec, False)
-        store.uncommit_dataset(self.opts.out)
+        with contextlib.suppress(FileNotFoundError):  # another rank may remove it too
+            store.uncommit_dataset(self.opts.out)
         self.write_progress(force=True)
         if allow_retry:
             self.pending.appendleft(("generate", spec))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from telemetry import Telemetry
 
 BAR_CELLS = 30
 # Plain log lines at most this often (plus the first and the last), so a run with tiny
@@ -41,14 +44,27 @@ def progress_bar(done: int, total: int, rate_per_s: float, eta_s: float | None) 
 class Reporter:
     """Writes to ``stream`` (stderr by default); stdout stays free for command output."""
 
-    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        tty: bool | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
+        self.telemetry = telemetry
+        # JSON logs on stderr: plain lines there would break "one object per line".
+        self.plain = telemetry is None or telemetry.log_json != "-"
         self._last_s = float("-inf")
         self._bar_shown = False
 
     def event(self, message: str) -> None:
         """A line that must be seen (regeneration, errors, the outcome)."""
+        if self.telemetry is not None:
+            self.telemetry.log("info", message)
+        if not self.plain:
+            return
         self._clear_bar()
         self.stream.write(f"datagen: {message}\n")
         self.stream.flush()
@@ -56,6 +72,10 @@ class Reporter:
     def progress(
         self, done: int, total: int, rate_per_s: float, eta_s: float | None, *, force: bool = False
     ) -> None:
+        if self.telemetry is not None:
+            self.telemetry.progress(done, total, rate_per_s, eta_s)
+        if not self.plain:
+            return
         now = time.monotonic()
         interval_s = BAR_INTERVAL_S if self.tty else LOG_INTERVAL_S
         if not force and now - self._last_s < interval_s:
@@ -67,6 +87,16 @@ class Reporter:
         else:
             self.stream.write(f"datagen: {progress_line(done, total, rate_per_s, eta_s)}\n")
         self.stream.flush()
+
+    def checkpoint(self, duration_s: float) -> None:
+        """Committed shards were recorded: the dataset's checkpoint."""
+        if self.telemetry is not None:
+            self.telemetry.checkpoint(duration_s)
+
+    def error(self, message: str) -> None:
+        """A failure the outcome line will summarise; metrics and JSON logs get it now."""
+        if self.telemetry is not None:
+            self.telemetry.error(message)
 
     def close(self) -> None:
         self._clear_bar()

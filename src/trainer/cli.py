@@ -1,15 +1,16 @@
-"""`trainer` command line: fit | fingerprint | verify | status.
+"""`trainer` command line: fit | fingerprint | verify | status, plus export | evaluate |
+predict | bench-infer | serve | promote | rollback (trainer.serving_cli).
 
 Exit codes (DESIGN.md): 0 done; 1 failed (or not complete yet); 2 bad input, nothing
 written; 3 RUN_DIR locked by a live run; 4 refused: data or checkpoint failed its checksum
 and cannot be repaired; 75 stopped on SIGTERM after a clean checkpoint.
-Later subcommands (export, predict, bench-infer) plug in as further subparsers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from dataclasses import fields
 from typing import Any
 
 from durable import BadInputError, LockedError, VerifyError, read_progress
+from trainer import serving_cli
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -27,6 +29,7 @@ EXIT_STOPPED = 75
 
 
 def _add_fit(subparsers: Any) -> None:
+    from telemetry import add_cli_options
     from trainer.config import FitConfig
 
     defaults = {f.name: f.default for f in fields(FitConfig)}
@@ -76,12 +79,28 @@ def _add_fit(subparsers: Any) -> None:
         action="store_true",
         help="discard an existing run in --out with different hyper-parameters",
     )
+    fit.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes on this machine: runs torchrun --standalone with "
+        "DistributedDataParallel (gloo on CPU, nccl on CUDA) (default 1: one process)",
+    )
+    fit.add_argument(
+        "--max-restarts",
+        type=int,
+        default=0,
+        help="with --nproc: torchrun restarts the group this many times after a rank fails; "
+        "it resumes from the last checkpoint (default 0)",
+    )
+    add_cli_options(fit)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainer", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_fit(subparsers)
+    serving_cli.add_commands(subparsers)
     for name, text in (
         ("fingerprint", "print one line: sha256 over the final model + optimizer state"),
         ("verify", "exit 0 when the run's final state is committed and valid"),
@@ -93,12 +112,63 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from telemetry import Telemetry
     from trainer.config import FitConfig, validate
     from trainer.fit import run_fit
 
     values = {f.name: getattr(args, f.name) for f in fields(FitConfig)}
     cfg = validate(FitConfig(**values))
-    run_fit(cfg, lambda summary: print(json.dumps(summary), flush=True))
+    if args.nproc != 1 or os.environ.get("WORLD_SIZE", "") not in ("", "1"):
+        return _cmd_fit_distributed(args, cfg)
+    tel = Telemetry.from_args(args, job="trainer")
+    try:
+        run_fit(cfg, lambda summary: print(json.dumps(summary), flush=True), tel)
+    except Exception as exc:
+        if classify(exc)[0] != EXIT_STOPPED:  # a clean stop is not an error
+            tel.error(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        tel.close()
+    return EXIT_OK
+
+
+def _launch_passthrough(args: argparse.Namespace) -> list[str]:
+    """The fit options that are not FitConfig fields (telemetry), as given, for the argv
+    torchrun starts each rank with."""
+    from trainer.config import FitConfig
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    _add_fit(sub)
+    skip = {f.name for f in fields(FitConfig)} | {"help", "nproc", "max_restarts"}
+    argv: list[str] = []
+    for action in sub.choices["fit"]._actions:
+        value = getattr(args, action.dest, action.default)
+        if action.dest in skip or not action.option_strings or value == action.default:
+            continue
+        flag = max(action.option_strings, key=len)
+        argv += [flag] if action.nargs == 0 else [flag, str(value)]
+    return argv
+
+
+def _cmd_fit_distributed(args: argparse.Namespace, cfg: Any) -> int:
+    """--nproc P: exec torchrun; under torchrun: one rank of a data-parallel fit."""
+    from telemetry import Telemetry
+    from trainer import distributed
+
+    world = distributed.world_from_env()
+    if not world.distributed:  # exec'd: does not return
+        distributed.exec_torchrun(cfg, args.nproc, args.max_restarts, _launch_passthrough(args))
+    # One job, one set of metrics: only rank 0 publishes telemetry.
+    tel = Telemetry.from_args(args, job="trainer") if world.leader else Telemetry("trainer")
+    try:
+        emit = lambda summary: print(json.dumps(summary), flush=True)  # noqa: E731
+        distributed.run_fit_distributed(cfg, emit, world, tel)
+    except Exception as exc:
+        if classify(exc)[0] != EXIT_STOPPED:  # a clean stop is not an error
+            tel.error(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        tel.close()
     return EXIT_OK
 
 
@@ -154,7 +224,8 @@ def classify(exc: BaseException) -> tuple[int, bool]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = serving_cli.dispatch(args)
+        return code if code is not None else COMMANDS[args.command](args)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message and an exit code
         code, expected = classify(exc)
         if not expected:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from durable import BadInputError, RunLock, VerifyError, config_hash, faults, remove_stale_temps
+from telemetry import Telemetry
 from trainer import rng
 from trainer.checkpoint import (
     KIND_CHECKPOINT,
@@ -217,6 +218,7 @@ class Trainer:
         rng.restore(state["rng"], where)
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        faults.point("trainer.data")  # the data loader: sleep=S here is a data-loading stall
         videos, labels = self.dataset.batch(self.sampler.next_indices(self.cfg.batch_size))
         x = torch.from_numpy(videos).to(self.device, non_blocking=True)
         x = x.float().div_(PIXEL_SCALE).sub_(1.0)
@@ -259,8 +261,11 @@ class FitRun:
         trainer: Trainer,
         hyper: dict[str, Any],
         stop: StopSignals,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.cfg = cfg
+        # No flags given: a Telemetry with no outputs, so the calls below need no ifs.
+        self.telemetry = telemetry if telemetry is not None else Telemetry("trainer")
         self.paths = paths
         self.trainer = trainer
         self.hyper = hyper
@@ -276,10 +281,12 @@ class FitRun:
 
     # -- persistence (the persist thread runs _persist) ------------------------------------
     def _persist(self, snapshot: Snapshot) -> None:
+        started_s = time.monotonic()
         step = snapshot.step
         meta = {"kind": KIND_CHECKPOINT, "step": step, "config_hash": self.trainer.run_hash}
         write_committed(self.paths.checkpoints / dirname(step), snapshot.data, meta, self.hyper)
         prune(self.paths.checkpoints, step, self.cfg.keep)
+        self.telemetry.checkpoint(time.monotonic() - started_s)
 
     def checkpoint(self) -> None:
         """Snapshot at this step boundary and persist it in the background."""
@@ -332,6 +339,7 @@ class FitRun:
         self.summary.start_step = start
         self.progress = ProgressWriter(self.paths.progress, self.cfg.steps, start)
         self.progress.write(start, force=True)
+        self.telemetry.progress(start, self.cfg.steps)
 
     def _describe(self) -> str:
         t = self.trainer
@@ -367,6 +375,8 @@ class FitRun:
 
     def after_step(self, result: StepResult) -> None:
         cfg, step = self.cfg, self.trainer.step
+        self.telemetry.loss(result.loss)
+        self.telemetry.grad_norm(result.grad_norm)
         if not result.finite:
             self.trainer.skipped += 1
             what = (
@@ -389,6 +399,9 @@ class FitRun:
         self.done_step = step
         assert self.progress is not None
         self.progress.write(step)
+        rate_per_s = self.progress.rate_per_s(step)
+        eta_s = (cfg.steps - step) / rate_per_s if rate_per_s > 0 else None
+        self.telemetry.progress(step, cfg.steps, rate_per_s, eta_s)
 
     def log_metrics(self, result: StepResult) -> None:
         now_s = time.monotonic()
@@ -463,7 +476,11 @@ def _prepare(cfg: FitConfig) -> tuple[RunPaths, torch.device]:
     return RunPaths(out), resolve_device(cfg.device)
 
 
-def run_fit(cfg: FitConfig, emit: Callable[[dict[str, Any]], None]) -> None:
+def run_fit(
+    cfg: FitConfig,
+    emit: Callable[[dict[str, Any]], None],
+    telemetry: Telemetry | None = None,
+) -> None:
     """Run or resume a fit. Raises BadInputError/LockedError/VerifyError/NonFiniteError/
     Stopped, which the CLI maps to exit codes; ``emit`` receives the final summary."""
     paths, device = _prepare(cfg)
@@ -482,7 +499,8 @@ def run_fit(cfg: FitConfig, emit: Callable[[dict[str, Any]], None]) -> None:
                     cfg.steps, state="done", force=True
                 )
                 return
-            run = FitRun(cfg, paths, Trainer(cfg, dataset, device, run_hash), hyper, stop)
+            trainer = Trainer(cfg, dataset, device, run_hash)
+            run = FitRun(cfg, paths, trainer, hyper, stop, telemetry)
             try:
                 run.resume()
                 run.loop()

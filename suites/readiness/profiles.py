@@ -24,7 +24,7 @@ PROFILES = {
         "datagen", "samples", "shard_size", "total", "seed", 20,
         retry_flag="--retry-errors", item_fault="datagen.before_shard_write:raise@3",
     ),
-    "trainer": Profile("trainer", "steps", "ckpt_every", "0", "seed", 2),
+    "trainer": Profile("trainer", "steps", "ckpt_every", "0", "seed", 3),
 }
 WORKLOADS = sorted(PROFILES)
 
