@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= small
 PYTEST_ARGS ?=
 
-.PHONY: test gate bench soak lint clean venv
+.PHONY: test test-long gate bench soak lint clean venv
 
 venv: $(STAMP)
 
@@ -22,11 +22,15 @@ $(STAMP): pyproject.toml
 # then recompile hypothesis and torch's Python on each run.
 RUN := env -u PYTHONDONTWRITEBYTECODE
 
-# The small tier of every suite. Full fault batteries (marker `battery`) take minutes and
-# are run by the gate (`make gate`), which CI runs too. pytest exits 5 when a selection
-# collects nothing; that is not a failure.
+# The fast small tier of every suite. Tests that drive many real jobs (marker `long`) run in
+# `make test-long`; full fault batteries (marker `battery`) in the gate. CI runs all three.
+# pytest exits 5 when a selection collects nothing; that is not a failure.
 test: $(STAMP)
-	$(RUN) $(BIN)/python -m pytest -n auto -q -m "not battery" $(PYTEST_ARGS); \
+	$(RUN) $(BIN)/python -m pytest -n auto -q -m "not battery and not long" $(PYTEST_ARGS); \
+	rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+test-long: $(STAMP)
+	$(RUN) $(BIN)/python -m pytest -n auto -q -m "long and not battery" $(PYTEST_ARGS); \
 	rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 gate: $(STAMP)

@@ -107,6 +107,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "--scale are deselected",
     )
     config.addinivalue_line("markers", "slow: takes minutes or more (every tier above small)")
+    config.addinivalue_line(
+        "markers",
+        "long: a small-tier test that drives several real jobs (many seconds); `make test` "
+        "leaves it to `make test-long`, which CI runs",
+    )
     config.stash[SCALE_KEY] = _scale(config)
     # The fault-experiment fixtures (fault_check, fault_battery) for any suite; DESIGN.md:
     # "the same experiments are available to pytest through fixtures".

@@ -59,6 +59,7 @@ def test_leaky_soak_fails_on_the_leak(tmp_path):
     assert "<failure" in junit.read_text()
 
 
+@pytest.mark.long
 def test_killed_soak_continues_where_it_was(tmp_path):
     state = tmp_path / "state"
     argv = [sys.executable, "-m", "harness.cli", "soak", "clean", "--spec", SPEC,

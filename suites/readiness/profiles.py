@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -27,6 +29,12 @@ PROFILES = {
     "trainer": Profile("trainer", "steps", "ckpt_every", "0", "seed", 3),
 }
 WORKLOADS = sorted(PROFILES)
+# As pytest parameters: the trainer's runs import torch and train, so its readiness tests are
+# `long` (make test-long and the gate run them; make test does not).
+WORKLOAD_PARAMS = [
+    pytest.param(name, marks=[pytest.mark.long] if name == "trainer" else [], id=name)
+    for name in WORKLOADS
+]
 
 
 def one_commit_value(profile: Profile, params: dict[str, object]) -> object:

@@ -9,7 +9,7 @@ import pytest
 from harness.checker import lost_work_per_fault
 from harness.faults.pytest_fixtures import assert_check_passed
 
-from .profiles import WORKLOADS
+from .profiles import WORKLOAD_PARAMS
 
 KINDS = ("kill", "crashpoints", "corrupt", "memory", "disk")
 
@@ -36,7 +36,7 @@ def _record(preflight_record, name: str, kind: str, result) -> None:
 
 @pytest.mark.battery
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("name", WORKLOADS)
+@pytest.mark.parametrize("name", WORKLOAD_PARAMS)
 def test_fault_battery(fault_check, preflight_record, tier, name, kind):
     result = fault_check(name, scale=tier.name, faults=(kind,), seed=0)
     _record(preflight_record, name, kind, result)

@@ -15,7 +15,7 @@ from durable import read_progress
 from harness.analysis import leak_verdict, stall_verdict, throughput_verdict
 from harness.workload import run_aux
 
-from .profiles import PROFILES, WORKLOADS, one_commit_value
+from .profiles import PROFILES, WORKLOAD_PARAMS, one_commit_value
 
 AUX_TIMEOUT_S = 600.0
 PROGRESS_WAIT_S = 300.0
@@ -43,7 +43,7 @@ def _aux(run, key: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("tier_name", TIERS)
-@pytest.mark.parametrize("name", WORKLOADS)
+@pytest.mark.parametrize("name", WORKLOAD_PARAMS)
 def test_completes_with_checkpoints_progress_and_valid_output(
     workload, preflight_record, name, tier_name
 ):
@@ -63,7 +63,7 @@ def test_completes_with_checkpoints_progress_and_valid_output(
     preflight_record(f"{name}.progress_updates_seen", len(set(published)), unit="updates")
 
 
-@pytest.mark.parametrize("name", WORKLOADS)
+@pytest.mark.parametrize("name", WORKLOAD_PARAMS)
 def test_memory_and_throughput_stable(workload, preflight_record, tier, name):
     profile = PROFILES[name]
     handle = workload(name)
@@ -94,7 +94,7 @@ def test_memory_and_throughput_stable(workload, preflight_record, tier, name):
     assert speed.ok and stall.ok, (speed.reason, stall.reason)
 
 
-@pytest.mark.parametrize("name", WORKLOADS)
+@pytest.mark.parametrize("name", WORKLOAD_PARAMS)
 def test_second_concurrent_run_is_refused(workload, preflight_record, name):
     """The first run is paused (SIGSTOP keeps its lock) so the second always meets a live
     holder, however fast the job is."""
@@ -117,7 +117,7 @@ def test_second_concurrent_run_is_refused(workload, preflight_record, name):
     preflight_record(f"{name}.second_run_exit", second.returncode, unit="exit code")
 
 
-@pytest.mark.parametrize("name", WORKLOADS)
+@pytest.mark.parametrize("name", WORKLOAD_PARAMS)
 def test_config_drift_is_refused(workload, preflight_record, name):
     profile = PROFILES[name]
     handle = workload(name)
@@ -133,7 +133,8 @@ def test_config_drift_is_refused(workload, preflight_record, name):
     preflight_record(f"{name}.drift_exit", second.returncode, unit="exit code")
 
 
-@pytest.mark.parametrize("name", WORKLOADS)
+@pytest.mark.parametrize("name", WORKLOAD_PARAMS)
+@pytest.mark.long
 def test_checkpoint_overhead(workload, preflight_record, name):
     """Wall time with the spec's checkpoint interval against one commit at the end, best of
     two interleaved runs each (the machine is shared: ratios side by side, never seconds)."""

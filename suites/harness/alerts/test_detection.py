@@ -26,6 +26,7 @@ RUN_TIMEOUT_S = 90.0
 
 
 @pytest.mark.tier("small")
+@pytest.mark.long
 def test_every_rule_fires_on_its_planted_condition_and_no_other(
     tmp_path: Path, preflight_record: Recorder
 ) -> None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from suites.unit.datagen.conftest import (
     SMALL,
@@ -45,6 +46,7 @@ CRASH_SEQUENCE = (
 )
 
 
+@pytest.mark.long
 def test_crashes_at_fault_points_then_resume_give_the_reference(
     tmp_path: Path, reference: tuple[Path, str]
 ) -> None:
