@@ -8,6 +8,7 @@ simplest kind, the first file and the fewest bits.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import signal
@@ -195,9 +196,23 @@ def _rel(path: Path, workdir: Path) -> str:
         return str(path)
 
 
+def inside(path: Path, workdir: Path) -> bool:
+    """True when ``path`` really lies under ``workdir``: a glob match reached through a
+    symlinked directory (or a symlinked file) pointing elsewhere is never damaged."""
+    root = Path(os.path.realpath(workdir))
+    real = Path(os.path.realpath(path))
+    return not path.is_symlink() and root in real.parents
+
+
+def _contained(groups: list[list[Path]], workdir: Path) -> list[list[Path]]:
+    return [[p for p in group if inside(p, workdir)] for group in groups]
+
+
 def apply(spec: CorruptionSpec, groups: list[list[Path]], workdir: Path) -> Corruption | None:
     """Damage one file (two for ``swap``, from one glob's matches); None when no file suits
-    this kind. ``groups`` holds the files each checkpoints glob matched."""
+    this kind. ``groups`` holds the files each checkpoints glob matched; only regular files
+    inside ``workdir`` (symlinks resolved, never followed out) are touched."""
+    groups = _contained(groups, workdir)
     if spec.kind == "swap":
         return _swap(spec, groups, workdir)
     pool = candidates(spec, [p for group in groups for p in group])

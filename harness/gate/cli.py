@@ -23,14 +23,15 @@ from harness import tiers
 from harness.gate.history import History
 from harness.gate.identity import code_hash, preflight_config_hash
 from harness.gate.policy import load_policy
-from harness.gate.readiness import write_readiness
+from harness.gate.readiness import bad_inputs_rows, write_readiness
 from harness.gate.report import _point_latest
 from harness.gate.verdict import Verdict, validate_ready_for_production
 
 EXIT_READY, EXIT_NOT_READY, EXIT_BAD_INPUT = 0, 1, 2
 # The whole gate run is bounded; a readiness suite that hangs fails the gate.
 SUITE_TIMEOUT_S = {"small": 900.0, "10pct": 1800.0, "production": 6 * 3600.0}
-DEFAULT_SUITES = "suites/readiness"
+# The security fuzz suite feeds the gate its parser-crash evidence (max_parser_crashes).
+DEFAULT_SUITES = ["suites/readiness", "suites/security"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--require", default=None, choices=[t.name for t in tiers.TIERS],
                         help="refuse unless a passing gate at this tier exists for this code")
     parser.add_argument("--report", type=Path, default=Path("reports"), help="reports directory")
-    parser.add_argument("--suites", default=DEFAULT_SUITES, help="readiness suites to run")
+    parser.add_argument("--suites", action="append", default=None,
+                        help="suite to run; repeat for several (default: "
+                        + " and ".join(DEFAULT_SUITES) + ")")
     parser.add_argument("--pyproject", type=Path, default=Path("pyproject.toml"))
     parser.add_argument("--workers", default="auto", help="pytest-xdist workers (auto)")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
@@ -47,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pytest_argv(args: argparse.Namespace, session_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "pytest", args.suites, "--scale", args.scale,
+    suites = args.suites or DEFAULT_SUITES
+    return [sys.executable, "-m", "pytest", *suites, "--scale", args.scale,
             "-n", str(args.workers), "-q", "-p", "no:cacheprovider",
             "--preflight-report", str(session_dir), *args.pytest_args]
 
@@ -126,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verdict = validate_ready_for_production(report, policy)
     meta = {"run_id": run_dir.name, "scale": args.scale, "code_hash": code,
             "config_hash": config, "pytest_exit": pytest_code, "session_report": "report.html"}
-    write_readiness(run_dir, verdict, meta, _plots(run_dir, report))
+    write_readiness(run_dir, verdict, meta, _plots(run_dir, report), bad_inputs_rows(report))
     with History(reports / "history.sqlite") as history:
         history.add(run_id=run_dir.name, kind="gate", workload="all", scale=args.scale,
                     code_hash=code, config_hash=config, ready=verdict.ready,

@@ -16,6 +16,7 @@ from typing import Any
 from durable.errors import BadInputError
 
 POLICY_BYTES_MAX = 1 << 20
+THRESHOLD_ABS_MAX = 1e300
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ _REQUIREMENTS: dict[str, tuple[str, str, float, str, str]] = {
     ),
     "max_lost_items": ("lost_items", "<=", 0.0, "count", "no committed item is lost"),
     "max_duplicate_items": ("duplicate_items", "<=", 0.0, "count", "no item is committed twice"),
+    "max_parser_crashes": ("parser_crashes", "<=", 0.0, "count", "no parser crashes on bad input"),
 }
 _FLAGS = {"require_all_tests_pass": True, "require_evidence": True}
 # A sub-table per tier overrides thresholds for that tier only, e.g. [tool.preflight.gate.small]:
@@ -119,6 +121,8 @@ def policy_from_table(table: dict[str, Any], where: str, scale: str | None = Non
         value = table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
             raise BadInputError(f"{where}: [tool.preflight.gate] {key} must be a number")
+        if not -THRESHOLD_ABS_MAX <= value <= THRESHOLD_ABS_MAX:  # inf or a 400-digit int
+            raise BadInputError(f"{where}: [tool.preflight.gate] {key} must be a finite number")
         requirements.append(Requirement(key, description, metric, comparator, float(value), unit))
     flags = {}
     for key, default in _FLAGS.items():
@@ -140,7 +144,11 @@ def load_policy(pyproject: str | Path = "pyproject.toml", scale: str | None = No
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadInputError(f"{path}: invalid TOML: {exc}") from None
-    table = data.get("tool", {}).get("preflight", {}).get("gate", {})
+    except RecursionError:  # tomllib recurses per nesting level
+        raise BadInputError(f"{path}: invalid TOML: nested too deeply") from None
+    table: Any = data
+    for key in ("tool", "preflight", "gate"):
+        table = table.get(key, {}) if isinstance(table, dict) else None
     if not isinstance(table, dict):
         raise BadInputError(f"{path}: [tool.preflight.gate] must be a table")
     return policy_from_table(table, str(path), scale)

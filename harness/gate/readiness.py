@@ -3,11 +3,46 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from durable.atomic import atomic_write
 from harness.gate.verdict import RequirementResult, Verdict
+
+SECURITY_PREFIX = "security."
+BAD_INPUT_FIELDS = {"inputs": 0, "refused": 1, "parser_crashes": 2}
+BAD_INPUTS_HEADER = ("parser", "inputs", "refused", "crashes")
+
+
+@dataclass(frozen=True)
+class BadInputRow:
+    """One parser's fuzz tally: inputs tried, how many were refused, crashes (must be 0)."""
+
+    parser: str
+    inputs: int
+    refused: int
+    crashes: int
+
+
+def bad_inputs_rows(report: dict[str, Any]) -> list[BadInputRow]:
+    """Sum the ``security.<parser>.{inputs,refused,parser_crashes}`` measurements of a
+    session report per parser (pure; tests may record one parser several times)."""
+    totals: dict[str, list[int]] = {}
+    for test in report.get("tests", []):
+        for item in test.get("measurements", []):
+            name, value = str(item.get("name", "")), item.get("value")
+            if not name.startswith(SECURITY_PREFIX) or isinstance(value, bool):
+                continue
+            parser, _, field = name[len(SECURITY_PREFIX) :].rpartition(".")
+            if parser and field in BAD_INPUT_FIELDS and isinstance(value, int | float):
+                totals.setdefault(parser, [0, 0, 0])[BAD_INPUT_FIELDS[field]] += int(value)
+    return [BadInputRow(p, *totals[p]) for p in sorted(totals)]
+
+
+def _bad_input_cells(row: BadInputRow) -> tuple[str, str, str, str]:
+    return (row.parser, str(row.inputs), str(row.refused), str(row.crashes))
 
 
 def _fmt(value: float | None) -> str:
@@ -52,7 +87,9 @@ def _rows(verdict: Verdict) -> list[tuple[str, str, str, str, str]]:
 HEADER = ("requirement", "evidence", "measured", "threshold", "result")
 
 
-def to_markdown(verdict: Verdict, meta: dict[str, Any]) -> str:
+def to_markdown(
+    verdict: Verdict, meta: dict[str, Any], bad_inputs: Sequence[BadInputRow] = ()
+) -> str:
     status = "READY" if verdict.ready else "NOT READY"
     lines = [f"# Readiness: {status}", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items()]
@@ -60,6 +97,10 @@ def to_markdown(verdict: Verdict, meta: dict[str, Any]) -> str:
     lines += [
         "| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in _rows(verdict)
     ]
+    if bad_inputs:
+        lines += ["", "## Bad inputs tried", "", "| " + " | ".join(BAD_INPUTS_HEADER) + " |"]
+        lines += ["|" + "---|" * len(BAD_INPUTS_HEADER)]
+        lines += ["| " + " | ".join(_bad_input_cells(row)) + " |" for row in bad_inputs]
     if verdict.tests_failed:
         lines += ["", "## Failed tests", ""] + [f"- `{n}`" for n in verdict.tests_failed]
     if verdict.notes:
@@ -67,7 +108,26 @@ def to_markdown(verdict: Verdict, meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_html(verdict: Verdict, meta: dict[str, Any], plots: list[str]) -> str:
+def _bad_inputs_html(rows: Sequence[BadInputRow]) -> str:
+    if not rows:
+        return ""
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in BAD_INPUTS_HEADER)
+    body = "".join(
+        f"<tr class='{'fail' if row.crashes else 'pass'}'>"
+        + "".join(f"<td>{esc(c)}</td>" for c in _bad_input_cells(row))
+        + "</tr>"
+        for row in rows
+    )
+    return f"<h2>Bad inputs tried</h2><table><tr>{head}</tr>{body}</table>"
+
+
+def to_html(
+    verdict: Verdict,
+    meta: dict[str, Any],
+    plots: list[str],
+    bad_inputs: Sequence[BadInputRow] = (),
+) -> str:
     status = "READY" if verdict.ready else "NOT READY"
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in HEADER)
@@ -85,6 +145,7 @@ def to_html(verdict: Verdict, meta: dict[str, Any], plots: list[str]) -> str:
         "img{max-width:640px}</style></head><body>"
         f"<h1>Readiness: {status}</h1><ul>{info}</ul>"
         f"<table><tr>{head}</tr>{body}</table>"
+        + _bad_inputs_html(bad_inputs)
         + (f"<h2>Failed tests</h2><ul>{failed}</ul>" if failed else "")
         + (f"<h2>Plots</h2>{images}" if images else "")
         + "</body></html>\n"
@@ -92,11 +153,18 @@ def to_html(verdict: Verdict, meta: dict[str, Any], plots: list[str]) -> str:
 
 
 def write_readiness(
-    out_dir: Path, verdict: Verdict, meta: dict[str, Any], plots: list[str]
+    out_dir: Path,
+    verdict: Verdict,
+    meta: dict[str, Any],
+    plots: list[str],
+    bad_inputs: Sequence[BadInputRow] = (),
 ) -> list[Path]:
     """Write readiness.json/.md/.html atomically into ``out_dir``; returns the paths."""
     paths = [out_dir / "readiness.json", out_dir / "readiness.md", out_dir / "readiness.html"]
-    atomic_write(paths[0], {"meta": meta, "verdict": verdict.to_json()})
-    atomic_write(paths[1], to_markdown(verdict, meta))
-    atomic_write(paths[2], to_html(verdict, meta, plots))
+    doc: dict[str, Any] = {"meta": meta, "verdict": verdict.to_json()}
+    if bad_inputs:
+        doc["bad_inputs"] = [asdict(row) for row in bad_inputs]
+    atomic_write(paths[0], doc)
+    atomic_write(paths[1], to_markdown(verdict, meta, bad_inputs))
+    atomic_write(paths[2], to_html(verdict, meta, plots, bad_inputs))
     return paths

@@ -103,7 +103,11 @@ def read_json(
             size = os.fstat(handle.fileno()).st_size
             if size > bytes_max:
                 raise BadInputError(f"{where}: {size} bytes exceeds the limit of {bytes_max}")
-            data = handle.read(bytes_max + 1)
+            # Read what fstat promised (plus one byte to see growth), not bytes_max: a
+            # read(n) allocates n bytes up front, 16 MiB for every tiny file.
+            data = handle.read(size + 1)
+            if len(data) > size:
+                raise BadInputError(f"{where}: file grew while being read")
     except FileNotFoundError:
         raise BadInputError(f"{where}: file does not exist") from None
     except IsADirectoryError:

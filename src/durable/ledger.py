@@ -100,7 +100,9 @@ class Ledger:
             # FULL: a committed item survives power loss, not only a process kill.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: undecodable schema text
+            with contextlib.suppress(AttributeError, sqlite3.Error):
+                self._db.close()
             raise DurableError(f"{self.path}: not a usable ledger database: {exc}") from None
 
     def close(self) -> None:
@@ -113,15 +115,30 @@ class Ledger:
         self.close()
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def _sqlite_errors(self) -> Iterator[None]:
+        """A damaged database file (malformed pages, mangled rows) is a DurableError naming
+        the file, never a bare sqlite3 or JSON exception."""
         try:
-            yield self._db
-            faults.point("ledger.before_commit")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+            yield
+        except sqlite3.Error as exc:
+            raise DurableError(f"{self.path}: ledger database error: {exc}") from None
+        except (ValueError, TypeError) as exc:
+            if isinstance(exc, DurableError):
+                raise
+            raise DurableError(f"{self.path}: ledger holds an unreadable row: {exc}") from None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._sqlite_errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                faults.point("ledger.before_commit")
+                self._db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # keep the original error
+                    self._db.execute("ROLLBACK")
+                raise
         faults.point("ledger.after_commit")
 
     def open_run(
@@ -172,10 +189,11 @@ class Ledger:
         return RunRecord(run_id, config, digest, "running", total, resumed=False)
 
     def items(self, run_id: str) -> dict[str, ItemRecord]:
-        rows = self._db.execute(
-            "SELECT item_id, status, checksum, attempts, error FROM items WHERE run_id=?",
-            (run_id,),
-        ).fetchall()
+        with self._sqlite_errors():
+            rows = self._db.execute(
+                "SELECT item_id, status, checksum, attempts, error FROM items WHERE run_id=?",
+                (run_id,),
+            ).fetchall()
         return {r[0]: ItemRecord(*r) for r in rows}
 
     def pending(
@@ -264,18 +282,21 @@ class Ledger:
             )
 
     def progress(self, run_id: str) -> Progress:
-        row = self._db.execute(
-            "SELECT total, started_at FROM runs WHERE id=?", (run_id,)
-        ).fetchone()
-        if row is None:
-            raise BadInputError(f"{self.path}: no run {run_id!r}")
-        total, started_at = row
-        counts = dict(
-            self._db.execute(
-                "SELECT status, COUNT(*) FROM items WHERE run_id=? GROUP BY status", (run_id,)
-            ).fetchall()
-        )
+        with self._sqlite_errors():
+            row = self._db.execute(
+                "SELECT total, started_at FROM runs WHERE id=?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise BadInputError(f"{self.path}: no run {run_id!r}")
+            total, started_at = row
+            counts = dict(
+                self._db.execute(
+                    "SELECT status, COUNT(*) FROM items WHERE run_id=? GROUP BY status", (run_id,)
+                ).fetchall()
+            )
         done, errors = counts.get("ok", 0), counts.get("error", 0)
+        if not all(isinstance(v, int | float) for v in (total, started_at, done, errors)):
+            raise DurableError(f"{self.path}: run {run_id!r} holds non-numeric counts")
         elapsed_s = max(time.time() - started_at, 1e-9)
         rate = done / elapsed_s
         eta = (total - done) / rate if rate > 0 else None

@@ -58,12 +58,17 @@ def read_progress(path: str | os.PathLike[str]) -> ProgressInfo:
     state = raw.get("state", "running")
     if state not in STATES:
         raise BadInputError(f"{where}: field 'state' must be one of {STATES}")
+    rate = raw.get("rate_per_s", 0.0)
+    if rate is None:
+        rate = 0.0
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < float("inf"):
+        raise BadInputError(f"{where}: field 'rate_per_s' must be a number >= 0, got {rate!r:.40}")
     eta = raw.get("eta_s")
     return ProgressInfo(
         raw["done"],
         raw["total"],
         str(raw.get("unit", "items")),
-        float(raw.get("rate_per_s", 0.0) or 0.0),
+        float(rate),
         float(eta) if isinstance(eta, int | float) and not isinstance(eta, bool) else None,
         state,
         raw["updated_at"],

@@ -31,6 +31,7 @@ KIND_FINAL = "trainer-final"
 DIR_RE = re.compile(r"^step-(\d{8,9})$")
 PERSIST_JOIN_TIMEOUT_S = 600.0
 REFUSAL_LISTED_MAX = 20
+REFUSAL_TEXT_CHARS_MAX = 300
 
 Warn = Callable[[str], None]
 
@@ -135,9 +136,20 @@ def load_committed(
     try:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise VerifyError(str(state_path), f"cannot be loaded: {exc}") from None
+        raise VerifyError(str(state_path), f"cannot be loaded: {_load_error(exc)}") from None
     _check_state(state, str(state_path), meta.get("step"), meta.get("config_hash"))
     return state
+
+
+def _load_error(exc: Exception) -> str:
+    """The reason, without torch's advice to retry with weights_only=False: a state.pt that
+    needs arbitrary unpickling is refused, never loaded unsafely."""
+    text = str(exc)
+    for line in text.splitlines():
+        if "WeightsUnpickler error:" in line:
+            reason = line.split("WeightsUnpickler error:", 1)[1].split(". Please", 1)[0]
+            return "refused by weights_only unpickling: " + reason.strip()[:REFUSAL_TEXT_CHARS_MAX]
+    return text[:REFUSAL_TEXT_CHARS_MAX]
 
 
 def _check_state(state: Any, where: str, step: Any, config_hash: Any) -> None:

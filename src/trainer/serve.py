@@ -226,14 +226,20 @@ class Watcher:
 
 
 # -- HTTP ------------------------------------------------------------------------------------
+def check_content_length(declared: str | None, limit_bytes: int) -> None:
+    """RequestError for a content-length that is not plain ASCII digits ("²" is isdigit()
+    but not int()-able; 5000 digits overflow int()) or that exceeds ``limit_bytes``."""
+    if declared is None:
+        return
+    if not (declared.isascii() and declared.isdigit() and len(declared) <= 19):
+        raise RequestError(400, "header 'content-length': not a number")
+    if int(declared) > limit_bytes:
+        raise RequestError(413, f"body: {declared} bytes exceeds the limit of {limit_bytes}")
+
+
 async def read_body(request: Request, limit_bytes: int) -> bytes:
     """The body, refused with 413 as soon as it passes ``limit_bytes`` (never buffered)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise RequestError(400, "header 'content-length': not a number")
-        if int(declared) > limit_bytes:
-            raise RequestError(413, f"body: {declared} bytes exceeds the limit of {limit_bytes}")
+    check_content_length(request.headers.get("content-length"), limit_bytes)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)

@@ -23,6 +23,7 @@ GOOD_VALUES = {
     "silent_corruptions": 0,
     "lost_items": 0,
     "duplicate_items": 0,
+    "parser_crashes": 0,
 }
 
 
