@@ -84,6 +84,10 @@ _REQUIREMENTS: dict[str, tuple[str, str, float, str, str]] = {
     "max_lost_items": ("lost_items", "<=", 0.0, "count", "no committed item is lost"),
     "max_duplicate_items": ("duplicate_items", "<=", 0.0, "count", "no item is committed twice"),
     "max_parser_crashes": ("parser_crashes", "<=", 0.0, "count", "no parser crashes on bad input"),
+    "max_alert_latency_s": (
+        "detection_latency_s", "<=", 5.0, "s",
+        "every alert fires within the target after its condition is injected",
+    ),
 }
 _FLAGS = {"require_all_tests_pass": True, "require_evidence": True}
 # A sub-table per tier overrides thresholds for that tier only, e.g. [tool.preflight.gate.small]:

@@ -23,6 +23,7 @@ GOOD_VALUES = {
     "silent_corruptions": 0,
     "lost_items": 0,
     "duplicate_items": 0,
+    "detection_latency_s": 1.5,
     "parser_crashes": 0,
 }
 
