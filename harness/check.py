@@ -1,6 +1,6 @@
 """``preflight check WORKLOAD``: a reference run, then the fault battery, then verdicts.
 
-    preflight check WORKLOAD [--spec FILE] [--scale small] [--faults kill,crashpoints,...]
+    preflight check WORKLOAD [--spec FILE] [--scale small] [--faults kill,crashpoints,...,rank]
                              [--seed S] [--report DIR] [--only ID[,ID]] [--ckpt-interval N]
 
 Every experiment is planned from the seed and the reference run, recorded as a history,
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import checker
-from harness.faults import corrupt, crashpoints, disk, kill, memory
+from harness.faults import corrupt, crashpoints, disk, kill, memory, rank
 from harness.faults.history import KINDS, History, Reference
 from harness.faults.reference import run_reference
 from harness.faults.report import CheckReport, Row, replay_command, to_html, to_markdown
@@ -109,6 +109,7 @@ def plan_all(spec: WorkloadSpec, reference: Reference, opts: CheckOptions) -> li
         "corrupt": lambda: corrupt.plan(reference, opts.seed),
         "memory": lambda: memory.plan(reference, opts.seed),
         "disk": lambda: disk.plan(reference, opts.seed),
+        "rank": lambda: rank.plan(reference, opts.seed, bool(spec.launcher)),
     }
     return [exp for kind in opts.faults for exp in planners[kind]()]
 
@@ -124,6 +125,7 @@ def _executors(
         "corrupt": lambda ctx, exp: corrupt.execute(ctx, exp, seed),
         "memory": lambda ctx, exp: memory.execute(ctx, exp, seed, reference, mem),
         "disk": lambda ctx, exp: disk.execute(ctx, exp, seed, reference, dsk),
+        "rank": lambda ctx, exp: rank.execute(ctx, exp, seed),
     }
 
 

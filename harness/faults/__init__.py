@@ -9,6 +9,7 @@ the seed) and ``execute(ctx, experiment, ...) -> History`` (drives the job):
 - corrupt.py      damage checkpoint files (pure transforms + hypothesis strategy)
 - memory.py       memory cgroup (v2/v1) below the peak, RLIMIT_AS fallback, memoryerror points
 - disk.py         small tmpfs workdir (root) or RLIMIT_FSIZE
+- rank.py         SIGKILL one rank of a launcher (torchrun); the launcher must restart it
 
 Shared pieces: schedule.py (seeds, Experiment), history.py (the recorded records),
 runner.py (one bounded attempt, resume loop, verify/fingerprint), reference.py (the

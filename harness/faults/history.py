@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Fault kinds, in the order the battery runs them.
-KINDS = ("kill", "crashpoints", "corrupt", "memory", "disk")
+KINDS = ("kill", "crashpoints", "corrupt", "memory", "disk", "rank")
 
 # What the harness did to one attempt (Attempt.fault).
 FAULT_NONE = ""

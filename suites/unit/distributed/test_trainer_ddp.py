@@ -1,0 +1,152 @@
+"""`trainer fit` on 2 ranks (DDP, gloo on CPU): parameters identical on every rank after each
+optimizer step, a planted desync caught, checkpoints with every rank's state, and elastic
+recovery: a killed rank is restarted by torchrun and the run ends bit-identical."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from harness import checker
+from harness.check import CheckOptions, run_check
+from suites.unit.distributed.conftest import MONITOR_INTERVAL_S, RUN_TIMEOUT_S, clean_env
+from suites.unit.trainer.conftest import write_tiny_dataset
+from trainer.cli import build_parser
+from trainer.config import FitConfig
+from trainer.distributed import (
+    ENV_PARAM_SYNC,
+    World,
+    fit_argv,
+    launch_argv,
+    world_from_env,
+)
+
+# Long enough (seconds) that the harness sees progress (written each second) before the end.
+STEPS, CKPT_EVERY = 240, 20
+TINY = ("--channels", "4", "--depth", "2", "--batch-size", "4", "--threads", "1", "--accum", "2")
+
+
+def _fit(data: Path, out: Path, *extra: str, env: dict[str, str] | None = None):
+    argv = [sys.executable, "-m", "trainer.cli", "fit", "--data", str(data), "--out", str(out)]
+    argv += ["--steps", str(STEPS), "--ckpt-every", str(CKPT_EVERY), *TINY, *extra]
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=clean_env(env)
+    )
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ddp-data") / "data"
+    root.mkdir()
+    write_tiny_dataset(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def two_ranks(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """An uninterrupted `trainer fit --nproc 2` with the parameter-sync check on."""
+    out = tmp_path_factory.mktemp("ddp-run") / "run"
+    done = _fit(data, out, "--nproc", "2", env={ENV_PARAM_SYNC: "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1])
+    return out, summary
+
+
+def test_fit_argv_reproduces_the_config() -> None:
+    cfg = FitConfig(data="d", out="o", steps=7, lr=3e-4, bf16=True, accum=2, new=True)
+    args = build_parser().parse_args(fit_argv(cfg))
+    assert FitConfig(**{f.name: getattr(args, f.name) for f in fields(FitConfig)}) == cfg
+    argv = launch_argv(cfg, 2, 3)
+    assert argv[1:3] == ["-m", "torch.distributed.run"] and "--nproc" not in argv
+    assert argv[argv.index("--max-restarts") + 1] == "3"
+    assert world_from_env({}) == World()
+    assert world_from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}) == World(1, 2, 1)
+
+
+@pytest.mark.long
+def test_parameters_identical_on_every_rank_after_each_step(two_ranks: tuple[Path, dict]) -> None:
+    _, summary = two_ranks
+    assert summary["world_size"] == 2
+    assert summary["param_sync_checks"] == STEPS  # one all-gathered hash per optimizer step
+
+
+@pytest.mark.long
+def test_checkpoint_holds_every_ranks_sampler_and_rng(two_ranks: tuple[Path, dict]) -> None:
+    out, _ = two_ranks
+    newest = sorted((out / "checkpoints").iterdir())[-1]
+    state = torch.load(newest / "state.pt", weights_only=True)  # plain values only
+    assert state["world_size"] == 2 and [r["rank"] for r in state["ranks"]] == [0, 1]
+    samplers = [r["sampler"] for r in state["ranks"]]
+    assert samplers[0] == samplers[1] == state["sampler"]  # one global order, strided
+    dropout = [r["rng"]["torch"] for r in state["ranks"]]
+    assert not torch.equal(dropout[0], dropout[1])  # each rank its own dropout stream
+
+
+@pytest.mark.long
+def test_planted_desync_is_caught(data: Path, tmp_path: Path) -> None:
+    env = {ENV_PARAM_SYNC: "1", "PREFLIGHT_FAULTS": "trainer.desync:nan@3"}
+    done = _fit(data, tmp_path / "run", "--nproc", "2", env=env)
+    assert done.returncode != 0
+    assert "parameters differ across ranks after step 3" in done.stderr
+
+
+SPEC = """
+[workloads.trainer-ddp]
+launcher = ["{python}", "-m", "torch.distributed.run", "--standalone",
+            "--nproc-per-node", "2", "--max-restarts", "3",
+            "--monitor-interval", "MONITOR", "--no-python"]
+command = ["trainer", "fit", "--data", "DATA", "--out", "{workdir}", "--steps", "{steps}",
+           "--ckpt-every", "20", "--channels", "4", "--depth", "2", "--batch-size", "4",
+           "--threads", "1", "--accum", "2"]
+progress = "{workdir}/PROGRESS.json"
+verify = ["trainer", "verify", "{workdir}"]
+fingerprint = ["trainer", "fingerprint", "{workdir}"]
+checkpoints = ["{workdir}/checkpoints/*/*"]
+env = { OMP_NUM_THREADS = "1" }
+[workloads.trainer-ddp.scale]
+small = { steps = 240 }
+"""
+
+
+@pytest.mark.long
+def test_killed_rank_recovers_exactly(
+    data: Path, two_ranks: tuple[Path, dict], tmp_path: Path, preflight_record: Any
+) -> None:
+    spec = tmp_path / "workloads.toml"
+    spec.write_text(SPEC.replace("MONITOR", MONITOR_INTERVAL_S).replace("DATA", str(data)))
+    opts = CheckOptions(
+        workload="trainer-ddp",
+        spec_file=str(spec),
+        faults=("rank",),
+        seed=2,
+        report_dir=str(tmp_path / "report"),
+        work_root=str(tmp_path),
+        attempt_timeout_s=90.0,
+        quiet=True,
+    )
+    result = run_check(opts)
+    assert not result.report.errors, result.report.errors
+    # The torchrun reference equals `trainer fit --nproc 2`: one world size, one result.
+    assert result.report.reference.fingerprint == two_ranks[1]["fingerprint"]
+    row = result.row("kill-rank")
+    statuses = {v.name: (v.status, v.detail) for v in row.verdicts}
+    assert not row.failed, (statuses, row.history.notes, row.history.attempts[-1].stderr_tail)
+    for name in ("completed", "valid", "exact", "lost_work"):
+        assert statuses[name][0] == checker.PASS, statuses
+    assert row.history.recover_s is not None and row.history.recover_s > 0
+    # Recovery time: from the kill to the first new step the restarted group published.
+    preflight_record("ddp.trainer.recovery_s", row.history.recover_s, unit="s")
+    print(f"trainer: recovery {row.history.recover_s} s; {row.history.notes}")
+
+
+def test_bad_nproc_is_bad_input_and_writes_nothing(data: Path, tmp_path: Path) -> None:
+    done = _fit(data, tmp_path / "run", "--nproc", "0")
+    assert done.returncode == 2 and "--nproc" in done.stderr
+    assert not (tmp_path / "run").exists()
