@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from harness import checker
 from harness.check import CheckOptions, run_check
 from harness.faults import rank
