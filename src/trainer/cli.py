@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -18,7 +19,7 @@ from dataclasses import fields
 from typing import Any
 
 from durable import BadInputError, LockedError, VerifyError, read_progress
-from trainer import serving_cli
+from trainer import early_signals, serving_cli
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -223,6 +224,8 @@ def classify(exc: BaseException) -> tuple[int, bool]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "fit":
+        early_signals.install()  # before torch is imported: preemption at start-up is exit 75
     try:
         code = serving_cli.dispatch(args)
         return code if code is not None else COMMANDS[args.command](args)
@@ -234,5 +237,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
 
 
+def entry() -> int:
+    """The console script. After `fit` has returned, the run is complete or stopped and a
+    stop signal has nothing left to stop; Python resets handlers to the default during
+    interpreter shutdown, so block them, or a late SIGTERM would turn exit 0/75 into -15."""
+    code = main()
+    if sys.argv[1:2] == ["fit"]:
+        signal.pthread_sigmask(signal.SIG_BLOCK, early_signals.STOP_SIGNALS)
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from durable import BadInputError, RunLock, VerifyError, config_hash, faults, remove_stale_temps
 from telemetry import Telemetry
-from trainer import rng
+from trainer import early_signals, rng
 from trainer.checkpoint import (
     KIND_CHECKPOINT,
     KIND_FINAL,
@@ -92,6 +92,8 @@ class StopSignals:
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
+        # A signal that arrived during start-up (trainer.early_signals) still stops the run.
+        self.signum = self.signum or early_signals.first_pending()
         return self
 
     def __exit__(self, *exc: object) -> None:

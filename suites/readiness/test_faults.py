@@ -35,6 +35,7 @@ def _record(preflight_record, name: str, kind: str, result) -> None:
 
 
 @pytest.mark.battery
+@pytest.mark.timeout(1800)  # a whole battery: dozens of runs, each bounded on its own
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", WORKLOAD_PARAMS)
 def test_fault_battery(fault_check, preflight_record, tier, name, kind):

@@ -7,6 +7,7 @@ random choice is printed in the assertion message so a failure can be replayed.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -92,3 +93,21 @@ def test_sigterm_finishes_the_step_commits_and_exits_75_then_resumes_exactly(
     result = trainer_main(args)
     assert result.code == 0 and f"step-{stopped.done:08d}" in result.err
     assert trainer_main(["fingerprint", str(run)]).out.strip() == reference
+
+
+def test_a_stop_signal_during_start_up_reaches_the_loop():
+    """SIGTERM before the loop's handler exists (torch still importing) is not lost: the
+    loop's StopSignals takes it over, so the run stops with exit 75, not a death by signal."""
+    from trainer import early_signals
+    from trainer.fit import StopSignals
+
+    saved = {sig: signal.getsignal(sig) for sig in early_signals.STOP_SIGNALS}
+    try:
+        early_signals.install()
+        os.kill(os.getpid(), signal.SIGTERM)
+        with StopSignals() as stop:
+            assert stop.signum == signal.SIGTERM
+    finally:
+        early_signals.pending.clear()
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
