@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checker import lost_work_per_fault
+from harness.checker import PASS, SKIP, lost_work_per_fault
 from harness.faults.pytest_fixtures import assert_check_passed
 
 from .profiles import WORKLOAD_PARAMS
@@ -17,9 +17,9 @@ KINDS = ("kill", "crashpoints", "corrupt", "memory", "disk")
 def _record(preflight_record, name: str, kind: str, result) -> None:
     rows = result.report.rows
     interval = result.report.reference.ckpt_interval
-    exact = [v for r in rows for v in r.verdicts if v.name == "exact" and v.status != "SKIP"]
+    exact = [v for r in rows for v in r.verdicts if v.name == "exact" and v.status != SKIP]
     if exact:
-        preflight_record(f"{name}.{kind}.exact", all(v.status == "PASS" for v in exact),
+        preflight_record(f"{name}.{kind}.exact", all(v.status == PASS for v in exact),
                          unit="bool")
     losses = [lost for r in rows if not r.history.corruptions
               for _, lost in lost_work_per_fault(r.history) if lost is not None]
