@@ -55,6 +55,7 @@ def _add_fit(subparsers: Any) -> None:
         ("--keep", int, "committed checkpoints to keep"),
         ("--threads", int, "torch CPU threads (fixed, for exact resume)"),
         ("--log-every", int, "write a metrics line every N steps"),
+        ("--progress-every-ms", int, "rewrite PROGRESS.json at most this often"),
     ]
     for flag, kind, text in options:
         dest = flag[2:].replace("-", "_")

@@ -69,6 +69,7 @@ class FitConfig:
     device: str = "auto"
     threads: int = 1
     log_every: int = 1
+    progress_every_ms: int = 1000  # PROGRESS.json at most this often (forced at the end)
     verify_data: str = "changed"  # "always": re-hash the dataset on every start
     new: bool = False
 
@@ -110,6 +111,9 @@ def validate(cfg: FitConfig) -> FitConfig:
     _require(cfg.device in DEVICES, "--device", f"must be one of {', '.join(DEVICES)}")
     _require(1 <= cfg.threads <= THREADS_MAX, "--threads", f"must be in [1, {THREADS_MAX}]")
     _require(1 <= cfg.log_every <= STEPS_MAX, "--log-every", "must be >= 1")
+    _require(
+        10 <= cfg.progress_every_ms <= 3_600_000, "--progress-every-ms", "must be in [10, 3600000]"
+    )
     _require(cfg.verify_data in VERIFY_MODES, "--verify-data", f"must be one of {VERIFY_MODES}")
     return cfg
 

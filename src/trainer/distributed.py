@@ -426,7 +426,9 @@ class DistFitRun(FitRun):
         self.summary.start_step = start
         self.metrics.truncate_after(start)
         if self.world.leader:
-            self.progress = ProgressWriter(self.paths.progress, self.cfg.steps, start)
+            self.progress = ProgressWriter(
+                self.paths.progress, self.cfg.steps, start, self.cfg.progress_every_ms / 1000.0
+            )
             self.progress.write(start, force=True)
         else:
             self.progress = _NullProgress()  # type: ignore[assignment]

@@ -339,7 +339,9 @@ class FitRun:
         start = self.done_step = self.trainer.step
         self.metrics.truncate_after(start)
         self.summary.start_step = start
-        self.progress = ProgressWriter(self.paths.progress, self.cfg.steps, start)
+        self.progress = ProgressWriter(
+            self.paths.progress, self.cfg.steps, start, self.cfg.progress_every_ms / 1000.0
+        )
         self.progress.write(start, force=True)
         self.telemetry.progress(start, self.cfg.steps)
 

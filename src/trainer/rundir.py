@@ -149,10 +149,14 @@ class MetricsLog:
 
 
 class ProgressWriter:
-    """PROGRESS.json, atomically, at most every PROGRESS_INTERVAL_S unless forced."""
+    """PROGRESS.json, atomically, at most every ``interval_s`` unless forced (each write
+    costs two fsyncs; watchers of short runs ask for a finer interval)."""
 
-    def __init__(self, path: Path, total: int, start: int) -> None:
+    def __init__(
+        self, path: Path, total: int, start: int, interval_s: float = PROGRESS_INTERVAL_S
+    ) -> None:
         self.path = path
+        self.interval_s = interval_s
         self.total = total
         self.start = start
         self.started_s = time.monotonic()
@@ -164,7 +168,7 @@ class ProgressWriter:
 
     def write(self, done: int, state: str = "running", force: bool = False) -> None:
         now_s = time.monotonic()
-        if not force and now_s - self.written_s < PROGRESS_INTERVAL_S:
+        if not force and now_s - self.written_s < self.interval_s:
             return
         write_progress(
             self.path, make_progress(done, self.total, "steps", self.rate_per_s(done), state)

@@ -23,10 +23,10 @@ class Profile:
 
 PROFILES = {
     "datagen": Profile(
-        "datagen", "samples", "shard_size", "total", "seed", 20,
+        "datagen", "samples", "shard_size", "total", "seed", 40,
         retry_flag="--retry-errors", item_fault="datagen.before_shard_write:raise@3",
     ),
-    "trainer": Profile("trainer", "steps", "ckpt_every", "0", "seed", 3),
+    "trainer": Profile("trainer", "steps", "ckpt_every", "0", "seed", 20),
 }
 WORKLOADS = sorted(PROFILES)
 # As pytest parameters: the trainer's runs import torch and train, so its readiness tests are
