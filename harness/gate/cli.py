@@ -24,7 +24,7 @@ from harness.gate.history import History
 from harness.gate.identity import code_hash, preflight_config_hash
 from harness.gate.policy import load_policy
 from harness.gate.readiness import bad_inputs_rows, write_readiness
-from harness.gate.report import _point_latest
+from harness.gate.report import point_latest
 from harness.gate.verdict import Verdict, validate_ready_for_production
 
 EXIT_READY, EXIT_NOT_READY, EXIT_BAD_INPUT = 0, 1, 2
@@ -74,7 +74,7 @@ def run_suites(args: argparse.Namespace, reports: Path) -> tuple[int, Path | Non
     if len(runs) == 1 and (runs[0] / "report.json").is_file():
         run_dir = reports / runs[0].name
         os.replace(runs[0], run_dir)
-        _point_latest(reports, run_dir)
+        point_latest(reports, run_dir)
     shutil.rmtree(private, ignore_errors=True)
     return code, run_dir
 

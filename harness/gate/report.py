@@ -394,7 +394,7 @@ def _new_run_dir(reports_dir: Path, run_id: str) -> Path:
     raise RuntimeError(f"{reports_dir}: {RUN_DIR_ATTEMPTS_MAX} report directories for {run_id}")
 
 
-def _point_latest(reports_dir: Path, run_dir: Path) -> None:
+def point_latest(reports_dir: Path, run_dir: Path) -> None:
     """Swap reports/latest atomically: a new symlink under a temp name, then rename."""
     link = reports_dir / LATEST_LINK
     temp = reports_dir / f".{LATEST_LINK}.tmp-{os.getpid()}"
@@ -419,7 +419,7 @@ def write_report(report: dict[str, Any], reports_dir: str | os.PathLike[str]) ->
     atomic_write(run_dir / "report.json", jsonable(report))
     atomic_write(run_dir / "report.md", render_markdown(report))
     atomic_write(run_dir / "report.html", render_html(report))
-    _point_latest(root, run_dir)
+    point_latest(root, run_dir)
     return run_dir
 
 
