@@ -132,11 +132,10 @@ def fit_argv(cfg: FitConfig) -> list[str]:
     return argv
 
 
-def launch_argv(
-    cfg: FitConfig, nproc: int, max_restarts: int, passthrough: Sequence[str] = ()
+def torchrun_prefix(
+    nproc: int, max_restarts: int, monitor_interval_s: str = MONITOR_INTERVAL_S
 ) -> list[str]:
-    """The torchrun command line `trainer fit --nproc P` execs (pure)."""
-    assert 2 <= nproc <= NPROC_MAX and 0 <= max_restarts <= RESTARTS_MAX
+    """torchrun's own argv (standalone rendezvous on this machine); the job follows (pure)."""
     return [
         sys.executable,
         "-m",
@@ -147,7 +146,17 @@ def launch_argv(
         "--max-restarts",
         str(max_restarts),
         "--monitor-interval",
-        MONITOR_INTERVAL_S,
+        monitor_interval_s,
+    ]
+
+
+def launch_argv(
+    cfg: FitConfig, nproc: int, max_restarts: int, passthrough: Sequence[str] = ()
+) -> list[str]:
+    """The torchrun command line `trainer fit --nproc P` execs (pure)."""
+    assert 2 <= nproc <= NPROC_MAX and 0 <= max_restarts <= RESTARTS_MAX
+    return [
+        *torchrun_prefix(nproc, max_restarts),
         "-m",
         "trainer.cli",
         *fit_argv(cfg),

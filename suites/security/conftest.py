@@ -22,6 +22,21 @@ from hypothesis import strategies as st
 from durable import faults
 
 # Examples per parser test by session --scale: seconds at small, much longer at 10pct.
+# The smallest valid `datagen generate` sizes, for tests that need a real dataset fast.
+TINY_DATAGEN = (
+    "--samples",
+    "8",
+    "--frames",
+    "2",
+    "--size",
+    "4",
+    "--channels",
+    "1",
+    "--shard-size",
+    "4",
+    "--workers",
+    "1",
+)
 EXAMPLES_BY_SCALE = {"small": 60, "10pct": 2_000, "production": 20_000}
 EXAMPLE_TIMEOUT_S = 5.0
 

@@ -17,26 +17,12 @@ from hypothesis import strategies as st
 from datagen import store
 from datagen.verify import scan
 from durable.errors import BadInputError, VerifyError
+from suites.security.conftest import TINY_DATAGEN
 from suites.security.strategies import document_bytes, mutated_document
 
 Fuzz = Callable[..., Any]
 GENERATE_TIMEOUT_S = 120.0
-TINY = (
-    "--samples",
-    "8",
-    "--frames",
-    "2",
-    "--size",
-    "4",
-    "--channels",
-    "1",
-    "--shard-size",
-    "4",
-    "--workers",
-    "1",
-    "--seed",
-    "3",
-)
+TINY = (*TINY_DATAGEN, "--seed", "3")
 TARGETS = ("dataset.json", "manifest.json", "shards/00000/manifest.json")
 ALLOC_BYTES_MAX = 32 << 20  # refusing an absurd claim must not allocate for it
 

@@ -16,24 +16,11 @@ from durable import manifest
 from durable.errors import VerifyError
 from harness.faults.corrupt import KINDS, CorruptionSpec, apply
 from harness.faults.runner import expand
-from suites.security.conftest import Result
+from suites.security.conftest import TINY_DATAGEN, Result
 from suites.unit.trainer.conftest import fit_args, write_tiny_dataset
 
 CHILD_TIMEOUT_S = 120.0
-TINY = (
-    "--samples",
-    "8",
-    "--frames",
-    "2",
-    "--size",
-    "4",
-    "--channels",
-    "1",
-    "--shard-size",
-    "4",
-    "--workers",
-    "1",
-)
+TINY = TINY_DATAGEN
 
 
 def _run(module: str, *argv: str) -> subprocess.CompletedProcess[str]:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from trainer.distributed import torchrun_prefix
+
 RUN_TIMEOUT_S = 90.0
 WORLD_SIZE = 2
 # Checked by torchrun every this often: a dead rank is noticed fast (default 0.1-5 s).
@@ -16,18 +18,7 @@ MONITOR_INTERVAL_S = "0.2"
 
 def torchrun_argv(nproc: int = WORLD_SIZE, max_restarts: int = 0) -> list[str]:
     """torchrun's own argv prefix; the job follows (--no-python: it is a console script)."""
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        str(nproc),
-        "--max-restarts",
-        str(max_restarts),
-        "--monitor-interval",
-        MONITOR_INTERVAL_S,
-    ]
+    return torchrun_prefix(nproc, max_restarts, MONITOR_INTERVAL_S)
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
