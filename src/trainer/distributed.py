@@ -41,11 +41,19 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from durable import BadInputError, RunLock, VerifyError, config_hash, faults, remove_stale_temps
+from durable import (
+    BadInputError,
+    ConfigDriftError,
+    RunLock,
+    VerifyError,
+    config_hash,
+    faults,
+    remove_stale_temps,
+)
 from telemetry import Telemetry
 from trainer import rng
 from trainer.checkpoint import KIND_CHECKPOINT, load_committed, select_resume
-from trainer.config import FitConfig, hyper_params
+from trainer.config import FitConfig, drifted, hyper_params
 from trainer.data import PIXEL_SCALE, open_dataset
 from trainer.fit import (
     FitRun,
@@ -58,7 +66,7 @@ from trainer.fit import (
     configure_torch,
     warn,
 )
-from trainer.rundir import ProgressWriter, RunPaths, prepare_config
+from trainer.rundir import ProgressWriter, RunPaths, prepare_config, stored_hyper
 from trainer.sampler import EpochSampler, SamplerState
 from trainer.schedule import lr_at
 
@@ -170,10 +178,31 @@ def exec_torchrun(
     """Replace this process with torchrun (bad input is refused here first, with exit 2)."""
     check_launch(nproc, max_restarts)
     _prepare(cfg)
+    refuse_like_a_rank(cfg, nproc)
     argv = launch_argv(cfg, nproc, max_restarts, passthrough)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(argv[0], argv)
+
+
+def refuse_like_a_rank(cfg: FitConfig, nproc: int) -> None:
+    """Refuse here, with the rank's own exit code, what rank 0 would refuse at once: a run
+    directory another fit holds (3), an unreadable configuration (4), changed
+    hyper-parameters (2). torchrun reports any failed rank as exit 1, so without this a
+    script could not tell a locked run from a crash. The ranks still take the lock and
+    check the configuration themselves (a race after this check is caught there); a changed
+    dataset is found by the ranks, which hash it."""
+    paths = RunPaths(Path(cfg.out))
+    if not paths.root.is_dir():
+        return
+    with RunLock(paths.root):
+        if cfg.new or not paths.config.exists():
+            return
+        old = stored_hyper(paths)
+        hyper = _hyper(cfg, str(old.get("data_sha256", "")), nproc)
+        differing = drifted(old, hyper)
+        if differing:
+            raise ConfigDriftError(str(paths.config), differing)
 
 
 def timeout_s() -> float:
@@ -453,15 +482,15 @@ def _setup_leader(
     cfg: FitConfig, paths: RunPaths, world: World
 ) -> tuple[Any, dict[str, Any], str, bool]:
     dataset = open_dataset(cfg.data, paths.data_verified, cfg.verify_data)
-    hyper = _hyper(cfg, dataset, world)
+    hyper = _hyper(cfg, dataset.identity, world.world_size)
     run_hash = config_hash(hyper)
     prepare_config(paths, hyper, run_hash, cfg.new and not restarted())
     return dataset, hyper, run_hash, _finished(paths, run_hash, cfg.steps)
 
 
-def _hyper(cfg: FitConfig, dataset: Any, world: World) -> dict[str, Any]:
-    hyper = hyper_params(cfg, dataset.identity)
-    hyper["world_size"] = world.world_size  # another world size is another training
+def _hyper(cfg: FitConfig, data_identity: str, world_size: int) -> dict[str, Any]:
+    hyper = hyper_params(cfg, data_identity)
+    hyper["world_size"] = world_size  # another world size is another training
     return hyper
 
 
@@ -498,7 +527,7 @@ def run_fit_distributed(
             if not world.leader:
                 # Rank 0 has verified the data (and recorded it): this only reads.
                 dataset = open_dataset(cfg.data, paths.data_verified, "changed")
-                hyper = _hyper(cfg, dataset, world)
+                hyper = _hyper(cfg, dataset.identity, world.world_size)
                 run_hash = config_hash(hyper)
             if finished:
                 if world.leader:

@@ -79,19 +79,24 @@ def wipe(paths: RunPaths) -> None:
         path.unlink(missing_ok=True)
 
 
+def stored_hyper(paths: RunPaths) -> dict[str, Any]:
+    """The hyper-parameters an existing run was started with; VerifyError when unreadable."""
+    try:
+        stored = read_json(paths.config)
+        old = stored["hyper"]
+        if not isinstance(old, dict):
+            raise TypeError("field 'hyper' is not an object")
+    except (BadInputError, KeyError, TypeError) as exc:
+        raise VerifyError(
+            str(paths.config), f"unreadable run configuration ({exc}); use --new to restart"
+        ) from None
+    return old
+
+
 def prepare_config(paths: RunPaths, hyper: dict[str, Any], config_hash: str, new: bool) -> None:
     """Record the run's hyper-parameters, or refuse a resume that changes them (exit 2)."""
     if paths.config.exists() and not new:
-        try:
-            stored = read_json(paths.config)
-            old = stored["hyper"]
-            if not isinstance(old, dict):
-                raise TypeError("field 'hyper' is not an object")
-        except (BadInputError, KeyError, TypeError) as exc:
-            raise VerifyError(
-                str(paths.config), f"unreadable run configuration ({exc}); use --new to restart"
-            ) from None
-        differing = drifted(old, hyper)
+        differing = drifted(stored_hyper(paths), hyper)
         if differing:
             raise ConfigDriftError(str(paths.config), differing)
         return

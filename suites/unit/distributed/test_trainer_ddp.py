@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 
+from durable import VerifyError
 from harness import checker
 from harness.check import CheckOptions, run_check
 from suites.unit.distributed.conftest import MONITOR_INTERVAL_S, RUN_TIMEOUT_S, clean_env
@@ -150,3 +151,44 @@ def test_bad_nproc_is_bad_input_and_writes_nothing(data: Path, tmp_path: Path) -
     done = _fit(data, tmp_path / "run", "--nproc", "0")
     assert done.returncode == 2 and "--nproc" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def _stored_run(out: Path, cfg: FitConfig, world_size: int) -> None:
+    from trainer.distributed import _hyper
+    from trainer.rundir import RunPaths, prepare_config
+
+    out.mkdir(parents=True)
+    hyper = _hyper(cfg, "data-identity", world_size)
+    prepare_config(RunPaths(out), hyper, "hash", new=False)
+
+
+def test_launcher_refuses_what_rank_0_would_refuse(tmp_path: Path) -> None:
+    from durable import ConfigDriftError, LockedError, RunLock
+    from trainer.distributed import refuse_like_a_rank
+
+    out = tmp_path / "run"
+    cfg = FitConfig(data="d", out=str(out), steps=20, lr=1e-3)
+    refuse_like_a_rank(cfg, 2)  # no run directory yet: nothing to refuse
+    _stored_run(out, cfg, 2)
+    refuse_like_a_rank(cfg, 2)  # the same run resumed
+    with pytest.raises(ConfigDriftError, match="lr"):
+        refuse_like_a_rank(FitConfig(data="d", out=str(out), steps=20, lr=2e-3), 2)
+    with pytest.raises(ConfigDriftError, match="world_size"):
+        refuse_like_a_rank(cfg, 3)
+    refuse_like_a_rank(FitConfig(data="d", out=str(out), steps=20, lr=2e-3, new=True), 2)
+    with RunLock(out), pytest.raises(LockedError):
+        refuse_like_a_rank(cfg, 2)
+    (out / "config.json").write_text("{not json")
+    with pytest.raises(VerifyError, match="config.json"):
+        refuse_like_a_rank(cfg, 2)
+
+
+def test_locked_run_exits_3_under_nproc(data: Path, tmp_path: Path) -> None:
+    from durable import RunLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with RunLock(out):
+        done = _fit(data, out, "--nproc", "2")
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "torch.distributed.run" not in done.stderr  # refused before torchrun started
