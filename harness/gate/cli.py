@@ -98,7 +98,8 @@ def _print_summary(verdict: Verdict, run_dir: Path) -> None:
     for result in verdict.results:
         mark = "PASS" if result.ok else "FAIL"
         measured = "—" if result.measured is None else f"{result.measured:.4g}"
-        print(f"  {mark}  {result.id}: {measured} {result.comparator} {result.threshold:g}"
+        name = result.id + (f" [{result.tier}]" if result.tier else "")
+        print(f"  {mark}  {name}: {measured} {result.comparator} {result.threshold:g}"
               f" {result.unit}" + (f"  ({result.note})" if result.note else ""))
     for nodeid in verdict.tests_failed:
         print(f"  FAIL  test {nodeid}")

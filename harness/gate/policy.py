@@ -9,7 +9,8 @@ gate just by recording measurements under the conventional names.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,10 @@ _REQUIREMENTS: dict[str, tuple[str, str, float, str, str]] = {
     "max_duplicate_items": ("duplicate_items", "<=", 0.0, "count", "no item is committed twice"),
     "max_parser_crashes": ("parser_crashes", "<=", 0.0, "count", "no parser crashes on bad input"),
     "max_alert_latency_s": (
-        "detection_latency_s", "<=", 5.0, "s",
+        "detection_latency_s",
+        "<=",
+        5.0,
+        "s",
         "every alert fires within the target after its condition is injected",
     ),
 }
@@ -100,6 +104,13 @@ class Policy:
     requirements: tuple[Requirement, ...]
     require_all_tests_pass: bool = True
     require_evidence: bool = True  # a requirement with no measurement fails, never passes
+    # Thresholds by the tier a measurement was taken at: a 10pct gate also runs small-tier
+    # tests, and their seconds-long runs are judged by the small tier's bounds, not 10pct's.
+    tier_thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def threshold(self, requirement: Requirement, tier: str | None) -> float:
+        """The bound for evidence taken at ``tier`` (the policy's own when tier is unknown)."""
+        return self.tier_thresholds.get(tier or "", {}).get(requirement.id, requirement.threshold)
 
 
 def default_policy() -> Policy:
@@ -118,23 +129,32 @@ def policy_from_table(table: dict[str, Any], where: str, scale: str | None = Non
                 f"{where}: [tool.preflight.gate.{tier}] may only override thresholds "
                 f"({sorted(_REQUIREMENTS)})"
             )
-    if scale is not None:
-        table = {**table, **table.get(scale, {})}
-    requirements = []
-    for key, (metric, comparator, default, unit, description) in _REQUIREMENTS.items():
-        value = table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-            raise BadInputError(f"{where}: [tool.preflight.gate] {key} must be a number")
-        if not -THRESHOLD_ABS_MAX <= value <= THRESHOLD_ABS_MAX:  # inf or a 400-digit int
-            raise BadInputError(f"{where}: [tool.preflight.gate] {key} must be a finite number")
-        requirements.append(Requirement(key, description, metric, comparator, float(value), unit))
+    tier_thresholds = {t: _thresholds({**table, **table.get(t, {})}, where) for t in _TIERS}
+    thresholds = tier_thresholds.get(scale or "") or _thresholds(table, where)
+    requirements = tuple(
+        Requirement(key, description, metric, comparator, thresholds[key], unit)
+        for key, (metric, comparator, _, unit, description) in _REQUIREMENTS.items()
+    )
     flags = {}
     for key, default in _FLAGS.items():
         value = table.get(key, default)
         if not isinstance(value, bool):
             raise BadInputError(f"{where}: [tool.preflight.gate] {key} must be true or false")
         flags[key] = value
-    return Policy(tuple(requirements), **flags)
+    return Policy(requirements, **flags, tier_thresholds=tier_thresholds)
+
+
+def _thresholds(table: dict[str, Any], where: str) -> dict[str, float]:
+    """Every requirement's threshold from ``table`` or its default, checked (pure)."""
+    thresholds = {}
+    for key, (_, _, default, _, _) in _REQUIREMENTS.items():
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise BadInputError(f"{where}: [tool.preflight.gate] {key} must be a number")
+        if not -THRESHOLD_ABS_MAX <= value <= THRESHOLD_ABS_MAX:  # inf or a 400-digit int
+            raise BadInputError(f"{where}: [tool.preflight.gate] {key} must be a finite number")
+        thresholds[key] = float(value)
+    return thresholds
 
 
 def load_policy(pyproject: str | Path = "pyproject.toml", scale: str | None = None) -> Policy:

@@ -62,7 +62,7 @@ def _evidence_text(result: RequirementResult, limit: int = 3) -> str:
 def _rows(verdict: Verdict) -> list[tuple[str, str, str, str, str]]:
     rows = [
         (
-            r.description,
+            r.description + (f" ({r.tier} tier)" if r.tier else ""),
             _evidence_text(r),
             _fmt(r.measured) + (f" {r.unit}" if r.measured is not None else ""),
             f"{r.comparator} {_fmt(r.threshold)} {r.unit}",

@@ -18,6 +18,7 @@ class Evidence:
     nodeid: str
     name: str
     value: float
+    tier: str | None = None  # the tier of the test that recorded it
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class RequirementResult:
     evidence: tuple[Evidence, ...]
     ok: bool
     note: str = ""
+    tier: str | None = None  # the tier whose threshold applies (None: no evidence)
 
 
 @dataclass(frozen=True)
@@ -61,33 +63,61 @@ def collect_evidence(report: dict[str, Any], metric: str) -> list[Evidence]:
             name = str(item.get("name", ""))
             value = _number(item.get("value"))
             if value is not None and (name == metric or name.endswith("." + metric)):
-                found.append(Evidence(str(test.get("nodeid", "?")), name, value))
+                tier = test.get("tier")
+                found.append(
+                    Evidence(str(test.get("nodeid", "?")), name, value, str(tier) if tier else None)
+                )
     return found
 
 
-def _meets(value: float, requirement: Requirement) -> bool:
-    if requirement.comparator == "<=":
-        return value <= requirement.threshold
-    return value >= requirement.threshold
+def _meets(value: float, comparator: str, threshold: float) -> bool:
+    return value <= threshold if comparator == "<=" else value >= threshold
 
 
 def evaluate_requirement(
-    report: dict[str, Any], requirement: Requirement, require_evidence: bool
-) -> RequirementResult:
+    report: dict[str, Any], requirement: Requirement, policy: Policy
+) -> list[RequirementResult]:
+    """One result per tier that has evidence, each judged by that tier's threshold; one
+    result without evidence when no test recorded the metric."""
     evidence = collect_evidence(report, requirement.metric)
-    base = (
-        requirement.id,
-        requirement.description,
-        requirement.comparator,
-        requirement.threshold,
-        requirement.unit,
-    )
     if not evidence:
         note = "no readiness test recorded this measurement"
-        return RequirementResult(*base, None, (), not require_evidence, note)
-    values = [e.value for e in evidence]
-    worst = max(values) if requirement.comparator == "<=" else min(values)
-    return RequirementResult(*base, worst, tuple(evidence), _meets(worst, requirement))
+        return [
+            RequirementResult(
+                requirement.id,
+                requirement.description,
+                requirement.comparator,
+                requirement.threshold,
+                requirement.unit,
+                None,
+                (),
+                not policy.require_evidence,
+                note,
+            )
+        ]
+    by_tier: dict[str | None, list[Evidence]] = {}
+    for item in evidence:
+        by_tier.setdefault(item.tier, []).append(item)
+    results = []
+    for tier, items in by_tier.items():
+        threshold = policy.threshold(requirement, tier)
+        values = [e.value for e in items]
+        worst = max(values) if requirement.comparator == "<=" else min(values)
+        ok = _meets(worst, requirement.comparator, threshold)
+        results.append(
+            RequirementResult(
+                requirement.id,
+                requirement.description,
+                requirement.comparator,
+                threshold,
+                requirement.unit,
+                worst,
+                tuple(items),
+                ok,
+                tier=tier,
+            )
+        )
+    return results
 
 
 def _failed_tests(report: dict[str, Any]) -> tuple[str, ...]:
@@ -99,7 +129,7 @@ def validate_ready_for_production(report: dict[str, Any], policy: Policy | None 
     """Ready only when every readiness test passed and every requirement is met with evidence."""
     policy = policy or default_policy()
     results = tuple(
-        evaluate_requirement(report, r, policy.require_evidence) for r in policy.requirements
+        result for r in policy.requirements for result in evaluate_requirement(report, r, policy)
     )
     tests = report.get("tests", [])
     failed = _failed_tests(report)

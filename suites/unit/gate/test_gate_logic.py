@@ -158,3 +158,27 @@ def test_tier_override_applies_only_to_that_tier():
     assert threshold("10pct") == 0.035
     with pytest.raises(BadInputError, match="may only override thresholds"):
         policy_from_table({"small": {"require_evidence": False}}, "p")
+
+
+def test_each_measurement_is_judged_by_the_threshold_of_its_own_tier():
+    """A 10pct gate also runs small-tier tests: their seconds-long runs keep the small bound,
+    while the 10pct measurement of the same metric must meet the real one."""
+    table = {"max_checkpoint_overhead": 0.035, "small": {"max_checkpoint_overhead": 1.0}}
+    policy = policy_from_table(table, "p", "10pct")
+
+    def report(small: float, tenpct: float) -> dict:
+        tests = []
+        for tier, value in (("small", small), ("10pct", tenpct)):
+            base = _report({**GOOD_VALUES, "checkpoint_overhead": value})["tests"][0]
+            tests.append({**base, "nodeid": f"t[{tier}]", "tier": tier})
+        return {"tests": tests}
+
+    verdict = validate_ready_for_production(report(0.6, 0.02), policy)
+    rows = {(r.id, r.tier): r for r in verdict.results}
+    assert verdict.ready
+    assert rows[("max_checkpoint_overhead", "small")].threshold == 1.0
+    assert rows[("max_checkpoint_overhead", "10pct")].threshold == 0.035
+    late = validate_ready_for_production(report(0.6, 0.05), policy)
+    (bad,) = [r for r in late.results if not r.ok]
+    assert (bad.id, bad.tier, bad.measured) == ("max_checkpoint_overhead", "10pct", 0.05)
+    assert "(10pct tier)" in to_markdown(late, {})
