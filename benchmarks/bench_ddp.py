@@ -1,7 +1,9 @@
 """Data-parallel scaling: trainer samples/s with 1 and 2 processes (torch.distributed, gloo on
-CPU; nccl + bf16 when CUDA is present), and the scaling efficiency. Writes reports/bench-ddp.json.
+CPU; nccl + bf16 when CUDA is present), and the scaling efficiency. Written as the "ddp"
+section of reports/bench-trainer.json (bench_trainer.py keeps the section when it rewrites
+the file, and this script keeps the rest).
 
-    .venv/bin/python benchmarks/bench_ddp.py [--quick] [--out reports/bench-ddp.json]
+    .venv/bin/python benchmarks/bench_ddp.py [--quick] [--out reports/bench-trainer.json]
 
 Weak scaling: each rank keeps --batch-size, so 2 ranks train on twice the samples per step.
 samples/s is global (every rank's samples) over the training loop's own time (start-up and
@@ -29,6 +31,26 @@ CHILD_TIMEOUT_S = 900.0
 STEPS_FULL, STEPS_QUICK = 200, 40
 SAMPLES = 256
 MODEL = ("--channels", "16", "--depth", "3", "--batch-size", "8", "--threads", "1")
+
+
+SECTION = "ddp"
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """The benchmark file's JSON object, or {} when it is missing or not an object."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
+def write_section(path: Path, key: str, section: dict[str, Any]) -> None:
+    """Replace one top-level section of a shared benchmark file, keeping the others."""
+    report = read_report(path)
+    report[key] = section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, report)
 
 
 def child_env() -> dict[str, str]:
@@ -81,7 +103,7 @@ def scaling(data: Path, work: Path, steps: int, device: str, *extra: str) -> dic
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--out", default=str(REPO / "reports" / "bench-ddp.json"))
+    parser.add_argument("--out", default=str(REPO / "reports" / "bench-trainer.json"))
     args = parser.parse_args()
     steps = STEPS_QUICK if args.quick else STEPS_FULL
     load_at_start = os.getloadavg()[0]
@@ -117,11 +139,10 @@ def main() -> int:
         "results": results,
         "pass": True,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out, report)
+    write_section(Path(args.out), SECTION, report)
     for r in results:
         print(f"info  {r['name']:22} {json.dumps(r['measured'])}  efficiency {r['ratio']}")
-    print(f"wrote {args.out} in {report['wall_s']} s")
+    print(f"wrote section {SECTION!r} of {args.out} in {report['wall_s']} s")
     return 0
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench_ddp import SECTION, read_report  # the sibling script (benchmarks/ is on sys.path)
+
 from durable import atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
@@ -389,6 +391,10 @@ def main() -> int:
         "results": results,
         "pass": all(r["pass"] is not False for r in results),
     }
+    # bench_ddp.py writes its scaling figures into this file's "ddp" section: keep them.
+    previous = read_report(Path(args.out))
+    if SECTION in previous:
+        report[SECTION] = previous[SECTION]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out, report)
     for r in results:
