@@ -8,13 +8,14 @@ environment with preflight installed stays fast.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import tiers
+from harness import exclusive, tiers
 
 if TYPE_CHECKING:
     from harness.gate.report import Recorder, SessionCollector
@@ -112,6 +113,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "long: a small-tier test that drives several real jobs (many seconds); `make test` "
         "leaves it to `make test-long`, which CI runs",
     )
+    config.addinivalue_line(
+        "markers",
+        "timing: measures a wall-time ratio; runs alone (no other test of the run starts "
+        "while it runs) and after the other tests",
+    )
     config.stash[SCALE_KEY] = _scale(config)
     # The fault-experiment fixtures (fault_check, fault_battery) for any suite; DESIGN.md:
     # "the same experiments are available to pytest through fixtures".
@@ -164,7 +170,24 @@ def pytest_collection_modifyitems(
         (selected if tiers.is_selected(name, scale) else deselected).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = selected
+    # Timing tests last: each waits for the machine to itself (harness.exclusive), and at the
+    # end the other worker has less left to wait for.
+    items[:] = sorted(selected, key=lambda item: item.get_closest_marker("timing") is not None)
+
+
+@pytest.fixture(autouse=True)
+def _preflight_machine_share(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under xdist: a timing test holds the machine alone, every other test shares it."""
+    directory = exclusive.lock_dir(
+        tmp_path_factory.getbasetemp(), os.environ.get("PYTEST_XDIST_WORKER")
+    )
+    if directory is None:
+        yield
+        return
+    with exclusive.hold(directory, request.node.get_closest_marker("timing") is not None):
+        yield
 
 
 class SessionReportPlugin:
