@@ -14,6 +14,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -500,33 +501,42 @@ class Finish:
 
 
 def finish(ctx: Context, workdir: Path) -> Finish:
-    """Run verify and fingerprint on a completed workdir (each bounded)."""
+    """Run verify and fingerprint on a completed workdir, side by side (both only read the
+    workdir; each is a fresh interpreter whose start-up, e.g. importing torch, dominates),
+    each bounded by its own timeout."""
+    with ThreadPoolExecutor(2, thread_name_prefix="preflight-finish") as pool:
+        verify = pool.submit(_verify, ctx, workdir)
+        fingerprint = pool.submit(_fingerprint, ctx, workdir)
+        verify_rc, verify_notes = verify.result()
+        value, fingerprint_notes = fingerprint.result()
+    return Finish(verify_rc, value, (*verify_notes, *fingerprint_notes))
+
+
+def _verify(ctx: Context, workdir: Path) -> tuple[int | None, list[str]]:
+    if ctx.spec.verify is None:
+        return None, []
     params = ctx.run_params(workdir)
-    notes: list[str] = []
-    verify_rc = None
-    fingerprint = None
-    if ctx.spec.verify is not None:
-        try:
-            done = run_aux(
-                ctx.spec, ctx.spec.verify, params, ctx.bounds.aux_timeout_s, key="verify"
-            )
-            verify_rc = done.returncode
-            if verify_rc != 0:
-                notes.append(f"verify: {done.stderr.strip()[-300:]}")
-        except RunTimeoutError as exc:
-            verify_rc, notes = -1, [*notes, str(exc)]
-    if ctx.spec.fingerprint is not None:
-        try:
-            done = run_aux(
-                ctx.spec, ctx.spec.fingerprint, params, ctx.bounds.aux_timeout_s, key="fingerprint"
-            )
-            if done.returncode == 0:
-                fingerprint = done.stdout.strip()
-            else:
-                notes.append(f"fingerprint exit {done.returncode}: {done.stderr.strip()[-300:]}")
-        except RunTimeoutError as exc:
-            notes.append(str(exc))
-    return Finish(verify_rc, fingerprint, tuple(notes))
+    try:
+        done = run_aux(ctx.spec, ctx.spec.verify, params, ctx.bounds.aux_timeout_s, key="verify")
+    except RunTimeoutError as exc:
+        return -1, [str(exc)]
+    notes = [f"verify: {done.stderr.strip()[-300:]}"] if done.returncode != 0 else []
+    return done.returncode, notes
+
+
+def _fingerprint(ctx: Context, workdir: Path) -> tuple[str | None, list[str]]:
+    if ctx.spec.fingerprint is None:
+        return None, []
+    params = ctx.run_params(workdir)
+    try:
+        done = run_aux(
+            ctx.spec, ctx.spec.fingerprint, params, ctx.bounds.aux_timeout_s, key="fingerprint"
+        )
+    except RunTimeoutError as exc:
+        return None, [str(exc)]
+    if done.returncode == 0:
+        return done.stdout.strip(), []
+    return None, [f"fingerprint exit {done.returncode}: {done.stderr.strip()[-300:]}"]
 
 
 def recover_s(attempts: list[Attempt]) -> float | None:

@@ -29,9 +29,23 @@ from trainer.distributed import (
     world_from_env,
 )
 
-# Long enough (seconds) that the harness sees progress (written each second) before the end.
-STEPS, CKPT_EVERY = 240, 20
-TINY = ("--channels", "4", "--depth", "2", "--batch-size", "4", "--threads", "1", "--accum", "2")
+# A few seconds of training: progress every 100 ms gives the harness enough points to place a
+# kill between checkpoints; more steps would only cost CPU (2 ranks on 2 cores).
+STEPS, CKPT_EVERY = 120, 20
+TINY = (
+    "--channels",
+    "4",
+    "--depth",
+    "2",
+    "--batch-size",
+    "4",
+    "--threads",
+    "1",
+    "--accum",
+    "2",
+    "--progress-every-ms",
+    "100",
+)
 
 
 def _fit(data: Path, out: Path, *extra: str, env: dict[str, str] | None = None):
@@ -50,16 +64,6 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def two_ranks(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """An uninterrupted `trainer fit --nproc 2` with the parameter-sync check on."""
-    out = tmp_path_factory.mktemp("ddp-run") / "run"
-    done = _fit(data, out, "--nproc", "2", env={ENV_PARAM_SYNC: "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1])
-    return out, summary
-
-
 def test_fit_argv_reproduces_the_config() -> None:
     cfg = FitConfig(data="d", out="o", steps=7, lr=3e-4, bf16=True, accum=2, new=True)
     args = build_parser().parse_args(fit_argv(cfg))
@@ -72,15 +76,16 @@ def test_fit_argv_reproduces_the_config() -> None:
 
 
 @pytest.mark.long
-def test_parameters_identical_on_every_rank_after_each_step(two_ranks: tuple[Path, dict]) -> None:
-    _, summary = two_ranks
+def test_two_ranks_stay_in_sync_and_checkpoint_every_rank(data: Path, tmp_path: Path) -> None:
+    """One uninterrupted `trainer fit --nproc 2` with the parameter-sync check on: an
+    all-gathered parameter hash agrees after every optimizer step, and each checkpoint holds
+    every rank's sampler and RNG state."""
+    out = tmp_path / "run"
+    done = _fit(data, out, "--nproc", "2", env={ENV_PARAM_SYNC: "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1])
     assert summary["world_size"] == 2
     assert summary["param_sync_checks"] == STEPS  # one all-gathered hash per optimizer step
-
-
-@pytest.mark.long
-def test_checkpoint_holds_every_ranks_sampler_and_rng(two_ranks: tuple[Path, dict]) -> None:
-    out, _ = two_ranks
     newest = sorted((out / "checkpoints").iterdir())[-1]
     state = torch.load(newest / "state.pt", weights_only=True)  # plain values only
     assert state["world_size"] == 2 and [r["rank"] for r in state["ranks"]] == [0, 1]
@@ -105,21 +110,21 @@ launcher = ["{python}", "-m", "torch.distributed.run", "--standalone",
             "--monitor-interval", "MONITOR", "--no-python"]
 command = ["trainer", "fit", "--data", "DATA", "--out", "{workdir}", "--steps", "{steps}",
            "--ckpt-every", "20", "--channels", "4", "--depth", "2", "--batch-size", "4",
-           "--threads", "1", "--accum", "2"]
+           "--threads", "1", "--accum", "2", "--progress-every-ms", "100"]
 progress = "{workdir}/PROGRESS.json"
 verify = ["trainer", "verify", "{workdir}"]
 fingerprint = ["trainer", "fingerprint", "{workdir}"]
 checkpoints = ["{workdir}/checkpoints/*/*"]
 env = { OMP_NUM_THREADS = "1" }
 [workloads.trainer-ddp.scale]
-small = { steps = 240 }
+small = { steps = 120 }
 """
 
 
 @pytest.mark.long
-def test_killed_rank_recovers_exactly(
-    data: Path, two_ranks: tuple[Path, dict], tmp_path: Path, preflight_record: Any
-) -> None:
+def test_killed_rank_recovers_exactly(data: Path, tmp_path: Path, preflight_record: Any) -> None:
+    """The check's reference is an uninterrupted torchrun run with the same world size; the
+    killed run must end bit-identical to it (verdict `exact`)."""
     spec = tmp_path / "workloads.toml"
     spec.write_text(SPEC.replace("MONITOR", MONITOR_INTERVAL_S).replace("DATA", str(data)))
     opts = CheckOptions(
@@ -134,8 +139,6 @@ def test_killed_rank_recovers_exactly(
     )
     result = run_check(opts)
     assert not result.report.errors, result.report.errors
-    # The torchrun reference equals `trainer fit --nproc 2`: one world size, one result.
-    assert result.report.reference.fingerprint == two_ranks[1]["fingerprint"]
     row = result.row("kill-rank")
     statuses = {v.name: (v.status, v.detail) for v in row.verdicts}
     assert not row.failed, (statuses, row.history.notes, row.history.attempts[-1].stderr_tail)
