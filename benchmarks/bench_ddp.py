@@ -60,9 +60,56 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def fit(data: Path, run: Path, steps: int, nproc: int, *extra: str) -> dict[str, Any]:
+def cpu_times() -> list[int]:
+    """The aggregate CPU line of /proc/stat (jiffies); [] where there is none."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            return [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return []
+
+
+def steal_fraction(before: list[int], after: list[int]) -> float | None:
+    """Share of CPU time the hypervisor gave to other guests between two readings (pure):
+    on a shared host this, not the code, can halve a two-process rate."""
+    if len(before) < 8 or len(after) < 8:
+        return None
+    delta = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(delta[:8])
+    return round(delta[7] / total, 3) if total > 0 else None
+
+
+def fit_argv(data: Path, run: Path, steps: int, nproc: int, *extra: str) -> list[str]:
     argv = [sys.executable, "-m", "trainer.cli", "fit", "--data", str(data), "--out", str(run)]
-    argv += ["--steps", str(steps), "--ckpt-every", "0", "--nproc", str(nproc), *MODEL, *extra]
+    argv += ["--steps", str(steps), "--ckpt-every", "0", "--nproc", str(nproc)]
+    return argv + [*MODEL, *extra]
+
+
+def independent_pair(data: Path, work: Path, steps: int, device: str) -> float:
+    """Global samples/s of two single-process fits running at the same time, no DDP: what
+    this machine gives two copies of the workload (cores, memory bandwidth, the host's
+    other tenants). DDP can at best reach this."""
+    procs = [
+        subprocess.Popen(
+            fit_argv(data, work / f"{device}-pair{i}", steps, 1, "--device", device),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        for i in range(2)
+    ]
+    rates = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=CHILD_TIMEOUT_S)
+        if proc.returncode != 0:
+            raise RuntimeError(f"independent fit exited {proc.returncode}: {err[-2000:]}")
+        rates.append(json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1]))
+    return round(sum(r["samples_per_s"] for r in rates), 2)
+
+
+def fit(data: Path, run: Path, steps: int, nproc: int, *extra: str) -> dict[str, Any]:
+    argv = fit_argv(data, run, steps, nproc, *extra)
     started_s = time.monotonic()
     done = subprocess.run(
         argv, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False, env=child_env()
@@ -78,13 +125,25 @@ def fit(data: Path, run: Path, steps: int, nproc: int, *extra: str) -> dict[str,
 
 
 def scaling(data: Path, work: Path, steps: int, device: str, *extra: str) -> dict[str, Any]:
+    steal: dict[str, float | None] = {}
+    mark = cpu_times()
     one = fit(data, work / f"{device}-1", steps, 1, "--device", device, *extra)
+    steal["1proc"], mark = steal_fraction(mark, cpu_times()), cpu_times()
     two = fit(data, work / f"{device}-2", steps, 2, "--device", device, *extra)
+    steal["2proc"], mark = steal_fraction(mark, cpu_times()), cpu_times()
+    pair = independent_pair(data, work, steps, device) if device == "cpu" else None
+    steal["2_independent"] = steal_fraction(mark, cpu_times()) if pair is not None else None
     rate1, rate2 = one["samples_per_s"], two["samples_per_s"]
     efficiency = round(rate2 / (2 * rate1), 3) if rate1 > 0 else None
+    measured = {"samples_per_s_1proc": rate1, "samples_per_s_2proc": rate2}
+    if pair is not None:
+        measured["samples_per_s_2_independent"] = pair
     return {
         "name": f"ddp_scaling_{device}" + ("_bf16" if extra else ""),
-        "measured": {"samples_per_s_1proc": rate1, "samples_per_s_2proc": rate2},
+        "measured": measured,
+        # 2 DDP ranks against 2 independent copies side by side: DDP's own cost on this box.
+        "ddp_vs_independent": round(rate2 / pair, 3) if pair else None,
+        "machine_parallel_capacity": round(pair / rate1, 3) if pair and rate1 > 0 else None,
         "unit": "samples/s (global, training loop)",
         "reference": "1 process",
         "target": "reported",
@@ -94,6 +153,7 @@ def scaling(data: Path, work: Path, steps: int, device: str, *extra: str) -> dic
         "detail": {
             "steps": steps,
             "backend": "nccl" if device == "cuda" else "gloo",
+            "cpu_steal_fraction": steal,
             "wall_s": {"1proc": one["wall_s"], "2proc": two["wall_s"]},
             "train_s": {"1proc": one["train_s"], "2proc": two["train_s"]},
         },
@@ -141,7 +201,10 @@ def main() -> int:
     }
     write_section(Path(args.out), SECTION, report)
     for r in results:
-        print(f"info  {r['name']:22} {json.dumps(r['measured'])}  efficiency {r['ratio']}")
+        print(
+            f"info  {r['name']:22} {json.dumps(r['measured'])}  efficiency {r['ratio']}"
+            f"  ddp/independent {r['ddp_vs_independent']}"
+        )
     print(f"wrote section {SECTION!r} of {args.out} in {report['wall_s']} s")
     return 0
 
