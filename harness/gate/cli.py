@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from durable import BadInputError
 from harness import tiers
 from harness.gate.history import History
 from harness.gate.identity import code_hash, preflight_config_hash
@@ -109,6 +110,14 @@ def _print_summary(verdict: Verdict, run_dir: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return gate(args)
+    except BadInputError as exc:  # a malformed pyproject.toml: name it, run nothing
+        print(f"preflight gate: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def gate(args: argparse.Namespace) -> int:
     reports = args.report.absolute()
     reports.mkdir(parents=True, exist_ok=True)
     code, config = code_hash(), preflight_config_hash(args.pyproject)

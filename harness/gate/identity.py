@@ -8,10 +8,10 @@ git, so it works in any checkout and notices uncommitted edits.
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from pathlib import Path
 
 from durable.manifest import config_hash
+from harness.gate.policy import preflight_table
 
 CODE_DIRS = ("harness", "src")
 CODE_SUFFIXES = (".py",)
@@ -38,8 +38,4 @@ def code_hash(root: str | Path = ".") -> str:
 
 def preflight_config_hash(pyproject: str | Path = "pyproject.toml") -> str:
     """Hash of ``[tool.preflight]`` (workload specs and gate policy)."""
-    path = Path(pyproject)
-    table = {}
-    if path.is_file():
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("preflight", {})
-    return config_hash(table)
+    return config_hash(preflight_table(Path(pyproject)))

@@ -162,6 +162,17 @@ def load_policy(pyproject: str | Path = "pyproject.toml", scale: str | None = No
     path = Path(pyproject)
     if not path.is_file():
         return default_policy()
+    table = preflight_table(path).get("gate", {})
+    if not isinstance(table, dict):
+        raise BadInputError(f"{path}: [tool.preflight.gate] must be a table")
+    return policy_from_table(table, str(path), scale)
+
+
+def preflight_table(path: Path) -> dict[str, Any]:
+    """``[tool.preflight]`` of a pyproject.toml, read bounded; BadInputError naming the file
+    for anything that is not valid TOML with tables there. A missing file reads as {}."""
+    if not path.is_file():
+        return {}
     if path.stat().st_size > POLICY_BYTES_MAX:
         raise BadInputError(f"{path}: larger than {POLICY_BYTES_MAX} bytes")
     try:
@@ -171,8 +182,8 @@ def load_policy(pyproject: str | Path = "pyproject.toml", scale: str | None = No
     except RecursionError:  # tomllib recurses per nesting level
         raise BadInputError(f"{path}: invalid TOML: nested too deeply") from None
     table: Any = data
-    for key in ("tool", "preflight", "gate"):
+    for key in ("tool", "preflight"):
         table = table.get(key, {}) if isinstance(table, dict) else None
     if not isinstance(table, dict):
-        raise BadInputError(f"{path}: [tool.preflight.gate] must be a table")
-    return policy_from_table(table, str(path), scale)
+        raise BadInputError(f"{path}: [tool.preflight] must be a table")
+    return table

@@ -182,3 +182,17 @@ def test_each_measurement_is_judged_by_the_threshold_of_its_own_tier():
     (bad,) = [r for r in late.results if not r.ok]
     assert (bad.id, bad.tier, bad.measured) == ("max_checkpoint_overhead", "10pct", 0.05)
     assert "(10pct tier)" in to_markdown(late, {})
+
+
+@pytest.mark.parametrize(
+    "text", ["[tool.preflight\n", "[tool]\npreflight = 3\n", "[tool.preflight]\ngate = 1\n"]
+)
+def test_gate_refuses_a_malformed_pyproject_before_running_anything(tmp_path, capsys, text):
+    from harness.gate.cli import main
+
+    bad = tmp_path / "pyproject.toml"
+    bad.write_text(text)
+    assert main(["--pyproject", str(bad), "--report", str(tmp_path / "reports")]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "preflight gate:" in err
+    assert not list((tmp_path / "reports").glob("2*"))  # no suite ran, no report written
