@@ -9,7 +9,8 @@ environment with preflight installed stays fast.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -173,6 +174,23 @@ def pytest_collection_modifyitems(
     # Timing tests last: each waits for the machine to itself (harness.exclusive), and at the
     # end the other worker has less left to wait for.
     items[:] = sorted(selected, key=lambda item: item.get_closest_marker("timing") is not None)
+
+
+@pytest.fixture(scope="session")
+def preflight_machine_alone(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[], AbstractContextManager[None]]:
+    """For module- or session-scoped fixtures that measure (they set up outside any test's
+    share of the machine): ``with preflight_machine_alone(): ...`` runs the block with no
+    test of the run going on beside it. Outside xdist it holds nothing."""
+    directory = exclusive.lock_dir(
+        tmp_path_factory.getbasetemp(), os.environ.get("PYTEST_XDIST_WORKER")
+    )
+
+    def alone() -> AbstractContextManager[None]:
+        return nullcontext() if directory is None else exclusive.hold(directory, True)
+
+    return alone
 
 
 @pytest.fixture(autouse=True)

@@ -73,10 +73,15 @@ def run_all(specs: list[tuple[WorkloadSpec, dict[str, int]]], base: Path, interv
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
+def planted(
+    tmp_path_factory: pytest.TempPathFactory, preflight_machine_alone: Any
+) -> Iterator[dict[str, Run]]:
     specs = load_specs(FIXTURE_SPECS)
     chosen = [(specs[name], specs[name].params("small")) for name in EXPECTED_FAILURES]
-    runs = run_all(chosen, tmp_path_factory.mktemp("planted"), FIXTURE_SAMPLE_INTERVAL_S)
+    # The samplers must keep up with 1-2 s jobs: a loaded neighbour once starved them into
+    # seeing a third of the leak (first `make test` on a fresh clone).
+    with preflight_machine_alone():
+        runs = run_all(chosen, tmp_path_factory.mktemp("planted"), FIXTURE_SAMPLE_INTERVAL_S)
     yield {run.spec.name: run for run in runs}
 
 
@@ -119,6 +124,7 @@ def test_the_slowdown_and_the_stall_are_measured(planted: dict[str, Run]) -> Non
     assert SMALL.stall.stall_s < stall.longest_stall_s <= 2.1
 
 
+@pytest.mark.timing  # sampled 1-2 s runs: alone, or a neighbour's load reads as a defect
 def test_no_false_alarms_over_20_clean_runs(
     tmp_path: Path, preflight_record: Recorder
 ) -> None:
