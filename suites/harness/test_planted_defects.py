@@ -125,6 +125,7 @@ def test_the_slowdown_and_the_stall_are_measured(planted: dict[str, Run]) -> Non
 
 
 @pytest.mark.timing  # sampled 1-2 s runs: alone, or a neighbour's load reads as a defect
+@pytest.mark.timeout(600)  # includes waiting for the tests beside it to finish
 def test_no_false_alarms_over_20_clean_runs(
     tmp_path: Path, preflight_record: Recorder
 ) -> None:
