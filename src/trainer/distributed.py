@@ -557,8 +557,7 @@ def run_fit_distributed(
             if world.leader:
                 assert run.progress is not None
                 run.progress.write(cfg.steps, state="done", force=True)
-                summary = run.summary.to_json()
-                summary["world_size"] = world.world_size
+                summary = global_rate(run.summary.to_json(), world.world_size)
                 if run.param_sync:
                     summary["param_sync_checks"] = run.param_checks
                 emit(summary)
@@ -566,6 +565,18 @@ def run_fit_distributed(
         if lock is not None:
             lock.release()
         dist.destroy_process_group()
+
+
+def global_rate(summary: dict[str, Any], world_size: int) -> dict[str, Any]:
+    """The leader's summary counts its own samples; every rank trains as many (weak scaling),
+    so the job's rate is world_size times that (pure). Both are reported."""
+    per_rank = summary.get("samples_per_s")
+    return {
+        **summary,
+        "world_size": world_size,
+        "samples_per_s": round(per_rank * world_size, 2) if per_rank is not None else None,
+        "samples_per_s_per_rank": per_rank,
+    }
 
 
 def check_launch(nproc: int, max_restarts: int) -> None:

@@ -25,6 +25,7 @@ from trainer.distributed import (
     ENV_PARAM_SYNC,
     World,
     fit_argv,
+    global_rate,
     launch_argv,
     world_from_env,
 )
@@ -73,6 +74,8 @@ def test_fit_argv_reproduces_the_config() -> None:
     assert argv[argv.index("--max-restarts") + 1] == "3"
     assert world_from_env({}) == World()
     assert world_from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}) == World(1, 2, 1)
+    rates = global_rate({"samples_per_s": 40.0, "steps": 3}, 2)
+    assert (rates["samples_per_s"], rates["samples_per_s_per_rank"], rates["steps"]) == (80, 40, 3)
 
 
 @pytest.mark.long
@@ -85,6 +88,7 @@ def test_two_ranks_stay_in_sync_and_checkpoint_every_rank(data: Path, tmp_path: 
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1])
     assert summary["world_size"] == 2
+    assert summary["samples_per_s"] == pytest.approx(2 * summary["samples_per_s_per_rank"])
     assert summary["param_sync_checks"] == STEPS  # one all-gathered hash per optimizer step
     newest = sorted((out / "checkpoints").iterdir())[-1]
     state = torch.load(newest / "state.pt", weights_only=True)  # plain values only
