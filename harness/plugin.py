@@ -208,6 +208,17 @@ def _preflight_machine_share(
         yield
 
 
+def failure_message(longrepr: str, limit: int = 2000) -> str:
+    """What a report keeps of a failure (pure): pytest's explanation lines (those marked
+    ``E``: the assertion and its message, e.g. a job's stderr tail), then the location
+    line, cut to the last ``limit`` characters. The location alone hides why it failed."""
+    lines = longrepr.splitlines()
+    if not lines:
+        return ""
+    explained = [line[1:].strip() for line in lines if line.startswith("E ")]
+    return "\n".join([*explained, lines[-1]])[-limit:]
+
+
 class SessionReportPlugin:
     """Registered on the controller (or the only process): feeds every test report to the
     collector and writes the session report at the end. Under xdist the workers' reports,
@@ -221,14 +232,13 @@ class SessionReportPlugin:
         self.error: str | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        lines = report.longreprtext.splitlines() if report.failed else []
         self.collector.add(
             report.nodeid,
             report.when,
             report.outcome,
             report.duration,
             report.user_properties,
-            message=lines[-1] if lines else "",
+            message=failure_message(report.longreprtext) if report.failed else "",
             xfail=hasattr(report, "wasxfail"),
         )
 

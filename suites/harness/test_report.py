@@ -111,3 +111,21 @@ def test_write_report_is_complete_and_points_latest_at_the_newest(tmp_path: Path
     (second / "report.md").unlink()
     rewrite_views(second)
     assert (second / "report.md").read_text().startswith(f"# preflight report {second.name}")
+
+
+def test_failure_message_keeps_the_explanation_not_just_the_location():
+    from harness.plugin import failure_message
+
+    longrepr = (
+        "    def test_x():\n>       assert done.returncode == 0, done.stderr\n"
+        "E       AssertionError: rank 1 exited 1: gloo connect refused\n"
+        "E       assert 1 == 0\n\nsuites/x.py:85: AssertionError"
+    )
+    message = failure_message(longrepr)
+    assert message.splitlines() == [
+        "AssertionError: rank 1 exited 1: gloo connect refused",
+        "assert 1 == 0",
+        "suites/x.py:85: AssertionError",
+    ]
+    assert failure_message("x" * 5000, limit=100) == "x" * 100
+    assert failure_message("") == ""
