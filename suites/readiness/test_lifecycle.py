@@ -88,6 +88,7 @@ def test_memory_and_throughput_stable(workload, preflight_record, tier, name):
     handle.sample_interval_s = STABILITY_SAMPLE_INTERVAL_S
     params = handle.params()
     params[profile.total_param] = int(params[profile.total_param]) * profile.stability_scale
+    params.update(profile.stability_params)
     run = handle.run(params)
     assert run.returncode == 0, run.stderr_text()[-3000:]
     production = handle.spec.params("production")[profile.total_param]
