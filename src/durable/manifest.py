@@ -201,7 +201,18 @@ def read(directory: str | os.PathLike[str]) -> Manifest:
 
 
 def verify_entry(directory: str | os.PathLike[str], entry: FileEntry) -> None:
-    """Check one listed file's containment, size and sha256; raise naming the file."""
+    """Check one listed file's containment, size and sha256; raise naming the file. A path
+    the OS refuses to look up (name too long, a file where a directory should be) is a bad
+    entry too, never an OSError."""
+    try:
+        _verify_entry(directory, entry)
+    except OSError as exc:
+        raise VerifyError(
+            str(Path(directory) / entry.path)[:300], f"cannot check: {exc.strerror or exc}"
+        ) from None
+
+
+def _verify_entry(directory: str | os.PathLike[str], entry: FileEntry) -> None:
     where = f"{directory}/{MANIFEST_NAME}"
     try:
         full = resolve_inside(directory, entry.path, where)
@@ -227,10 +238,14 @@ def verify(directory: str | os.PathLike[str], *, check_hashes: bool = True) -> M
         else:
             try:
                 full = resolve_inside(directory, entry.path, str(directory))
+                if not full.is_file() or full.stat().st_size != entry.size:
+                    raise VerifyError(str(full), "missing or wrong size")
             except BadInputError as exc:
                 raise VerifyError(str(Path(directory) / entry.path), str(exc)) from None
-            if not full.is_file() or full.stat().st_size != entry.size:
-                raise VerifyError(str(full), "missing or wrong size")
+            except OSError as exc:
+                raise VerifyError(
+                    str(Path(directory) / entry.path)[:300], f"cannot check: {exc.strerror}"
+                ) from None
     return manifest
 
 

@@ -218,3 +218,20 @@ def test_regressions_found_by_this_suite(tmp_path: Path) -> None:
     with pytest.raises(DurableError, match="ledger.sqlite"), Ledger(bad) as ledger:
         ledger.items("run")
         ledger.progress("run")
+
+
+def test_an_entry_path_the_os_cannot_look_up_is_a_verify_error(tmp_path: Path) -> None:
+    """Found at 10pct: a manifest entry whose name is longer than the OS allows made verify
+    raise OSError (ENAMETOOLONG) instead of VerifyError."""
+    directory = tmp_path / "committed"
+    directory.mkdir()
+    (directory / "a.bin").write_bytes(b"x")
+    manifest.commit(directory, config={"k": 1}, meta={"kind": "fuzz"})
+    path = directory / manifest.MANIFEST_NAME
+    document = json.loads(path.read_text())
+    for entry in document["files"]:
+        entry["path"] = "1" * 300
+    path.write_text(json.dumps(document))
+    for check_hashes in (True, False):
+        with pytest.raises(VerifyError):
+            manifest.verify(directory, check_hashes=check_hashes)
