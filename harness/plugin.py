@@ -177,34 +177,31 @@ def pytest_collection_modifyitems(
 
 
 @pytest.fixture(scope="session")
+def _preflight_machine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """Where this run's xdist workers share the machine lock; None outside xdist."""
+    return exclusive.lock_dir(tmp_path_factory.getbasetemp(), os.environ.get("PYTEST_XDIST_WORKER"))
+
+
+def _machine(directory: Path | None, alone: bool) -> AbstractContextManager[None]:
+    return nullcontext() if directory is None else exclusive.hold(directory, alone)
+
+
+@pytest.fixture(scope="session")
 def preflight_machine_alone(
-    tmp_path_factory: pytest.TempPathFactory,
+    _preflight_machine_dir: Path | None,
 ) -> Callable[[], AbstractContextManager[None]]:
     """For module- or session-scoped fixtures that measure (they set up outside any test's
     share of the machine): ``with preflight_machine_alone(): ...`` runs the block with no
     test of the run going on beside it. Outside xdist it holds nothing."""
-    directory = exclusive.lock_dir(
-        tmp_path_factory.getbasetemp(), os.environ.get("PYTEST_XDIST_WORKER")
-    )
-
-    def alone() -> AbstractContextManager[None]:
-        return nullcontext() if directory is None else exclusive.hold(directory, True)
-
-    return alone
+    return lambda: _machine(_preflight_machine_dir, True)
 
 
 @pytest.fixture(autouse=True)
 def _preflight_machine_share(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, _preflight_machine_dir: Path | None
 ) -> Iterator[None]:
     """Under xdist: a timing test holds the machine alone, every other test shares it."""
-    directory = exclusive.lock_dir(
-        tmp_path_factory.getbasetemp(), os.environ.get("PYTEST_XDIST_WORKER")
-    )
-    if directory is None:
-        yield
-        return
-    with exclusive.hold(directory, request.node.get_closest_marker("timing") is not None):
+    with _machine(_preflight_machine_dir, request.node.get_closest_marker("timing") is not None):
         yield
 
 

@@ -86,10 +86,7 @@ _REQUIREMENTS: dict[str, tuple[str, str, float, str, str]] = {
     "max_duplicate_items": ("duplicate_items", "<=", 0.0, "count", "no item is committed twice"),
     "max_parser_crashes": ("parser_crashes", "<=", 0.0, "count", "no parser crashes on bad input"),
     "max_alert_latency_s": (
-        "detection_latency_s",
-        "<=",
-        5.0,
-        "s",
+        "detection_latency_s", "<=", 5.0, "s",
         "every alert fires within the target after its condition is injected",
     ),
 }
@@ -160,8 +157,6 @@ def _thresholds(table: dict[str, Any], where: str) -> dict[str, float]:
 def load_policy(pyproject: str | Path = "pyproject.toml", scale: str | None = None) -> Policy:
     """Read ``[tool.preflight.gate]``; a missing file or table gives the defaults."""
     path = Path(pyproject)
-    if not path.is_file():
-        return default_policy()
     table = preflight_table(path).get("gate", {})
     if not isinstance(table, dict):
         raise BadInputError(f"{path}: [tool.preflight.gate] must be a table")

@@ -79,22 +79,25 @@ def evaluate_requirement(
 ) -> list[RequirementResult]:
     """One result per tier that has evidence, each judged by that tier's threshold; one
     result without evidence when no test recorded the metric."""
+    def result(
+        threshold: float, measured: float | None, items: list[Evidence], ok: bool, **extra: Any
+    ) -> RequirementResult:
+        return RequirementResult(
+            requirement.id,
+            requirement.description,
+            requirement.comparator,
+            threshold,
+            requirement.unit,
+            measured,
+            tuple(items),
+            ok,
+            **extra,
+        )
+
     evidence = collect_evidence(report, requirement.metric)
     if not evidence:
         note = "no readiness test recorded this measurement"
-        return [
-            RequirementResult(
-                requirement.id,
-                requirement.description,
-                requirement.comparator,
-                requirement.threshold,
-                requirement.unit,
-                None,
-                (),
-                not policy.require_evidence,
-                note,
-            )
-        ]
+        return [result(requirement.threshold, None, [], not policy.require_evidence, note=note)]
     by_tier: dict[str | None, list[Evidence]] = {}
     for item in evidence:
         by_tier.setdefault(item.tier, []).append(item)
@@ -104,19 +107,7 @@ def evaluate_requirement(
         values = [e.value for e in items]
         worst = max(values) if requirement.comparator == "<=" else min(values)
         ok = _meets(worst, requirement.comparator, threshold)
-        results.append(
-            RequirementResult(
-                requirement.id,
-                requirement.description,
-                requirement.comparator,
-                threshold,
-                requirement.unit,
-                worst,
-                tuple(items),
-                ok,
-                tier=tier,
-            )
-        )
+        results.append(result(threshold, worst, items, ok, tier=tier))
     return results
 
 

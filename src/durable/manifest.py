@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -200,33 +202,33 @@ def read(directory: str | os.PathLike[str]) -> Manifest:
         raise VerifyError(str(path), f"invalid manifest: {exc}") from None
 
 
-def verify_entry(directory: str | os.PathLike[str], entry: FileEntry) -> None:
-    """Check one listed file's containment, size and sha256; raise naming the file. A path
-    the OS refuses to look up (name too long, a file where a directory should be) is a bad
-    entry too, never an OSError."""
+@contextmanager
+def _entry_errors(directory: str | os.PathLike[str], entry: FileEntry) -> Iterator[None]:
+    """A listed path that escapes the directory, or that the OS refuses to look up (name too
+    long, a file where a directory should be), is a bad entry: VerifyError naming it."""
     try:
-        _verify_entry(directory, entry)
+        yield
+    except BadInputError as exc:
+        raise VerifyError(str(Path(directory) / entry.path), str(exc)) from None
     except OSError as exc:
         raise VerifyError(
             str(Path(directory) / entry.path)[:300], f"cannot check: {exc.strerror or exc}"
         ) from None
 
 
-def _verify_entry(directory: str | os.PathLike[str], entry: FileEntry) -> None:
-    where = f"{directory}/{MANIFEST_NAME}"
-    try:
-        full = resolve_inside(directory, entry.path, where)
-    except BadInputError as exc:
-        raise VerifyError(str(Path(directory) / entry.path), str(exc)) from None
-    if full.is_symlink() and not os.path.exists(full):
-        raise VerifyError(str(full), "dangling symlink")
-    if not full.is_file():
-        raise VerifyError(str(full), "listed in the manifest but missing")
-    size = full.stat().st_size
-    if size != entry.size:
-        raise VerifyError(str(full), f"size {size} differs from the manifest's {entry.size}")
-    if sha256_file(full) != entry.sha256:
-        raise VerifyError(str(full), "sha256 differs from the manifest (corrupt file)")
+def verify_entry(directory: str | os.PathLike[str], entry: FileEntry) -> None:
+    """Check one listed file's containment, size and sha256; raise naming the file."""
+    with _entry_errors(directory, entry):
+        full = resolve_inside(directory, entry.path, f"{directory}/{MANIFEST_NAME}")
+        if full.is_symlink() and not os.path.exists(full):
+            raise VerifyError(str(full), "dangling symlink")
+        if not full.is_file():
+            raise VerifyError(str(full), "listed in the manifest but missing")
+        size = full.stat().st_size
+        if size != entry.size:
+            raise VerifyError(str(full), f"size {size} differs from the manifest's {entry.size}")
+        if sha256_file(full) != entry.sha256:
+            raise VerifyError(str(full), "sha256 differs from the manifest (corrupt file)")
 
 
 def verify(directory: str | os.PathLike[str], *, check_hashes: bool = True) -> Manifest:
@@ -235,17 +237,11 @@ def verify(directory: str | os.PathLike[str], *, check_hashes: bool = True) -> M
     for entry in manifest.files:
         if check_hashes:
             verify_entry(directory, entry)
-        else:
-            try:
-                full = resolve_inside(directory, entry.path, str(directory))
-                if not full.is_file() or full.stat().st_size != entry.size:
-                    raise VerifyError(str(full), "missing or wrong size")
-            except BadInputError as exc:
-                raise VerifyError(str(Path(directory) / entry.path), str(exc)) from None
-            except OSError as exc:
-                raise VerifyError(
-                    str(Path(directory) / entry.path)[:300], f"cannot check: {exc.strerror}"
-                ) from None
+            continue
+        with _entry_errors(directory, entry):
+            full = resolve_inside(directory, entry.path, str(directory))
+            if not full.is_file() or full.stat().st_size != entry.size:
+                raise VerifyError(str(full), "missing or wrong size")
     return manifest
 
 

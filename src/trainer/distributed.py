@@ -41,19 +41,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from durable import (
-    BadInputError,
-    ConfigDriftError,
-    RunLock,
-    VerifyError,
-    config_hash,
-    faults,
-    remove_stale_temps,
-)
+from durable import BadInputError, RunLock, VerifyError, config_hash, faults, remove_stale_temps
 from telemetry import Telemetry
 from trainer import rng
 from trainer.checkpoint import KIND_CHECKPOINT, load_committed, select_resume
-from trainer.config import FitConfig, drifted, hyper_params
+from trainer.config import FitConfig, hyper_params
 from trainer.data import PIXEL_SCALE, open_dataset
 from trainer.fit import (
     FitRun,
@@ -66,7 +58,13 @@ from trainer.fit import (
     configure_torch,
     warn,
 )
-from trainer.rundir import ProgressWriter, RunPaths, prepare_config, stored_hyper
+from trainer.rundir import (
+    ProgressWriter,
+    RunPaths,
+    check_drift,
+    prepare_config,
+    stored_hyper,
+)
 from trainer.sampler import EpochSampler, SamplerState
 from trainer.schedule import lr_at
 
@@ -199,10 +197,7 @@ def refuse_like_a_rank(cfg: FitConfig, nproc: int) -> None:
         if cfg.new or not paths.config.exists():
             return
         old = stored_hyper(paths)
-        hyper = _hyper(cfg, str(old.get("data_sha256", "")), nproc)
-        differing = drifted(old, hyper)
-        if differing:
-            raise ConfigDriftError(str(paths.config), differing)
+        check_drift(paths.config, old, _hyper(cfg, str(old.get("data_sha256", "")), nproc))
 
 
 def timeout_s() -> float:

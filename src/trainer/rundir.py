@@ -93,12 +93,17 @@ def stored_hyper(paths: RunPaths) -> dict[str, Any]:
     return old
 
 
+def check_drift(config: Path, stored: dict[str, Any], hyper: dict[str, Any]) -> None:
+    """Refuse ``hyper`` for a run started with ``stored`` (read from ``config``) (exit 2)."""
+    differing = drifted(stored, hyper)
+    if differing:
+        raise ConfigDriftError(str(config), differing)
+
+
 def prepare_config(paths: RunPaths, hyper: dict[str, Any], config_hash: str, new: bool) -> None:
     """Record the run's hyper-parameters, or refuse a resume that changes them (exit 2)."""
     if paths.config.exists() and not new:
-        differing = drifted(stored_hyper(paths), hyper)
-        if differing:
-            raise ConfigDriftError(str(paths.config), differing)
+        check_drift(paths.config, stored_hyper(paths), hyper)
         return
     if new:
         wipe(paths)

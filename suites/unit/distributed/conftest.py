@@ -7,7 +7,10 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+from harness.check import CheckOptions, run_check
 from trainer.distributed import torchrun_prefix
 
 RUN_TIMEOUT_S = 90.0
@@ -37,3 +40,28 @@ def run(argv: Sequence[str], timeout_s: float = RUN_TIMEOUT_S) -> subprocess.Com
     return subprocess.run(
         list(argv), capture_output=True, text=True, timeout=timeout_s, env=clean_env()
     )
+
+
+def check_rank_kill(
+    spec_text: str, workload: str, tmp_path: Path, seed: int, attempt_timeout_s: float
+) -> tuple[Any, dict[str, tuple[str, str]]]:
+    """`preflight check WORKLOAD --faults rank` on a spec written to ``tmp_path``: the
+    kill-rank row (already asserted not failed) and its verdicts by name."""
+    spec = tmp_path / "workloads.toml"
+    spec.write_text(spec_text)
+    opts = CheckOptions(
+        workload=workload,
+        spec_file=str(spec),
+        faults=("rank",),
+        seed=seed,
+        report_dir=str(tmp_path / "report"),
+        work_root=str(tmp_path),
+        attempt_timeout_s=attempt_timeout_s,
+        quiet=True,
+    )
+    result = run_check(opts)
+    assert not result.report.errors, result.report.errors
+    row = result.row("kill-rank")
+    statuses = {v.name: (v.status, v.detail) for v in row.verdicts}
+    assert not row.failed, (statuses, row.history.notes, row.history.attempts[-1].stderr_tail)
+    return row, statuses

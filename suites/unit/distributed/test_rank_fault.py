@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 
 from harness import checker
-from harness.check import CheckOptions, run_check
 from harness.faults import rank
 from harness.faults.history import Reference
 from harness.faults.schedule import parse_kinds
-from suites.unit.distributed.conftest import MONITOR_INTERVAL_S
+from suites.unit.distributed.conftest import MONITOR_INTERVAL_S, check_rank_kill
 
 SPEC = """
 [workloads.datagen-ranks]
@@ -65,23 +64,8 @@ def test_plan_is_seeded_and_picks_a_rank() -> None:
 def test_killed_rank_is_restarted_by_torchrun_and_the_result_is_exact(
     tmp_path: Path, preflight_record: Any
 ) -> None:
-    spec = tmp_path / "workloads.toml"
-    spec.write_text(SPEC.replace("MONITOR", MONITOR_INTERVAL_S))
-    opts = CheckOptions(
-        workload="datagen-ranks",
-        spec_file=str(spec),
-        faults=("rank",),
-        seed=1,
-        report_dir=str(tmp_path / "report"),
-        work_root=str(tmp_path),
-        attempt_timeout_s=60.0,
-        quiet=True,
-    )
-    result = run_check(opts)
-    assert not result.report.errors, result.report.errors
-    row = result.row("kill-rank")
-    statuses = {v.name: (v.status, v.detail) for v in row.verdicts}
-    assert not row.failed, (statuses, row.history.notes, row.history.attempts[-1].stderr_tail)
+    spec = SPEC.replace("MONITOR", MONITOR_INTERVAL_S)
+    row, statuses = check_rank_kill(spec, "datagen-ranks", tmp_path, seed=1, attempt_timeout_s=60)
     for name in ("completed", "valid", "exact"):
         assert statuses[name][0] == checker.PASS, statuses
     assert statuses["lost_work"][0] in (checker.PASS, checker.SKIP), statuses

@@ -16,8 +16,12 @@ import torch
 
 from durable import VerifyError
 from harness import checker
-from harness.check import CheckOptions, run_check
-from suites.unit.distributed.conftest import MONITOR_INTERVAL_S, RUN_TIMEOUT_S, clean_env
+from suites.unit.distributed.conftest import (
+    MONITOR_INTERVAL_S,
+    RUN_TIMEOUT_S,
+    check_rank_kill,
+    clean_env,
+)
 from suites.unit.trainer.conftest import write_tiny_dataset
 from trainer.cli import build_parser
 from trainer.config import FitConfig
@@ -129,23 +133,8 @@ small = { steps = 120 }
 def test_killed_rank_recovers_exactly(data: Path, tmp_path: Path, preflight_record: Any) -> None:
     """The check's reference is an uninterrupted torchrun run with the same world size; the
     killed run must end bit-identical to it (verdict `exact`)."""
-    spec = tmp_path / "workloads.toml"
-    spec.write_text(SPEC.replace("MONITOR", MONITOR_INTERVAL_S).replace("DATA", str(data)))
-    opts = CheckOptions(
-        workload="trainer-ddp",
-        spec_file=str(spec),
-        faults=("rank",),
-        seed=2,
-        report_dir=str(tmp_path / "report"),
-        work_root=str(tmp_path),
-        attempt_timeout_s=90.0,
-        quiet=True,
-    )
-    result = run_check(opts)
-    assert not result.report.errors, result.report.errors
-    row = result.row("kill-rank")
-    statuses = {v.name: (v.status, v.detail) for v in row.verdicts}
-    assert not row.failed, (statuses, row.history.notes, row.history.attempts[-1].stderr_tail)
+    spec = SPEC.replace("MONITOR", MONITOR_INTERVAL_S).replace("DATA", str(data))
+    row, statuses = check_rank_kill(spec, "trainer-ddp", tmp_path, seed=2, attempt_timeout_s=90)
     for name in ("completed", "valid", "exact", "lost_work"):
         assert statuses[name][0] == checker.PASS, statuses
     assert row.history.recover_s is not None and row.history.recover_s > 0
