@@ -14,6 +14,7 @@ from harness.analysis import (
     LeakSettings,
     StallSettings,
     ThroughputSettings,
+    ThroughputVerdict,
     leak_from_xy,
     leak_verdict,
     settings_for,
@@ -23,6 +24,7 @@ from harness.analysis import (
     throughput_from_series,
     throughput_verdict,
 )
+from harness.analysis.confirm import confirm, needs_rerun
 
 MEMORY = settings_for("small").memory
 KIB = 1024
@@ -253,3 +255,36 @@ def test_settings_profiles_cover_every_tier() -> None:
         settings_for("huge")
     with pytest.raises(ValueError, match="no leak settings"):
         settings_for("small").leak("cpu_s")
+
+
+# ---------------------------------------------------------------------------- confirmation
+
+
+def _slowing_and_steady() -> tuple[ThroughputVerdict, ThroughputVerdict]:
+    t = np.linspace(0.0, 10.0, 200)
+    slowing = throughput_from_series(t, _progress_at(100 * (1 - 0.5 * t / t[-1]), t), THROUGHPUT)
+    steady = throughput_from_series(t, 100 * t, THROUGHPUT)
+    assert not slowing.ok and steady.ok
+    return slowing, steady
+
+
+def test_a_timing_alarm_stands_only_if_a_second_run_reproduces_it() -> None:
+    slowing, steady = _slowing_and_steady()
+    assert needs_rerun({"throughput": slowing, "memory": steady})
+    cleared = confirm({"throughput": slowing}, {"throughput": steady})["throughput"]
+    assert cleared.ok and "not reproduced" in cleared.reason and "DEGRADED" in cleared.reason
+    stands = confirm({"throughput": slowing}, {"throughput": slowing})["throughput"]
+    assert not stands.ok and "; reproduced" in stands.reason
+    # A first run that passed is the verdict; the second is not consulted.
+    assert confirm({"throughput": steady}, {"throughput": slowing})["throughput"] is steady
+
+
+def test_a_clock_free_alarm_is_never_retried_and_must_pass_in_every_run() -> None:
+    slowing, steady = _slowing_and_steady()
+    # Stand-ins: any verdict with ok and reason; "memory" is judged per unit, not by clock.
+    assert not needs_rerun({"memory": slowing, "throughput": slowing})
+    assert not needs_rerun({"memory": steady, "throughput": steady})
+    assert confirm({"memory": steady}, {"memory": slowing})["memory"] is slowing
+    assert confirm({"memory": slowing}, {"memory": steady})["memory"] is slowing
+    with pytest.raises(ValueError, match="different detectors"):
+        confirm({"memory": steady}, {"stall": steady})

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness.analysis import leak_verdict, settings_for, stall_verdict, throughput_verdict
+from harness.analysis.confirm import confirm, needs_rerun
 from harness.gate.report import Recorder
 from harness.workload import Run, WorkloadSpec, load_specs
 from suites.harness.helpers import FIXTURE_SAMPLE_INTERVAL_S, FIXTURE_SPECS
@@ -122,6 +123,21 @@ def test_the_slowdown_and_the_stall_are_measured(planted: dict[str, Run]) -> Non
     # The job sleeps 2 s at 40% of its 150 units; sampling can only shorten what is seen.
     assert stall.stalled_at_done == 60
     assert SMALL.stall.stall_s < stall.longest_stall_s <= 2.1
+
+
+def test_the_slowdown_is_reproduced_by_the_confirming_run(
+    planted: dict[str, Run], tmp_path: Path, preflight_machine_alone: Any
+) -> None:
+    """The readiness suites re-run a job whose only alarms are wall-clock ones (host noise
+    does not reproduce): a real slowdown must survive that second run."""
+    first = verdicts(planted["slowing"])
+    assert needs_rerun(first)
+    spec = load_specs(FIXTURE_SPECS)["slowing"]
+    with preflight_machine_alone():
+        again = run_all([(spec, spec.params("small"))], tmp_path, FIXTURE_SAMPLE_INTERVAL_S)
+    standing = confirm(first, verdicts(again[0]))
+    assert {name for name, verdict in standing.items() if not verdict.ok} == {"throughput"}
+    assert "; reproduced" in standing["throughput"].reason
 
 
 @pytest.mark.timing  # sampled 1-2 s runs: alone, or a neighbour's load reads as a defect

@@ -8,11 +8,13 @@ import glob
 import json
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from durable import read_progress
 from harness.analysis import leak_verdict, stall_verdict, throughput_verdict
+from harness.analysis.confirm import confirm, needs_rerun
 from harness.workload import run_aux
 
 from .profiles import PROFILES, WORKLOAD_PARAMS, one_commit_value
@@ -78,6 +80,17 @@ def test_completes_with_checkpoints_progress_and_valid_output(
     preflight_record(f"{name}.progress_updates_seen", len(set(published)), unit="updates")
 
 
+def _stability_verdicts(run, tier: str, production: int, total: int) -> dict[str, Any]:
+    assert run.returncode == 0, run.stderr_text()[-3000:]
+    return {
+        "memory": leak_verdict(run.samples, metric="uss_bytes", tier=tier,
+                               units_production=production),
+        "open_files": leak_verdict(run.samples, metric="open_files", tier=tier),
+        "throughput": throughput_verdict(run.samples, tier=tier),
+        "stall": stall_verdict(run.samples, tier=tier, total=total),
+    }
+
+
 @pytest.mark.parametrize("name", WORKLOAD_PARAMS)
 @pytest.mark.timing  # throughput over the run: alone, or a neighbour's load reads as decay
 @pytest.mark.timeout(TIER_TIMEOUT_S["small"] + MACHINE_WAIT_S)
@@ -87,19 +100,21 @@ def test_memory_and_throughput_stable(workload, preflight_record, tier, name):
     # Short runs give the detectors few points: sample faster, and do more units of work.
     handle.sample_interval_s = STABILITY_SAMPLE_INTERVAL_S
     params = handle.params()
-    params[profile.total_param] = int(params[profile.total_param]) * profile.stability_scale
+    total = int(params[profile.total_param]) * profile.stability_scale
+    params[profile.total_param] = total
     params.update(profile.stability_params)
-    run = handle.run(params)
-    assert run.returncode == 0, run.stderr_text()[-3000:]
-    production = handle.spec.params("production")[profile.total_param]
-    memory = leak_verdict(run.samples, metric="uss_bytes", tier=tier.name,
-                          units_production=production)
-    files = leak_verdict(run.samples, metric="open_files", tier=tier.name)
-    speed = throughput_verdict(run.samples, tier=tier.name)
-    stall = stall_verdict(run.samples, tier=tier.name, total=int(params[profile.total_param]))
-    for label, verdict in (("memory", memory), ("open_files", files), ("throughput", speed),
-                           ("stall", stall)):
+    production = int(handle.spec.params("production")[profile.total_param])
+    found = _stability_verdicts(handle.run(params), tier.name, production, total)
+    if needs_rerun(found):
+        # Only a wall-clock detector fired: it stands only if a second run reproduces it.
+        for label, verdict in found.items():
+            preflight_record.verdict(f"{name}.{label}.first_run", verdict)
+        found = confirm(found, _stability_verdicts(handle.run(params), tier.name, production,
+                                                   total))
+    for label, verdict in found.items():
         preflight_record.verdict(f"{name}.{label}", verdict)
+    memory, files, speed, stall = (found[k] for k in ("memory", "open_files", "throughput",
+                                                      "stall"))
     # Inconclusive detectors record no value: the gate then fails for lack of evidence.
     if memory.conclusive:
         preflight_record(f"{name}.leak_bytes_per_unit", memory.per_unit, unit="B/unit")
