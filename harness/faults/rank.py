@@ -126,6 +126,7 @@ class _Observed:
     before_pids: frozenset[int] = frozenset()
     restart_s: float | None = None  # a new rank process appeared
     resume_done: int | None = None  # first progress the restarted group published
+    resume_s: float | None = None  # when that was seen
     first_step_s: float | None = None  # first progress past the resume point
     notes: list[str] = field(default_factory=list)
 
@@ -187,7 +188,7 @@ def _after_kill(run: Run, progress: _Progress, seen: _Observed, elapsed_s: float
     seen.see(value)
     done = value[0]
     if seen.resume_done is None:
-        seen.resume_done = done
+        seen.resume_done, seen.resume_s = done, elapsed_s
     elif done > seen.resume_done and seen.first_step_s is None:
         seen.first_step_s = elapsed_s
 
@@ -288,9 +289,23 @@ def execute(ctx: Context, exp: Experiment, seed: int) -> History:
 
 
 def recovery_time_s(seen: _Observed) -> float | None:
-    if seen.kill_s is None or seen.first_step_s is None:
+    """From the kill to the first new step (pure). A restarted group can resume and do the
+    rest of the work between two polls of a loaded machine; its first value seen is then
+    already past the killed group's last one, and when it was seen bounds the recovery."""
+    if seen.kill_s is None:
         return None
-    return round(seen.first_step_s - seen.kill_s, 3)
+    first_step_s = seen.first_step_s
+    if first_step_s is None and _resumed_past_the_kill(seen):
+        first_step_s = seen.resume_s
+    return None if first_step_s is None else round(first_step_s - seen.kill_s, 3)
+
+
+def _resumed_past_the_kill(seen: _Observed) -> bool:
+    return (
+        seen.resume_done is not None
+        and seen.kill_done is not None
+        and seen.resume_done > seen.kill_done
+    )
 
 
 def _notes(seen: _Observed, rc: int | None) -> list[str]:
@@ -303,4 +318,9 @@ def _notes(seen: _Observed, rc: int | None) -> list[str]:
     text = f"killed rank {rank}; group restarted after {seen.restart_s - seen.kill_s:.2f} s"
     if seen.first_step_s is not None:
         text += f", first new step {seen.first_step_s - seen.kill_s:.2f} s after the kill"
+    elif _resumed_past_the_kill(seen) and seen.resume_s is not None:
+        text += (
+            f", first progress seen {seen.resume_s - seen.kill_s:.2f} s after the kill was "
+            f"already past the killed group's {seen.kill_done} (at {seen.resume_done})"
+        )
     return [text]

@@ -4,6 +4,7 @@ come out of `preflight check --faults rank`."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,20 @@ def test_plan_is_seeded_and_picks_a_rank() -> None:
     assert rank.pick_rank({0: 10, 1: 11}, 0.99) == (1, 11)
     assert rank.is_rank({"RANK": "1"}, {"PATH": "x"})
     assert not rank.is_rank({"RANK": "1"}, {"RANK": "1"})  # a rank's helper process
+
+
+def test_recovery_time_is_to_the_first_new_step_or_bounded_by_the_first_value_seen() -> None:
+    seen = rank._Observed(kill_s=2.0, kill_done=48, resume_done=32, resume_s=3.0)
+    assert rank.recovery_time_s(seen) is None  # resumed, but no new step seen
+    assert rank.recovery_time_s(replace(seen, first_step_s=3.5)) == 1.5
+    # The restarted group did the rest between two polls: the first value seen (the final
+    # one) is past the killed group's 48, so a new step came before it was seen.
+    finished = replace(seen, resume_done=640, resume_s=4.25)
+    assert rank.recovery_time_s(finished) == 2.25
+    assert "already past the killed group's 48" in rank._notes(
+        replace(finished, killed=(1, 99), restart_s=3.0), 0
+    )[0]
+    assert rank.recovery_time_s(rank._Observed()) is None  # never killed
 
 
 @pytest.mark.long
