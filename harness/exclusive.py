@@ -18,7 +18,7 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 POLL_S = 0.05
@@ -86,3 +86,56 @@ def lock_dir(worker_basetemp: Path, worker: str | None) -> Path | None:
     if not worker:
         return None
     return worker_basetemp.parent / "preflight-machine"
+
+
+class Holder:
+    """One process's hold on the machine lock, which a block may upgrade.
+
+    A test holds the machine for its whole run protocol: setup, call and teardown, so the
+    module and session fixtures it sets up (a trained model, a started server) count as
+    load too. A fixture that measures asks to be alone inside a test that only shares the
+    machine: the share is given up, the machine taken exclusively, and the share taken
+    back afterwards (flock has no atomic upgrade, and asking for both would wait forever
+    on ourselves). With no directory (outside xdist) nothing is held."""
+
+    def __init__(self, directory: Path | None, wait_s: float = WAIT_S_DEFAULT) -> None:
+        self.directory = directory
+        self.wait_s = wait_s
+        self.mode: str | None = None  # None, "shared" or "alone"
+        self._stack = ExitStack()
+
+    def _take(self, alone: bool) -> None:
+        assert self.mode is None, f"already holding the machine ({self.mode})"
+        if self.directory is not None:
+            self._stack.enter_context(hold(self.directory, alone, self.wait_s))
+        self.mode = "alone" if alone else "shared"
+
+    def _give_back(self) -> None:
+        self._stack.close()
+        self.mode = None
+
+    @contextmanager
+    def test(self, alone: bool) -> Iterator[None]:
+        """Hold the machine for one test: alone for a timing test, else shared."""
+        self._take(alone)
+        try:
+            yield
+        finally:
+            self._give_back()
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        """Run the block with no other test of the run beside it."""
+        if self.mode == "alone":
+            yield
+            return
+        previous = self.mode
+        if previous is not None:
+            self._give_back()
+        self._take(True)
+        try:
+            yield
+        finally:
+            self._give_back()
+            if previous is not None:
+                self._take(False)

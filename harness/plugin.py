@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 SCALE_KEY = pytest.StashKey[str]()
 REPORTER_KEY = pytest.StashKey["SessionReportPlugin"]()
+MACHINE_KEY = pytest.StashKey[exclusive.Holder]()
 REPORTER_NAME = "preflight-session-report"
 REPORT_OFF = "none"
 DEFAULT_REPORT_DIR = "reports"
@@ -176,33 +177,37 @@ def pytest_collection_modifyitems(
     items[:] = sorted(selected, key=lambda item: item.get_closest_marker("timing") is not None)
 
 
-@pytest.fixture(scope="session")
-def _preflight_machine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
-    """Where this run's xdist workers share the machine lock; None outside xdist."""
-    return exclusive.lock_dir(tmp_path_factory.getbasetemp(), os.environ.get("PYTEST_XDIST_WORKER"))
+def _machine_holder(config: pytest.Config) -> exclusive.Holder:
+    """This worker's hold on the machine lock (harness.exclusive), made on first use."""
+    holder = config.stash.get(MACHINE_KEY, None)
+    if holder is None:
+        # The lock files live beside the xdist workers' temp directories, which pytest cleans
+        # up; tmp_path_factory is the tmp_path fixture's own factory, set at configure time.
+        factory = getattr(config, "_tmp_path_factory", None)
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        directory = None if factory is None else exclusive.lock_dir(factory.getbasetemp(), worker)
+        holder = config.stash[MACHINE_KEY] = exclusive.Holder(directory)
+    return holder
 
 
-def _machine(directory: Path | None, alone: bool) -> AbstractContextManager[None]:
-    return nullcontext() if directory is None else exclusive.hold(directory, alone)
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Under xdist: a timing test holds the machine alone, every other test shares it, from
+    its setup (including the module and session fixtures it is first to need) to its
+    teardown."""
+    alone = item.get_closest_marker("timing") is not None
+    with _machine_holder(item.config).test(alone):
+        return (yield)
 
 
 @pytest.fixture(scope="session")
 def preflight_machine_alone(
-    _preflight_machine_dir: Path | None,
+    pytestconfig: pytest.Config,
 ) -> Callable[[], AbstractContextManager[None]]:
-    """For module- or session-scoped fixtures that measure (they set up outside any test's
-    share of the machine): ``with preflight_machine_alone(): ...`` runs the block with no
-    test of the run going on beside it. Outside xdist it holds nothing."""
-    return lambda: _machine(_preflight_machine_dir, True)
-
-
-@pytest.fixture(autouse=True)
-def _preflight_machine_share(
-    request: pytest.FixtureRequest, _preflight_machine_dir: Path | None
-) -> Iterator[None]:
-    """Under xdist: a timing test holds the machine alone, every other test shares it."""
-    with _machine(_preflight_machine_dir, request.node.get_closest_marker("timing") is not None):
-        yield
+    """For fixtures that measure: ``with preflight_machine_alone(): ...`` runs the block with
+    no other test of the run going on beside it (the test's own share is given up for the
+    block and taken back after). Outside xdist it holds nothing."""
+    return _machine_holder(pytestconfig).alone
 
 
 def failure_message(longrepr: str, limit: int = 2000) -> str:

@@ -75,3 +75,31 @@ def test_wait_is_bounded(tmp_path: Path) -> None:
 def test_no_lock_outside_xdist(tmp_path: Path) -> None:
     assert exclusive.lock_dir(tmp_path / "popen-gw0", None) is None
     assert exclusive.lock_dir(tmp_path / "popen-gw0", "gw0") == tmp_path / "preflight-machine"
+
+
+def test_a_sharing_test_can_be_alone_for_a_block_and_shares_again_after(tmp_path: Path) -> None:
+    holder = exclusive.Holder(tmp_path, wait_s=BOUND_S)
+    with holder.test(alone=False):
+        assert holder.mode == "shared"
+        with holder.alone():  # would wait forever on its own share without giving it up
+            assert holder.mode == "alone"
+            with pytest.raises(exclusive.MachineLockTimeout):  # nobody else gets in
+                with exclusive.hold(tmp_path, False, wait_s=0.2):
+                    pass
+        assert holder.mode == "shared"
+        with exclusive.hold(tmp_path, False, wait_s=BOUND_S):  # others share again
+            pass
+        with pytest.raises(exclusive.MachineLockTimeout):  # ...and no writer gets in
+            with exclusive.hold(tmp_path, True, wait_s=0.2):
+                pass
+    assert holder.mode is None
+    with exclusive.hold(tmp_path, True, wait_s=BOUND_S):  # all given back
+        pass
+
+
+def test_alone_inside_a_timing_test_holds_nothing_more(tmp_path: Path) -> None:
+    holder = exclusive.Holder(tmp_path, wait_s=BOUND_S)
+    with holder.test(alone=True), holder.alone():
+        assert holder.mode == "alone"
+    with exclusive.Holder(None).test(alone=True):  # outside xdist: no lock, same bookkeeping
+        pass
