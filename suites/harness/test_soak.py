@@ -20,8 +20,21 @@ SPEC = str(FIXTURES / "workloads.toml")
 WAIT_S = 60.0
 
 
-def _soak(tmp_path: Path, workload: str, duration: str) -> tuple[int, dict]:
-    code = main([workload, "--spec", SPEC, "--duration", duration, "--state",
+# The clean job at a third of its small size: a 2.5 s soak must see it finish and restart even
+# on a loaded machine (the 150-unit job once took 3.2 s for 81 units).
+SHORT_CLEAN = f"""
+[workloads.clean]
+command = ["{{python}}", "{FIXTURES / 'clean.py'}", "--out", "{{workdir}}",
+           "--units", "{{units}}", "--unit-ms", "{{unit_ms}}"]
+progress = "{{workdir}}/PROGRESS.json"
+timeout_s = 60
+[workloads.clean.scale]
+small = {{ units = 50, unit_ms = 10 }}
+"""
+
+
+def _soak(tmp_path: Path, workload: str, duration: str, spec: str = SPEC) -> tuple[int, dict]:
+    code = main([workload, "--spec", spec, "--duration", duration, "--state",
                  str(tmp_path / "state"), "--report", str(tmp_path / "reports"),
                  "--sample-interval", "0.05"])
     (summary,) = (tmp_path / "reports").glob("soak-*/soak-*.json")
@@ -43,7 +56,9 @@ def test_bad_durations_refused(text):
 
 
 def test_clean_soak_passes_with_junit(tmp_path):
-    code, summary = _soak(tmp_path, "clean", "2.5s")
+    spec = tmp_path / "workloads.toml"
+    spec.write_text(SHORT_CLEAN)
+    code, summary = _soak(tmp_path, "clean", "2.5s", str(spec))
     assert code == 0, summary["verdicts"]
     assert summary["soak"]["elapsed_s"] >= 2.5
     assert len(summary["soak"]["iterations"]) >= 2  # it restarted the finished job

@@ -8,6 +8,12 @@ from dataclasses import dataclass
 
 import pytest
 
+# Each tier's bound on one test (pytest-timeout; the default is for small-tier tests).
+TIER_TIMEOUT_S = {"small": 120, "10pct": 900, "production": 12 * 3600}
+# A timing test first waits for the tests running beside it to finish (harness.exclusive):
+# at most the longest of them, a fault battery (test_faults.py bounds it at 1800 s).
+MACHINE_WAIT_S = 1800
+
 
 @dataclass(frozen=True)
 class Profile:

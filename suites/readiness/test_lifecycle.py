@@ -17,18 +17,19 @@ from harness.analysis import leak_verdict, stall_verdict, throughput_verdict
 from harness.analysis.confirm import confirm, needs_rerun
 from harness.workload import run_aux
 
-from .profiles import PROFILES, WORKLOAD_PARAMS, one_commit_value
+from .profiles import (
+    MACHINE_WAIT_S,
+    PROFILES,
+    TIER_TIMEOUT_S,
+    WORKLOAD_PARAMS,
+    one_commit_value,
+)
 
 AUX_TIMEOUT_S = 600.0
 PROGRESS_WAIT_S = 300.0
 STABILITY_SAMPLE_INTERVAL_S = 0.025
 EXCLUSION_SCALE = 25
 OVERHEAD_REPS_MIN, OVERHEAD_REPS_MAX, OVERHEAD_SIDE_S = 2, 5, 20.0
-# Each tier's bound on one test (pytest-timeout; the default is for small-tier tests).
-TIER_TIMEOUT_S = {"small": 120, "10pct": 900, "production": 12 * 3600}
-# A timing test first waits for the tests running beside it to finish (harness.exclusive):
-# at most the longest of them, a fault battery (test_faults.py bounds it at 1800 s).
-MACHINE_WAIT_S = 1800
 
 
 def _tiers(extra_s: int = 0) -> list:
