@@ -29,7 +29,7 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-from harness import tiers
+from harness import hostload, tiers
 from harness.sampler import Sample, Sampler
 
 SPEC_BYTES_MAX = 4 << 20
@@ -617,8 +617,11 @@ class Run:
         self._follower: FileProgress | RegexProgress | NoProgress = NoProgress()
         self._started_s = 0.0
         self._ended_s: float | None = None
+        self._cpu_at_start: hostload.CpuTimes | None = None
         self.returncode: int | None = None
         self.timed_out = False
+        # The host's share of this machine's CPU while the job ran (harness.hostload).
+        self.host_steal_fraction: float | None = None
 
     # -- lifecycle
 
@@ -643,6 +646,7 @@ class Run:
             except (OSError, subprocess.SubprocessError) as exc:
                 raise RunError(f"{self.spec.where}: cannot start {self.argv!r}: {exc}") from exc
         self._started_s = time.monotonic()
+        self._cpu_at_start = hostload.read_cpu_times()
         self._sampler = Sampler(
             self._proc.pid,
             self.sample_interval_s,
@@ -734,6 +738,9 @@ class Run:
             return
         self._ended_s = time.monotonic()
         self.returncode = returncode
+        self.host_steal_fraction = hostload.steal_fraction(
+            self._cpu_at_start, hostload.read_cpu_times()
+        )
         # The job is the group: a grandchild left running would keep writing to the
         # workdir under the next run's feet.
         _kill_group(self.pid, signal.SIGKILL)

@@ -6,15 +6,21 @@ steal or disk writeback can slow a second of a short run, and that reads as deca
 A defect in the job reproduces in every run; the host's noise does not. So a timing alarm
 stands only if an independent re-run raises it too. Verdicts that do not depend on the
 clock (memory, open files per unit of work) must pass in every run.
+
+A confirming run during which the host took much of the CPU (harness.hostload) proves
+nothing either way about the clock, so one more run is made (at most RUNS_MAX in all).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar
 
+from harness import hostload
+
 TIMING_DETECTORS = frozenset({"throughput", "stall"})
+RUNS_MAX = 3
 
 
 class Verdict(Protocol):
@@ -61,3 +67,28 @@ def _with_reason(verdict: V, reason: str) -> V:
     if dataclasses.is_dataclass(verdict) and not isinstance(verdict, type):
         return dataclasses.replace(verdict, reason=reason)  # type: ignore[return-value]
     return verdict
+
+
+def settle(
+    run_once: Callable[[], tuple[Mapping[str, V], float | None]], runs_max: int = RUNS_MAX
+) -> tuple[dict[str, V], list[str]]:
+    """Run until the verdicts are settled: (standing verdicts, one note per extra run).
+
+    ``run_once`` makes one run and returns its verdicts and the host's steal share during
+    it. A second run confirms or clears timing alarms; a third is made only when the
+    second also alarmed while the host was taking the CPU."""
+    assert runs_max >= 1
+    first, _steal = run_once()
+    standing = dict(first)
+    notes: list[str] = []
+    for number in range(2, runs_max + 1):
+        if not needs_rerun(standing):
+            break
+        again, steal = run_once()
+        standing = confirm(standing, again)
+        share = "unknown" if steal is None else f"{steal:.0%}"
+        notes.append(f"run {number}: host steal {share}")
+        still_alarmed = any(not standing[name].ok for name in TIMING_DETECTORS & set(standing))
+        if not (still_alarmed and hostload.disturbed(steal)):
+            break
+    return standing, notes

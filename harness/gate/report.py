@@ -129,6 +129,9 @@ class Recorder:
         samples = run.samples
         self(f"{name}.duration_s", run.duration_s, unit="s")
         self(f"{name}.exit_code", run.returncode, ok=run.returncode == 0 and not run.timed_out)
+        steal = getattr(run, "host_steal_fraction", None)
+        if steal is not None:  # the host's share of the CPU: a wall-clock figure's context
+            self(f"{name}.host_steal_fraction", round(steal, 4), unit="fraction")
         for column, unit in (
             ("rss_bytes", "bytes"),
             ("uss_bytes", "bytes"),

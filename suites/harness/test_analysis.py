@@ -24,7 +24,7 @@ from harness.analysis import (
     throughput_from_series,
     throughput_verdict,
 )
-from harness.analysis.confirm import confirm, needs_rerun
+from harness.analysis.confirm import confirm, needs_rerun, settle
 
 MEMORY = settings_for("small").memory
 KIB = 1024
@@ -288,3 +288,30 @@ def test_a_clock_free_alarm_is_never_retried_and_must_pass_in_every_run() -> Non
     assert confirm({"memory": slowing}, {"memory": steady})["memory"] is slowing
     with pytest.raises(ValueError, match="different detectors"):
         confirm({"memory": steady}, {"stall": steady})
+
+
+def test_settle_runs_again_only_while_the_confirming_run_was_disturbed() -> None:
+    slowing, steady = _slowing_and_steady()
+
+    def runs(*plan: tuple[ThroughputVerdict, float | None]):
+        queue = [({"throughput": verdict}, steal) for verdict, steal in plan]
+        made: list[int] = []
+
+        def run_once():
+            made.append(1)
+            return queue.pop(0)
+
+        return run_once, made
+
+    once, made = runs((steady, 0.0))
+    assert settle(once)[0]["throughput"].ok and len(made) == 1
+    once, made = runs((slowing, 0.0), (steady, 0.01))  # noise: not reproduced
+    standing, notes = settle(once)
+    assert standing["throughput"].ok and len(made) == 2 and notes == ["run 2: host steal 1%"]
+    once, made = runs((slowing, 0.0), (slowing, 0.02))  # reproduced on a quiet host
+    assert not settle(once)[0]["throughput"].ok and len(made) == 2
+    once, made = runs((slowing, 0.7), (slowing, 0.8), (steady, 0.0))  # the host, twice
+    standing, notes = settle(once)
+    assert standing["throughput"].ok and len(made) == 3 and notes[0] == "run 2: host steal 80%"
+    once, made = runs((slowing, 0.7), (slowing, 0.8), (slowing, 0.9))  # bounded: 3 runs
+    assert not settle(once)[0]["throughput"].ok and len(made) == 3

@@ -119,6 +119,9 @@ def test_run_captures_output_follows_progress_and_samples(
     # The job owns its workdir: logs go beside it.
     assert sorted(p.name for p in work.iterdir()) == ["PROGRESS.json"]
     assert run.stdout_path.parent == tmp_path / "w.logs"
+    # The host's share of the CPU while it ran: a figure wherever /proc/stat has steal.
+    if Path("/proc/stat").exists():
+        assert run.host_steal_fraction is not None and 0.0 <= run.host_steal_fraction <= 1.0
 
 
 def test_progress_from_stdout_regex_and_wait_for_progress(
