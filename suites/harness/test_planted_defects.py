@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from harness import hostload
 from harness.analysis import leak_verdict, settings_for, stall_verdict, throughput_verdict
 from harness.analysis.confirm import confirm, needs_rerun
 from harness.gate.report import Recorder
@@ -27,6 +28,7 @@ CLEAN_RUNS = 20
 CLEAN_PARAMS = {"units": 80, "unit_ms": 25}
 CLEAN_SAMPLE_INTERVAL_S = 0.04
 CONCLUSIVE_MIN = 15  # of CLEAN_RUNS, per detector
+MEASURE_ATTEMPTS = 3
 DETECTORS = {"memory", "open_files", "threads", "throughput", "stall"}
 
 # Which detectors each planted job must trip; every other detector must pass it.
@@ -53,7 +55,7 @@ def verdicts(run: Run) -> dict[str, Any]:
     }
 
 
-def run_all(specs: list[tuple[WorkloadSpec, dict[str, int]]], base: Path, interval_s: float
+def _run_batch(specs: list[tuple[WorkloadSpec, dict[str, int]]], base: Path, interval_s: float
             ) -> list[Run]:
     """Start every job at once (they mostly sleep), then wait for each, bounded."""
     runs = [
@@ -71,6 +73,22 @@ def run_all(specs: list[tuple[WorkloadSpec, dict[str, int]]], base: Path, interv
     for run in runs:
         assert run.returncode == 0 and not run.timed_out, run.describe()
     return runs
+
+
+def run_all(specs: list[tuple[WorkloadSpec, dict[str, int]]], base: Path, interval_s: float
+            ) -> list[Run]:
+    """The batch, made again (at most MEASURE_ATTEMPTS times in all) while the host took a
+    large share of the CPU during it (harness.hostload): sleep-paced 1-2 s jobs then read
+    as stalls and slowdowns that are the host's, not theirs."""
+    worst: list[str] = []
+    for attempt in range(1, MEASURE_ATTEMPTS + 1):
+        runs = _run_batch(specs, base / f"attempt-{attempt}", interval_s)
+        steal = max((run.host_steal_fraction or 0.0) for run in runs)
+        if not hostload.disturbed(steal):
+            return runs
+        worst.append(f"{steal:.0%}")
+    pytest.fail(f"the host took the CPU in every attempt (steal {', '.join(worst)}, limit "
+                f"{hostload.STEAL_DISTURBED:.0%}): these timings would describe the host")
 
 
 @pytest.fixture(scope="module")
