@@ -190,7 +190,11 @@ def _machine_holder(config: pytest.Config) -> exclusive.Holder:
     return holder
 
 
-@pytest.hookimpl(wrapper=True)
+# tryfirst: outside pytest-timeout's wrapper, so the wait for the machine is not counted
+# against the test's own timeout (it is bounded by the lock's wait instead). Inside it, a
+# test queued behind a neighbour's timing tests timed out in this hook and took its xdist
+# worker down with an INTERNALERROR.
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """Under xdist: a timing test holds the machine alone, every other test shares it, from
     its setup (including the module and session fixtures it is first to need) to its
