@@ -12,8 +12,10 @@ figure (None), never a guess.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 PROC_STAT = Path("/proc/stat")
 READ_BYTES_MAX = 4096  # the aggregate "cpu" line comes first
@@ -21,6 +23,8 @@ STEAL_FIELD = 7  # user nice system idle iowait irq softirq steal guest guest_ni
 # Above this share of the machine's CPU time taken by the host, a run's clock says more about
 # the host than the job. Quiet hours here show 0-6%; the bursts that broke runs, 60-97%.
 STEAL_DISTURBED = 0.25
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -66,3 +70,22 @@ def steal_fraction(before: CpuTimes | None, after: CpuTimes | None) -> float | N
 
 def disturbed(fraction: float | None) -> bool:
     return fraction is not None and fraction > STEAL_DISTURBED
+
+
+def measure_settled(
+    measure: Callable[[int], T], passed: Callable[[T], bool], attempts_max: int = 3
+) -> tuple[T, list[float | None]]:
+    """``measure(attempt)`` again while it failed and the host took the CPU during it (at
+    most ``attempts_max`` in all): (the last result, the steal share of each attempt).
+
+    A failure on a quiet host is the job's and is returned at once; a pass is a pass
+    whatever the host did."""
+    assert attempts_max >= 1
+    shares: list[float | None] = []
+    for attempt in range(1, attempts_max + 1):
+        before = read_cpu_times()
+        result = measure(attempt)
+        shares.append(steal_fraction(before, read_cpu_times()))
+        if passed(result) or not disturbed(shares[-1]):
+            break
+    return result, shares

@@ -40,3 +40,30 @@ def test_reading_this_machine_or_a_missing_file(tmp_path: Path) -> None:
     here = hostload.read_cpu_times()
     if Path("/proc/stat").exists():
         assert here is not None and here.total > 0
+
+
+def test_a_measurement_is_made_again_only_while_it_failed_on_a_busy_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each reading advances 100 jiffies; the steal in it is scripted per attempt.
+    steal_per_attempt = iter([70, 80, 0, 0])
+    clock = {"steal": 0, "total": 0, "reading": 0}
+
+    def reading() -> CpuTimes:
+        clock["reading"] += 1
+        if clock["reading"] % 2 == 0:  # the reading after a measurement
+            clock["steal"] += next(steal_per_attempt)
+        clock["total"] += 100
+        return CpuTimes(steal=clock["steal"], total=clock["total"])
+
+    monkeypatch.setattr(hostload, "read_cpu_times", reading)
+    made: list[int] = []
+    result, shares = hostload.measure_settled(lambda n: made.append(n) or "fail", lambda r: False)
+    assert made == [1, 2, 3] and shares == [0.7, 0.8, 0.0]  # bounded; the third was quiet
+    made.clear()
+    result, shares = hostload.measure_settled(lambda n: made.append(n) or "fail", lambda r: False)
+    assert made == [1] and result == "fail"  # failed on a quiet host: the job's failure
+    made.clear()
+    monkeypatch.setattr(hostload, "read_cpu_times", lambda: None)  # no /proc/stat
+    assert hostload.measure_settled(lambda n: made.append(n) or "ok", lambda r: True)[0] == "ok"
+    assert made == [1]
