@@ -8,10 +8,20 @@ steal share of every run, so such a run can be told apart and measured again.
 
 Where /proc/stat or its steal column is missing (not Linux, old kernels), there is no
 figure (None), never a guess.
+
+Steal is measured after the fact. Before a measurement, `probe_cpu_share` asks the machine
+directly: one busy process per CPU for half a second, each reporting the CPU time it got.
+That share falls with steal, with a CPU quota (cgroup cpu.max) and with any other load, and
+it is what a job started now would get. `wait_for_cpu` waits (bounded) for a share worth
+measuring in; `dilation` turns a share into how much longer the job's seconds will be.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +33,22 @@ STEAL_FIELD = 7  # user nice system idle iowait irq softirq steal guest guest_ni
 # Above this share of the machine's CPU time taken by the host, a run's clock says more about
 # the host than the job. Quiet hours here show 0-6%; the bursts that broke runs, 60-97%.
 STEAL_DISTURBED = 0.25
+
+PROBE_S = 0.5  # long enough to span several scheduler slices, short enough to do often
+PROBE_GRACE_S = 30.0  # a spinner's interpreter start-up on a starved machine, bounded
+# A share of a CPU at or above this is a machine worth measuring on (quiet: 0.95-1.0).
+QUIET_SHARE = 0.75
+DILATION_MAX = 4.0  # below a quarter of a CPU, wall-clock tests are not worth running
+WAIT_PROBE_EVERY_S = 5.0
+# A busy loop for argv[1] seconds; prints the CPU time it got over the wall time it spun.
+SPIN_SOURCE = """
+import sys, time
+seconds = float(sys.argv[1])
+wall0, cpu0 = time.monotonic(), time.process_time()
+while time.monotonic() - wall0 < seconds:
+    pass
+print((time.process_time() - cpu0) / (time.monotonic() - wall0))
+"""
 
 T = TypeVar("T")
 
@@ -89,3 +115,79 @@ def measure_settled(
         if passed(result) or not disturbed(shares[-1]):
             break
     return result, shares
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity, where the OS tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _spinner_share(output: str) -> float | None:
+    try:
+        share = float(output.strip())
+    except ValueError:
+        return None
+    return share if share == share else None  # NaN: no figure
+
+
+def probe_cpu_share(seconds: float = PROBE_S, processes: int | None = None) -> float | None:
+    """The share of a CPU a busy process gets now (0-1): one spinner per CPU for ``seconds``,
+    the mean of their CPU time over wall time; None when no spinner reported (bounded)."""
+    count = processes or cpu_count()
+    argv = [sys.executable, "-c", SPIN_SOURCE, f"{seconds:g}"]
+    spinners = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for _ in range(count)
+    ]
+    deadline = time.monotonic() + seconds + PROBE_GRACE_S
+    shares: list[float] = []
+    try:
+        for spinner in spinners:
+            try:
+                out, _ = spinner.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return None
+            share = _spinner_share(out or "")
+            if spinner.returncode == 0 and share is not None:
+                shares.append(share)
+    finally:
+        for spinner in spinners:
+            if spinner.poll() is None:
+                spinner.kill()
+                spinner.wait()
+    if not shares:
+        return None
+    return max(0.0, min(1.0, sum(shares) / len(shares)))
+
+
+def dilation(share: float | None) -> float:
+    """How many times longer a job's wall-clock seconds run on a machine that gives a busy
+    process ``share`` of a CPU (pure): 1 on a quiet machine or without a figure, at most
+    DILATION_MAX."""
+    if share is None or share >= QUIET_SHARE:
+        return 1.0
+    return min(DILATION_MAX, 1.0 / max(share, 1.0 / DILATION_MAX))
+
+
+def wait_for_cpu(
+    budget_s: float,
+    probe: Callable[[], float | None] = probe_cpu_share,
+    *,
+    every_s: float = WAIT_PROBE_EVERY_S,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[float | None]:
+    """Probe until the machine gives a busy process QUIET_SHARE of a CPU, or until
+    ``budget_s`` is spent: every probe's share, the last one the machine as it is now.
+    No figure (None) ends the wait: there is nothing to wait for."""
+    deadline = clock() + budget_s
+    shares: list[float | None] = []
+    while True:
+        share = probe()
+        shares.append(share)
+        if share is None or share >= QUIET_SHARE or clock() + every_s > deadline:
+            return shares
+        sleep(every_s)

@@ -9,14 +9,15 @@ environment with preflight installed stays fast.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import exclusive, tiers
+from harness import exclusive, hostload, tiers
 
 if TYPE_CHECKING:
     from harness.gate.report import Recorder, SessionCollector
@@ -30,6 +31,26 @@ REPORT_OFF = "none"
 DEFAULT_REPORT_DIR = "reports"
 DEFAULT_SAMPLE_INTERVAL_S = 0.2
 DEFAULT_WORKLOAD_FILES = ("workloads.toml", "pyproject.toml")
+# Before a timing measurement, how long to wait for the machine to give a busy process most
+# of a CPU (harness.hostload.wait_for_cpu). The host's steal here comes in bursts of
+# minutes; a measurement that starts in one reads the host. Bounded: after it, the test runs
+# on the machine as it is, and its own checks (stretching, re-measuring) take over.
+TIMING_CPU_WAIT_S = 180.0
+CPU_WAIT_ENV = "PREFLIGHT_TIMING_CPU_WAIT_S"  # seconds; 0 measures on the machine as it is
+
+
+def timing_cpu_wait_s(environ: Mapping[str, str]) -> float:
+    """The wait for a quiet machine before a timing test (pure over the environment)."""
+    raw = environ.get(CPU_WAIT_ENV, "")
+    if not raw:
+        return TIMING_CPU_WAIT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise pytest.UsageError(f"{CPU_WAIT_ENV} must be a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 24 * 3600:
+        raise pytest.UsageError(f"{CPU_WAIT_ENV} must be between 0 and 86400 s, got {raw!r}")
+    return value
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -125,6 +146,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # "the same experiments are available to pytest through fixtures".
     config.pluginmanager.import_plugin("harness.faults.pytest_fixtures")
     _sample_interval_s(config)  # fail at startup, not in the first fixture
+    timing_cpu_wait_s(os.environ)  # likewise
     report_dir = _report_dir(config)
     if report_dir is not None and not _is_xdist_worker(config):
         from harness.gate.report import SessionCollector
@@ -201,7 +223,22 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     teardown."""
     alone = item.get_closest_marker("timing") is not None
     with _machine_holder(item.config).test(alone):
+        if alone:
+            _wait_for_cpu(item.user_properties)
         return (yield)
+
+
+def _wait_for_cpu(properties: list[tuple[str, object]] | None = None) -> None:
+    """Wait (bounded) for a machine worth timing on; record what was seen in the report."""
+    started = time.monotonic()
+    shares = hostload.wait_for_cpu(timing_cpu_wait_s(os.environ))
+    if properties is None or shares[-1] is None:
+        return
+    from harness.gate.report import Recorder
+
+    record = Recorder(properties)
+    record("host.cpu_share_at_start", round(shares[-1], 3), unit="fraction")
+    record("host.cpu_wait_s", round(time.monotonic() - started, 1), unit="s")
 
 
 @pytest.fixture(scope="session")
@@ -211,7 +248,15 @@ def preflight_machine_alone(
     """For fixtures that measure: ``with preflight_machine_alone(): ...`` runs the block with
     no other test of the run going on beside it (the test's own share is given up for the
     block and taken back after). Outside xdist it holds nothing."""
-    return _machine_holder(pytestconfig).alone
+    holder = _machine_holder(pytestconfig)
+
+    @contextmanager
+    def alone() -> Iterator[None]:
+        with holder.alone():
+            _wait_for_cpu()
+            yield
+
+    return alone
 
 
 def failure_message(longrepr: str, limit: int = 2000) -> str:

@@ -10,12 +10,13 @@ points) and PREFLIGHT_FAULTS_TRACE (`{workdir}.faults.trace`) in the job's envir
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
+from harness import hostload
 from harness.alerts.evaluate import Alert
 from harness.alerts.latency import (
     Injection,
@@ -223,3 +224,94 @@ def run_experiments(
         for experiment in started:
             experiment.run.close()
             experiment.watcher.stop()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One round of experiments on a machine that gave a busy process ``cpu_share`` of a CPU
+    when it began: every duration in the rules, the plants and the bounds was stretched by
+    ``dilation`` (1 on a quiet machine), so a starved job keeps the margins a quiet one has."""
+
+    detections: list[Detection]
+    thresholds: Thresholds
+    dilation: float
+    cpu_share: float | None
+
+    @property
+    def ok(self) -> bool:
+        return all(d.ok for d in self.detections)
+
+    def latency_s(self, detection: Detection) -> float | None:
+        """The detection latency at the profile's own thresholds: the measured one over the
+        dilation (a stall alert fires ``stall_s`` after the last advance, and ``stall_s`` was
+        stretched). On a quiet machine it is the measured latency."""
+        if detection.latency_s is None:
+            return None
+        return detection.latency_s / self.dilation
+
+
+def run_dilated(
+    spec: WorkloadSpec,
+    params: Mapping[str, object],
+    plants_for: Callable[[Thresholds], Sequence[Plant]],
+    base_dir: Path,
+    thresholds: Thresholds,
+    *,
+    timeout_s: float,
+    probe: Callable[[], float | None] = hostload.probe_cpu_share,
+) -> Attempt:
+    """``run_experiments`` with every duration stretched by what the machine gives now: on a
+    host taking 70% of the CPU a clean datagen needed 3.5 s to start, longer than the small
+    profile's checkpoint age, and the clean run fired alerts that were the host's."""
+    share = probe()
+    factor = hostload.dilation(share)
+    stretched = thresholds.dilated(factor)
+    detections = run_experiments(
+        spec, params, plants_for(stretched), base_dir, stretched, timeout_s=timeout_s * factor
+    )
+    return Attempt(detections, stretched, factor, share)
+
+
+def attempt_measurements(
+    attempt: Attempt, prefix: str, target_latency_s: float
+) -> list[tuple[str, float, str, float | None, bool | None]]:
+    """What a test records of an attempt (pure): (name, value, unit, threshold, ok) rows,
+    the latency per fired plant against the target, the wall-clock latency beside it, and
+    the machine's share and dilation."""
+    rows: list[tuple[str, float, str, float | None, bool | None]] = []
+    for detection in attempt.detections:
+        rule = detection.plant.expect
+        latency = attempt.latency_s(detection)
+        if rule is None or latency is None or detection.latency_s is None:
+            continue
+        name = f"{prefix}.{rule}"
+        rows.append((f"{name}.detection_latency_s", round(latency, 3), "s", target_latency_s,
+                     latency <= target_latency_s))
+        rows.append((f"{name}.wall_latency_s", round(detection.latency_s, 3), "s", None, None))
+    rows.append((f"{prefix}.host_dilation", round(attempt.dilation, 3), "x", None, None))
+    if attempt.cpu_share is not None:
+        rows.append((f"{prefix}.host_cpu_share", round(attempt.cpu_share, 3), "fraction", None,
+                     None))
+    return rows
+
+
+class RecorderLike(Protocol):
+    """harness.gate.report.Recorder, as far as recording an attempt needs it."""
+
+    def __call__(self, name: str, value: object, *, unit: str = "",
+                 threshold: float | None = None, ok: bool | None = None) -> None: ...
+
+    def verdict(self, name: str, verdict: Any) -> None: ...
+
+
+def record_attempt(
+    record: RecorderLike, prefix: str, attempt: Attempt, target_latency_s: float
+) -> list[str]:
+    """Record every detection's verdict and the attempt's measurements under ``prefix``;
+    return one line per failed plant (empty when all passed)."""
+    for detection in attempt.detections:
+        record.verdict(f"{prefix}.{detection.plant.expect or 'clean'}", detection)
+    for name, value, unit, threshold, ok in attempt_measurements(attempt, prefix,
+                                                                 target_latency_s):
+        record(name, value, unit=unit, threshold=threshold, ok=ok)
+    return [f"{d.plant.name}: {d.reason}" for d in attempt.detections if not d.ok]

@@ -27,7 +27,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.alerts.snapshot import Snapshot
 
@@ -76,6 +76,18 @@ class Thresholds:
         assert 0 < self.memory_fraction <= 1, self.memory_fraction
         assert self.stall_s > 0 and self.checkpoint_age_s > 0, self
         assert self.nonfinite_window_s > 0 and self.for_s >= 0, self
+
+    def dilated(self, factor: float) -> Thresholds:
+        """Every duration ``factor`` times longer: the same rules on a machine whose seconds
+        run ``factor`` times slower for the job (harness.hostload.dilation). Ratios stay."""
+        assert factor >= 1.0, factor
+        return replace(
+            self,
+            stall_s=self.stall_s * factor,
+            checkpoint_age_s=self.checkpoint_age_s * factor,
+            nonfinite_window_s=self.nonfinite_window_s * factor,
+            for_s=self.for_s * factor,
+        )
 
 
 # small: the harness's seconds-long fixture runs; the data-stall fixture sleeps between

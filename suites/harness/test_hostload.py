@@ -67,3 +67,49 @@ def test_a_measurement_is_made_again_only_while_it_failed_on_a_busy_host(
     monkeypatch.setattr(hostload, "read_cpu_times", lambda: None)  # no /proc/stat
     assert hostload.measure_settled(lambda n: made.append(n) or "ok", lambda r: True)[0] == "ok"
     assert made == [1]
+
+
+def test_a_busy_process_gets_most_of_a_cpu_on_an_idle_machine_and_less_beside_load() -> None:
+    share = hostload.probe_cpu_share(seconds=0.3)
+    assert share is not None and 0.0 < share <= 1.0
+    # One more spinner than CPUs: together they cannot get more than CPUs / spinners each.
+    crowded = hostload.probe_cpu_share(seconds=0.3, processes=2 * hostload.cpu_count())
+    assert crowded is not None and crowded <= 0.5 + 0.1
+
+
+@pytest.mark.parametrize("output,share", [("0.97\n", 0.97), ("", None), ("nan", None),
+                                          ("oops", None)])
+def test_a_spinner_that_reports_nothing_usable_is_no_figure(output: str, share: float | None
+                                                            ) -> None:
+    assert hostload._spinner_share(output) == share
+
+
+def test_dilation_is_the_inverse_share_bounded_and_one_on_a_quiet_machine() -> None:
+    assert hostload.dilation(None) == 1.0
+    assert hostload.dilation(0.98) == 1.0
+    assert hostload.dilation(hostload.QUIET_SHARE) == 1.0
+    assert hostload.dilation(0.5) == pytest.approx(2.0)
+    assert hostload.dilation(0.3) == pytest.approx(1 / 0.3)
+    assert hostload.dilation(0.05) == hostload.DILATION_MAX
+    assert hostload.dilation(0.0) == hostload.DILATION_MAX
+
+
+def test_the_wait_for_cpu_ends_when_the_machine_is_quiet_or_the_budget_is_spent() -> None:
+    now = {"t": 0.0}
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now["t"] += seconds
+
+    def waiting(shares: list[float | None], budget_s: float) -> list[float | None]:
+        readings = iter(shares)
+        return hostload.wait_for_cpu(budget_s, lambda: next(readings), every_s=5.0,
+                                     sleep=sleep, clock=lambda: now["t"])
+
+    assert waiting([0.3, 0.4, 0.9, 0.2], budget_s=60.0) == [0.3, 0.4, 0.9]  # quiet: go
+    assert slept == [5.0, 5.0]
+    slept.clear()
+    assert waiting([0.3] * 10, budget_s=12.0) == [0.3, 0.3, 0.3]  # bounded
+    assert sum(slept) <= 12.0
+    assert waiting([None, 0.9], budget_s=60.0) == [None]  # no figure: nothing to wait for

@@ -14,7 +14,7 @@ import pytest
 
 from harness import hostload
 from harness.alerts import thresholds_for
-from harness.alerts.experiment import run_experiments
+from harness.alerts.experiment import record_attempt, run_dilated
 from harness.alerts.plants import FIXTURE_SPEC, FIXTURE_WORKLOAD, telemetry_plants
 from harness.gate.report import Recorder
 from harness.workload import load_specs
@@ -31,39 +31,30 @@ RUN_TIMEOUT_S = 90.0
 # "The clean run fires nothing" and latency are wall-clock facts: alone, or a neighbour's
 # load starves the jobs into a stall alert.
 @pytest.mark.timing
-@pytest.mark.timeout(600)  # includes waiting for the tests beside it to finish
+@pytest.mark.timeout(1200)  # three attempts, each stretched up to 4x on a starved host
 def test_every_rule_fires_on_its_planted_condition_and_no_other(
     tmp_path: Path, preflight_record: Recorder
 ) -> None:
     spec = load_specs(FIXTURE_SPEC)[FIXTURE_WORKLOAD]
     params = spec.params(TIER)
     th = thresholds_for(TIER)
-    plants = telemetry_plants(th, int(params["step_ms"]))
-    # Measured again while the host was taking the CPU (harness.hostload).
-    detections, steal = hostload.measure_settled(
-        lambda attempt: run_experiments(spec, params, plants, tmp_path / f"attempt-{attempt}",
-                                        th, timeout_s=RUN_TIMEOUT_S),
-        lambda found: all(d.ok for d in found),
+    step_ms = int(params["step_ms"])
+    # Every duration stretched by what the machine gives (run_dilated), and measured again
+    # while the host took the CPU (harness.hostload).
+    attempt, steal = hostload.measure_settled(
+        lambda n: run_dilated(spec, params, lambda stretched: telemetry_plants(stretched, step_ms),
+                              tmp_path / f"attempt-{n}", th, timeout_s=RUN_TIMEOUT_S),
+        lambda found: found.ok,
     )
+    failures = record_attempt(preflight_record, "alerts", attempt, TARGET_LATENCY_S)
+    assert not failures, "\n".join(
+        [*failures, f"host steal per attempt: {steal}; dilation {attempt.dilation:.2f}"])
 
-    for detection in detections:
-        rule = detection.plant.expect
-        name = f"alerts.{rule or 'clean'}"
-        preflight_record.verdict(name, detection)
-        if rule is not None and detection.latency_s is not None:
-            preflight_record(
-                f"{name}.detection_latency_s",
-                round(detection.latency_s, 3),
-                unit="s",
-                threshold=TARGET_LATENCY_S,
-                ok=detection.latency_s <= TARGET_LATENCY_S,
-            )
-    failures = [f"{d.plant.name}: {d.reason}" for d in detections if not d.ok]
-    assert not failures, "\n".join([*failures, f"host steal per attempt: {steal}"])
-
+    detections, th = attempt.detections, attempt.thresholds
     clean = detections[0]
     assert clean.plant.expect is None
     # The clean run must have lasted long enough for every rule to have had its chance.
     assert clean.watched_s > max(th.stall_s, th.checkpoint_age_s), clean.to_json()
-    slow = {d.plant.name: d.latency_s for d in detections if (d.latency_s or 0) > LIVENESS_S}
+    liveness_s = LIVENESS_S * attempt.dilation
+    slow = {d.plant.name: d.latency_s for d in detections if (d.latency_s or 0) > liveness_s}
     assert not slow, slow

@@ -226,3 +226,17 @@ def test_every_metric_the_rules_read_is_exported_by_telemetry(tmp_path: Path) ->
     from harness.alerts import parse_exposition
 
     assert r.METRICS_USED <= set(parse_exposition(text, 0.0).values)
+
+
+def test_dilated_thresholds_stretch_every_duration_and_nothing_else() -> None:
+    th = PROFILES["small"]
+    stretched = th.dilated(3.0)
+    assert stretched.stall_s == pytest.approx(3 * th.stall_s)
+    assert stretched.checkpoint_age_s == pytest.approx(3 * th.checkpoint_age_s)
+    assert stretched.nonfinite_window_s == pytest.approx(3 * th.nonfinite_window_s)
+    assert stretched.for_s == pytest.approx(3 * th.for_s)
+    assert (stretched.loss_factor, stretched.memory_fraction) == (th.loss_factor,
+                                                                   th.memory_fraction)
+    assert th.dilated(1.0) == th
+    with pytest.raises(AssertionError):
+        th.dilated(0.5)  # a machine faster than itself is a bug

@@ -20,7 +20,14 @@ from harness.alerts import (
 )
 from harness.alerts import rules as r
 from harness.alerts.evaluate import Alert
-from harness.alerts.experiment import Detection, Plant, judge
+from harness.alerts.experiment import (
+    Attempt,
+    Detection,
+    Plant,
+    attempt_measurements,
+    judge,
+    record_attempt,
+)
 from harness.alerts.latency import read_log_records, summarize
 from harness.alerts.snapshot import ExpositionError
 
@@ -191,3 +198,45 @@ def test_latency_and_judgement_are_pure_over_the_record() -> None:
     assert not clean.ok
     with pytest.raises(ValueError, match="exactly one"):
         Plant("bad", "memory")
+
+
+def _detection(plant: Plant, latency_s: float | None, fired: tuple[str, ...] = ()) -> Detection:
+    alerts = {rule: Alert(rule, 100.0, 1) for rule in fired}
+    return Detection(plant, alerts, Injection(99.0, "log:x"), latency_s, 9.0, 40, (), 0, "fake")
+
+
+def test_an_attempt_on_a_starved_machine_reports_latency_at_the_profiles_own_thresholds() -> None:
+    stall = Plant("stall", "stall", log_fault="stall")
+    attempt = Attempt(
+        [_detection(Plant("clean", None), None), _detection(stall, 6.0, ("stall",))],
+        r.PROFILES["small"].dilated(3.0),
+        3.0,
+        0.3,
+    )
+    assert attempt.ok and attempt.latency_s(attempt.detections[1]) == pytest.approx(2.0)
+    rows = {name: (value, threshold, ok) for name, value, _, threshold, ok
+            in attempt_measurements(attempt, "datagen.alerts", 5.0)}
+    assert rows == {
+        "datagen.alerts.stall.detection_latency_s": (2.0, 5.0, True),
+        "datagen.alerts.stall.wall_latency_s": (6.0, None, None),
+        "datagen.alerts.host_dilation": (3.0, None, None),
+        "datagen.alerts.host_cpu_share": (0.3, None, None),
+    }
+    slow = Attempt([_detection(stall, 6.0, ("stall",))], r.PROFILES["small"], 1.0, 0.99)
+    assert ("datagen.alerts.stall.detection_latency_s", 6.0, "s", 5.0, False) in \
+        attempt_measurements(slow, "datagen.alerts", 5.0)
+
+    recorded: list[tuple[str, object]] = []
+
+    class Record:
+        def __call__(self, name: str, value: object, **_: object) -> None:
+            recorded.append((name, value))
+
+        def verdict(self, name: str, verdict: Detection) -> None:
+            recorded.append((name, verdict.ok))
+
+    noisy = Attempt([_detection(Plant("clean", None), None, ("stall",))], r.PROFILES["small"],
+                    1.0, None)
+    assert record_attempt(Record(), "alerts", noisy, 5.0) == [
+        "clean: unexpected alert(s) ['stall'] on plant 'clean'"]
+    assert ("alerts.clean", False) in recorded and ("alerts.host_dilation", 1.0) in recorded
