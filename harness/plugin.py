@@ -47,7 +47,8 @@ def timing_cpu_wait_s(environ: Mapping[str, str]) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise pytest.UsageError(f"{CPU_WAIT_ENV} must be a number of seconds, got {raw!r}") from None
+        message = f"{CPU_WAIT_ENV} must be a number of seconds, got {raw!r}"
+        raise pytest.UsageError(message) from None
     if not 0 <= value <= 24 * 3600:
         raise pytest.UsageError(f"{CPU_WAIT_ENV} must be between 0 and 86400 s, got {raw!r}")
     return value
