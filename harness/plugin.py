@@ -35,7 +35,7 @@ DEFAULT_WORKLOAD_FILES = ("workloads.toml", "pyproject.toml")
 # of a CPU (harness.hostload.wait_for_cpu). The host's steal here comes in bursts of
 # minutes; a measurement that starts in one reads the host. Bounded: after it, the test runs
 # on the machine as it is, and its own checks (stretching, re-measuring) take over.
-TIMING_CPU_WAIT_S = 180.0
+TIMING_CPU_WAIT_S = 120.0
 CPU_WAIT_ENV = "PREFLIGHT_TIMING_CPU_WAIT_S"  # seconds; 0 measures on the machine as it is
 
 

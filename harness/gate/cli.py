@@ -29,8 +29,10 @@ from harness.gate.report import point_latest
 from harness.gate.verdict import Verdict, validate_ready_for_production
 
 EXIT_READY, EXIT_NOT_READY, EXIT_BAD_INPUT = 0, 1, 2
-# The whole gate run is bounded; a readiness suite that hangs fails the gate.
-SUITE_TIMEOUT_S = {"small": 900.0, "10pct": 1800.0, "production": 6 * 3600.0}
+# The whole gate run is bounded; a readiness suite that hangs fails the gate. The bounds
+# are far above the usual figures (small: 5 min, 10pct: 9 min): a host that takes 70% of
+# the CPU triples them, and timing tests may wait for it (harness.plugin.TIMING_CPU_WAIT_S).
+SUITE_TIMEOUT_S = {"small": 2400.0, "10pct": 3600.0, "production": 6 * 3600.0}
 # The security fuzz suite feeds the gate its parser-crash evidence (max_parser_crashes).
 DEFAULT_SUITES = ["suites/readiness", "suites/security"]
 
