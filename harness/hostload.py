@@ -98,25 +98,6 @@ def disturbed(fraction: float | None) -> bool:
     return fraction is not None and fraction > STEAL_DISTURBED
 
 
-def measure_settled(
-    measure: Callable[[int], T], passed: Callable[[T], bool], attempts_max: int = 3
-) -> tuple[T, list[float | None]]:
-    """``measure(attempt)`` again while it failed and the host took the CPU during it (at
-    most ``attempts_max`` in all): (the last result, the steal share of each attempt).
-
-    A failure on a quiet host is the job's and is returned at once; a pass is a pass
-    whatever the host did."""
-    assert attempts_max >= 1
-    shares: list[float | None] = []
-    for attempt in range(1, attempts_max + 1):
-        before = read_cpu_times()
-        result = measure(attempt)
-        shares.append(steal_fraction(before, read_cpu_times()))
-        if passed(result) or not disturbed(shares[-1]):
-            break
-    return result, shares
-
-
 def cpu_count() -> int:
     """The CPUs this process may run on (its affinity, where the OS tells)."""
     try:
@@ -191,3 +172,35 @@ def wait_for_cpu(
         if share is None or share >= QUIET_SHARE or clock() + every_s > deadline:
             return shares
         sleep(every_s)
+
+
+def starved(steal: float | None, probe: Callable[[], float | None]) -> bool:
+    """Was a failed measurement made on a machine not worth timing on? The host took the
+    CPU during it (steal), or a busy process gets too little of a CPU now: other tenants
+    and CPU quotas take it without showing as steal. Probes only when steal says no."""
+    if disturbed(steal):
+        return True
+    share = probe()
+    return share is not None and share < QUIET_SHARE
+
+
+def measure_settled(
+    measure: Callable[[int], T],
+    passed: Callable[[T], bool],
+    attempts_max: int = 3,
+    probe: Callable[[], float | None] = probe_cpu_share,
+) -> tuple[T, list[float | None]]:
+    """``measure(attempt)`` again while it failed on a starved machine (`starved`; at most
+    ``attempts_max`` in all): (the last result, the steal share of each attempt).
+
+    A failure on a quiet machine is the job's and is returned at once; a pass is a pass
+    whatever the host did."""
+    assert attempts_max >= 1
+    shares: list[float | None] = []
+    for attempt in range(1, attempts_max + 1):
+        before = read_cpu_times()
+        result = measure(attempt)
+        shares.append(steal_fraction(before, read_cpu_times()))
+        if passed(result) or not starved(shares[-1], probe):
+            break
+    return result, shares

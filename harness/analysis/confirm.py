@@ -70,13 +70,15 @@ def _with_reason(verdict: V, reason: str) -> V:
 
 
 def settle(
-    run_once: Callable[[], tuple[Mapping[str, V], float | None]], runs_max: int = RUNS_MAX
+    run_once: Callable[[], tuple[Mapping[str, V], float | None]],
+    runs_max: int = RUNS_MAX,
+    probe: Callable[[], float | None] = hostload.probe_cpu_share,
 ) -> tuple[dict[str, V], list[str]]:
     """Run until the verdicts are settled: (standing verdicts, one note per extra run).
 
     ``run_once`` makes one run and returns its verdicts and the host's steal share during
     it. A second run confirms or clears timing alarms; a third is made only when the
-    second also alarmed while the host was taking the CPU."""
+    second also alarmed on a starved machine (hostload.starved)."""
     assert runs_max >= 1
     first, _steal = run_once()
     standing = dict(first)
@@ -89,6 +91,6 @@ def settle(
         share = "unknown" if steal is None else f"{steal:.0%}"
         notes.append(f"run {number}: host steal {share}")
         still_alarmed = any(not standing[name].ok for name in TIMING_DETECTORS & set(standing))
-        if not (still_alarmed and hostload.disturbed(steal)):
+        if not (still_alarmed and hostload.starved(steal, probe)):
             break
     return standing, notes

@@ -46,7 +46,7 @@ def test_a_measurement_is_made_again_only_while_it_failed_on_a_busy_host(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Each reading advances 100 jiffies; the steal in it is scripted per attempt.
-    steal_per_attempt = iter([70, 80, 0, 0])
+    steal_per_attempt = iter([70, 80, 0, 0, 0, 0, 0])
     clock = {"steal": 0, "total": 0, "reading": 0}
 
     def reading() -> CpuTimes:
@@ -58,11 +58,20 @@ def test_a_measurement_is_made_again_only_while_it_failed_on_a_busy_host(
 
     monkeypatch.setattr(hostload, "read_cpu_times", reading)
     made: list[int] = []
-    result, shares = hostload.measure_settled(lambda n: made.append(n) or "fail", lambda r: False)
+    def quiet() -> float:
+        return 0.99
+
+    result, shares = hostload.measure_settled(lambda n: made.append(n) or "fail", lambda r: False,
+                                              probe=quiet)
     assert made == [1, 2, 3] and shares == [0.7, 0.8, 0.0]  # bounded; the third was quiet
     made.clear()
-    result, shares = hostload.measure_settled(lambda n: made.append(n) or "fail", lambda r: False)
+    result, shares = hostload.measure_settled(lambda n: made.append(n) or "fail", lambda r: False,
+                                              probe=quiet)
     assert made == [1] and result == "fail"  # failed on a quiet host: the job's failure
+    made.clear()
+    result, shares = hostload.measure_settled(lambda n: made.append(n) or "fail", lambda r: False,
+                                              probe=lambda: 0.3)
+    assert made == [1, 2, 3]  # no steal, but the machine gave a third of a CPU: starved
     made.clear()
     monkeypatch.setattr(hostload, "read_cpu_times", lambda: None)  # no /proc/stat
     assert hostload.measure_settled(lambda n: made.append(n) or "ok", lambda r: True)[0] == "ok"
