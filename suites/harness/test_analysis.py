@@ -24,7 +24,7 @@ from harness.analysis import (
     throughput_from_series,
     throughput_verdict,
 )
-from harness.analysis.confirm import confirm, needs_rerun, settle
+from harness.analysis.confirm import below_bound, confirm, needs_rerun, settle
 
 MEMORY = settings_for("small").memory
 KIB = 1024
@@ -321,3 +321,14 @@ def test_settle_runs_again_only_while_the_confirming_run_was_disturbed() -> None
     assert standing["throughput"].ok and len(made) == 3
     once, made = runs((slowing, 0.7), (slowing, 0.8), (slowing, 0.9))  # bounded: 3 runs
     assert not settle(once, probe=quiet)[0]["throughput"].ok and len(made) == 3
+
+
+def test_a_figure_below_the_gates_bound_is_an_alarm_the_confirming_run_may_clear() -> None:
+    slowing, steady = _slowing_and_steady()
+    assert below_bound(steady, 0.9, 0.5, "ratio") is steady  # above the bound: untouched
+    assert below_bound(slowing, 0.3, 0.5, "ratio") is slowing  # already an alarm
+    low = below_bound(steady, 0.45, 0.5, "ratio")
+    assert not low.ok and "ratio 0.45 below the gate's bound 0.5" in low.reason
+    assert needs_rerun({"throughput": low})
+    assert confirm({"throughput": low}, {"throughput": steady})["throughput"].ok
+    assert not confirm({"throughput": low}, {"throughput": low})["throughput"].ok

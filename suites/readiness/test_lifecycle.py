@@ -14,7 +14,8 @@ import pytest
 
 from durable import read_progress
 from harness.analysis import leak_verdict, stall_verdict, throughput_verdict
-from harness.analysis.confirm import settle
+from harness.analysis.confirm import below_bound, settle
+from harness.gate.policy import load_policy
 from harness.workload import run_aux
 
 from .profiles import (
@@ -81,13 +82,23 @@ def test_completes_with_checkpoints_progress_and_valid_output(
     preflight_record(f"{name}.progress_updates_seen", len(set(published)), unit="updates")
 
 
-def _stability_verdicts(run, tier: str, production: int, total: int) -> dict[str, Any]:
+def _gate_bound(rootpath: Path, requirement_id: str, tier: str) -> float:
+    policy = load_policy(rootpath / "pyproject.toml")
+    requirement = next(r for r in policy.requirements if r.id == requirement_id)
+    return policy.threshold(requirement, tier)
+
+
+def _stability_verdicts(run, tier: str, production: int, total: int, ratio_min: float
+                        ) -> dict[str, Any]:
     assert run.returncode == 0, run.stderr_text()[-3000:]
+    speed = throughput_verdict(run.samples, tier=tier)
+    if speed.conclusive:  # the gate judges the ratio itself (min_throughput_ratio)
+        speed = below_bound(speed, speed.ratio_last_first, ratio_min, "throughput ratio")
     return {
         "memory": leak_verdict(run.samples, metric="uss_bytes", tier=tier,
                                units_production=production),
         "open_files": leak_verdict(run.samples, metric="open_files", tier=tier),
-        "throughput": throughput_verdict(run.samples, tier=tier),
+        "throughput": speed,
         "stall": stall_verdict(run.samples, tier=tier, total=total),
     }
 
@@ -95,8 +106,9 @@ def _stability_verdicts(run, tier: str, production: int, total: int) -> dict[str
 @pytest.mark.parametrize("name", WORKLOAD_PARAMS)
 @pytest.mark.timing  # throughput over the run: alone, or a neighbour's load reads as decay
 @pytest.mark.timeout(TIER_TIMEOUT_S["small"] + MACHINE_WAIT_S)
-def test_memory_and_throughput_stable(workload, preflight_record, tier, name):
+def test_memory_and_throughput_stable(workload, preflight_record, tier, name, pytestconfig):
     profile = PROFILES[name]
+    ratio_min = _gate_bound(pytestconfig.rootpath, "min_throughput_ratio", tier.name)
     handle = workload(name)
     # Short runs give the detectors few points: sample faster, and do more units of work.
     handle.sample_interval_s = STABILITY_SAMPLE_INTERVAL_S
@@ -108,7 +120,8 @@ def test_memory_and_throughput_stable(workload, preflight_record, tier, name):
 
     def run_once() -> tuple[dict[str, Any], float | None]:
         run = handle.run(params)
-        return _stability_verdicts(run, tier.name, production, total), run.host_steal_fraction
+        verdicts = _stability_verdicts(run, tier.name, production, total, ratio_min)
+        return verdicts, run.host_steal_fraction
 
     # A wall-clock alarm stands only if another run reproduces it (harness.analysis.confirm).
     # Every run, with the host's steal share during it, is in the report (Recorder.run).
