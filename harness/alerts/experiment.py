@@ -236,6 +236,7 @@ class Attempt:
     thresholds: Thresholds
     dilation: float
     cpu_share: float | None
+    number: int = 1  # which try this was (hostload.measure_settled)
 
     @property
     def ok(self) -> bool:
@@ -250,6 +251,15 @@ class Attempt:
         return detection.latency_s / self.dilation
 
 
+DILATION_PROBE_S = 2.0  # spans a burst or two of the host's steal
+
+
+def escalation(attempt: int) -> float:
+    """The least stretch for the ``attempt``-th try (pure): 1, 2, 4, ... at most the cap."""
+    assert attempt >= 1, attempt
+    return min(hostload.DILATION_MAX, 2.0 ** (attempt - 1))
+
+
 def run_dilated(
     spec: WorkloadSpec,
     params: Mapping[str, object],
@@ -258,18 +268,23 @@ def run_dilated(
     thresholds: Thresholds,
     *,
     timeout_s: float,
-    probe: Callable[[], float | None] = hostload.probe_cpu_share,
+    attempt: int = 1,
+    probe: Callable[[], float | None] = lambda: hostload.probe_cpu_share(DILATION_PROBE_S),
 ) -> Attempt:
     """``run_experiments`` with every duration stretched by what the machine gives now: on a
     host taking 70% of the CPU a clean datagen needed 3.5 s to start, longer than the small
-    profile's checkpoint age, and the clean run fired alerts that were the host's."""
+    profile's checkpoint age, and the clean run fired alerts that were the host's.
+
+    Steal comes in bursts of whole seconds, so a short probe may land in a quiet moment; an
+    ``attempt`` after the first (made only because the previous one failed on a starved
+    machine, hostload.measure_settled) stretches at least 2x, then 4x."""
     share = probe()
-    factor = hostload.dilation(share)
+    factor = max(hostload.dilation(share), escalation(attempt))
     stretched = thresholds.dilated(factor)
     detections = run_experiments(
         spec, params, plants_for(stretched), base_dir, stretched, timeout_s=timeout_s * factor
     )
-    return Attempt(detections, stretched, factor, share)
+    return Attempt(detections, stretched, factor, share, attempt)
 
 
 def attempt_measurements(
@@ -289,6 +304,7 @@ def attempt_measurements(
                      latency <= target_latency_s))
         rows.append((f"{name}.wall_latency_s", round(detection.latency_s, 3), "s", None, None))
     rows.append((f"{prefix}.host_dilation", round(attempt.dilation, 3), "x", None, None))
+    rows.append((f"{prefix}.attempt", attempt.number, "attempt", None, None))
     if attempt.cpu_share is not None:
         rows.append((f"{prefix}.host_cpu_share", round(attempt.cpu_share, 3), "fraction", None,
                      None))

@@ -38,7 +38,8 @@ def test_alerts_fire_on_planted_conditions(tmp_path: Path, preflight_record, tie
     # host taking 70% of the CPU a clean datagen fired alerts that were the host's.
     attempt, steal = hostload.measure_settled(
         lambda n: run_dilated(spec, params, lambda th: workload_plants(th)[name],
-                              tmp_path / f"attempt-{n}", thresholds, timeout_s=RUN_TIMEOUT_S),
+                              tmp_path / f"attempt-{n}", thresholds, timeout_s=RUN_TIMEOUT_S,
+                              attempt=n),
         lambda found: found.ok,
     )
     workload = name.removesuffix("_alerts")

@@ -43,7 +43,7 @@ def test_every_rule_fires_on_its_planted_condition_and_no_other(
     # while the host took the CPU (harness.hostload).
     attempt, steal = hostload.measure_settled(
         lambda n: run_dilated(spec, params, lambda stretched: telemetry_plants(stretched, step_ms),
-                              tmp_path / f"attempt-{n}", th, timeout_s=RUN_TIMEOUT_S),
+                              tmp_path / f"attempt-{n}", th, timeout_s=RUN_TIMEOUT_S, attempt=n),
         lambda found: found.ok,
     )
     failures = record_attempt(preflight_record, "alerts", attempt, TARGET_LATENCY_S)

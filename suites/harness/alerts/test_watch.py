@@ -25,6 +25,7 @@ from harness.alerts.experiment import (
     Detection,
     Plant,
     attempt_measurements,
+    escalation,
     judge,
     record_attempt,
 )
@@ -220,6 +221,7 @@ def test_an_attempt_on_a_starved_machine_reports_latency_at_the_profiles_own_thr
         "datagen.alerts.stall.detection_latency_s": (2.0, 5.0, True),
         "datagen.alerts.stall.wall_latency_s": (6.0, None, None),
         "datagen.alerts.host_dilation": (3.0, None, None),
+        "datagen.alerts.attempt": (1, None, None),
         "datagen.alerts.host_cpu_share": (0.3, None, None),
     }
     slow = Attempt([_detection(stall, 6.0, ("stall",))], r.PROFILES["small"], 1.0, 0.99)
@@ -240,3 +242,9 @@ def test_an_attempt_on_a_starved_machine_reports_latency_at_the_profiles_own_thr
     assert record_attempt(Record(), "alerts", noisy, 5.0) == [
         "clean: unexpected alert(s) ['stall'] on plant 'clean'"]
     assert ("alerts.clean", False) in recorded and ("alerts.host_dilation", 1.0) in recorded
+
+
+def test_each_retry_on_a_starved_machine_stretches_at_least_twice_as_far() -> None:
+    assert [escalation(n) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 4.0]
+    with pytest.raises(AssertionError):
+        escalation(0)
