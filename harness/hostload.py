@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -174,11 +175,88 @@ def wait_for_cpu(
         sleep(every_s)
 
 
-def starved(steal: float | None, probe: Callable[[], float | None]) -> bool:
+FREEZE_TICK_S = 0.02
+# A tick this much later than asked: the process could not run (scheduler slices are
+# milliseconds; the host's steal and a frozen cgroup take whole seconds).
+FREEZE_LATE_S = 0.1
+FREEZE_JOIN_S = 5.0
+FREEZE_ELAPSED_MIN_S = 1.0  # shorter stretches give no figure: one hiccup would be all of it
+
+
+class FreezeMeter:
+    """How much of a stretch of wall time this process could not run at all: a daemon
+    thread sleeps FREEZE_TICK_S at a time and adds up every lateness above FREEZE_LATE_S.
+    It sees the host's steal where /proc/stat shows none (a container's cgroup frozen or
+    throttled, a nested VM), and does not count the fine-grained sharing of a busy machine,
+    which the jobs here survive."""
+
+    def __init__(self, tick_s: float = FREEZE_TICK_S, late_s: float = FREEZE_LATE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.tick_s, self.late_s, self._clock = tick_s, late_s, clock
+        self.frozen_s = 0.0
+        self._started = self._last = clock()
+        self._ended: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="freeze-meter", daemon=True)
+
+    def tick(self, now: float) -> None:
+        """Account for one tick seen at ``now`` (the thread's step; pure over the clock)."""
+        late = now - self._last - self.tick_s
+        if late > self.late_s:
+            self.frozen_s += late
+        self._last = now
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            self.tick(self._clock())
+
+    def __enter__(self) -> FreezeMeter:
+        self._started = self._last = self._clock()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(FREEZE_JOIN_S)
+        self.tick(self._clock())  # a freeze that was still going on at the end
+        self._ended = self._clock()
+
+    @property
+    def fraction(self) -> float | None:
+        elapsed = (self._ended or self._clock()) - self._started
+        if elapsed < FREEZE_ELAPSED_MIN_S:
+            return None
+        return min(1.0, self.frozen_s / elapsed)
+
+
+@dataclass(frozen=True)
+class Disturbance:
+    """What the host did during one measurement: the steal share (/proc/stat) and the
+    share of the time this process could not run (FreezeMeter)."""
+
+    steal: float | None
+    frozen: float | None
+
+    @property
+    def disturbed(self) -> bool:
+        return disturbed(self.steal) or disturbed(self.frozen)
+
+    def __str__(self) -> str:
+        def share(value: float | None) -> str:
+            return "unknown" if value is None else f"{value:.0%}"
+
+        return f"steal {share(self.steal)}, frozen {share(self.frozen)}"
+
+
+def starved(seen: Disturbance | float | None, probe: Callable[[], float | None]) -> bool:
     """Was a failed measurement made on a machine not worth timing on? The host took the
-    CPU during it (steal), or a busy process gets too little of a CPU now: other tenants
-    and CPU quotas take it without showing as steal. Probes only when steal says no."""
-    if disturbed(steal):
+    CPU during it (steal, or this process frozen), or a busy process gets too little of a
+    CPU now: other tenants and CPU quotas take it without showing as steal. Probes only
+    when the measurement itself says no."""
+    if isinstance(seen, Disturbance):
+        if seen.disturbed:
+            return True
+    elif disturbed(seen):
         return True
     share = probe()
     return share is not None and share < QUIET_SHARE
@@ -189,18 +267,29 @@ def measure_settled(
     passed: Callable[[T], bool],
     attempts_max: int = 3,
     probe: Callable[[], float | None] = probe_cpu_share,
-) -> tuple[T, list[float | None]]:
+) -> tuple[T, list[Disturbance]]:
     """``measure(attempt)`` again while it failed on a starved machine (`starved`; at most
-    ``attempts_max`` in all): (the last result, the steal share of each attempt).
+    ``attempts_max`` in all): (the last result, what the host did in each attempt).
 
     A failure on a quiet machine is the job's and is returned at once; a pass is a pass
     whatever the host did."""
     assert attempts_max >= 1
-    shares: list[float | None] = []
+    seen: list[Disturbance] = []
     for attempt in range(1, attempts_max + 1):
         before = read_cpu_times()
-        result = measure(attempt)
-        shares.append(steal_fraction(before, read_cpu_times()))
-        if passed(result) or not starved(shares[-1], probe):
+        with FreezeMeter() as meter:
+            result = measure(attempt)
+        seen.append(Disturbance(steal_fraction(before, read_cpu_times()), meter.fraction))
+        if passed(result) or not starved(seen[-1], probe):
             break
-    return result, shares
+    return result, seen
+
+
+def unmeasurable(passed: bool, seen: list[Disturbance]) -> str | None:
+    """Why a failed measurement says nothing about the job (pure): every attempt ran while
+    the host took the CPU. None when it passed or any attempt ran on a quiet machine: then
+    the failure stands."""
+    if passed or not seen or not all(d.disturbed for d in seen):
+        return None
+    return (f"the host took the CPU in every attempt ({'; '.join(map(str, seen))}; limit "
+            f"{STEAL_DISTURBED:.0%}): these timings would describe the host, not the job")

@@ -63,7 +63,7 @@ def test_a_measurement_is_made_again_only_while_it_failed_on_a_busy_host(
 
     result, shares = hostload.measure_settled(lambda n: made.append(n) or "fail", lambda r: False,
                                               probe=quiet)
-    assert made == [1, 2, 3] and shares == [0.7, 0.8, 0.0]  # bounded; the third was quiet
+    assert made == [1, 2, 3] and [d.steal for d in shares] == [0.7, 0.8, 0.0]  # bounded
     made.clear()
     result, shares = hostload.measure_settled(lambda n: made.append(n) or "fail", lambda r: False,
                                               probe=quiet)
@@ -122,3 +122,38 @@ def test_the_wait_for_cpu_ends_when_the_machine_is_quiet_or_the_budget_is_spent(
     assert waiting([0.3] * 10, budget_s=12.0) == [0.3, 0.3, 0.3]  # bounded
     assert sum(slept) <= 12.0
     assert waiting([None, 0.9], budget_s=60.0) == [None]  # no figure: nothing to wait for
+
+
+
+def test_the_freeze_meter_adds_up_only_the_stretches_the_process_could_not_run() -> None:
+    now = {"t": 100.0}
+    meter = hostload.FreezeMeter(tick_s=0.02, late_s=0.1, clock=lambda: now["t"])
+    meter._started = meter._last = 100.0
+    for step in [0.02, 0.025, 0.05, 1.52, 0.02, 0.11, 0.02]:  # one 1.5 s freeze
+        now["t"] += step
+        meter.tick(now["t"])
+    assert meter.frozen_s == pytest.approx(1.5)  # 5, 30 and 90 ms late: the scheduler's
+    meter._ended = now["t"] + 0.235  # 2 s in all
+    assert meter.fraction == pytest.approx(0.75)
+    meter._ended = 100.5
+    assert meter.fraction is None  # too short to say
+
+
+def test_the_freeze_meter_runs_and_stops_on_a_live_clock() -> None:
+    with hostload.FreezeMeter() as meter:
+        pass
+    assert meter.fraction is None and not meter._thread.is_alive()
+
+
+def test_a_failure_is_unmeasurable_only_when_every_attempt_was_disturbed() -> None:
+    busy, frozen, quiet = (hostload.Disturbance(0.7, 0.0), hostload.Disturbance(None, 0.6),
+                           hostload.Disturbance(0.02, 0.01))
+    assert busy.disturbed and frozen.disturbed and not quiet.disturbed
+    assert str(frozen) == "steal unknown, frozen 60%"
+    reason = hostload.unmeasurable(False, [busy, frozen])
+    assert reason is not None and "steal 70%, frozen 0%; steal unknown, frozen 60%" in reason
+    assert hostload.unmeasurable(False, [busy, quiet]) is None  # a quiet attempt failed too
+    assert hostload.unmeasurable(True, [busy]) is None
+    assert hostload.unmeasurable(False, []) is None
+    assert hostload.starved(busy, lambda: 1.0) and not hostload.starved(quiet, lambda: 1.0)
+    assert hostload.starved(quiet, lambda: 0.3)
