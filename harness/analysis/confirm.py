@@ -83,15 +83,16 @@ def _with_reason(verdict: V, reason: str, **changes: object) -> V:
 
 
 def settle(
-    run_once: Callable[[], tuple[Mapping[str, V], float | None]],
+    run_once: Callable[[], tuple[Mapping[str, V], hostload.Disturbance | float | None]],
     runs_max: int = RUNS_MAX,
     probe: Callable[[], float | None] = hostload.probe_cpu_share,
 ) -> tuple[dict[str, V], list[str]]:
     """Run until the verdicts are settled: (standing verdicts, one note per extra run).
 
-    ``run_once`` makes one run and returns its verdicts and the host's steal share during
-    it. A second run confirms or clears timing alarms; a third is made only when the
-    second also alarmed on a starved machine (hostload.starved)."""
+    ``run_once`` makes one run and returns its verdicts and what the host did during it
+    (a hostload.Disturbance, or the steal share alone). A second run confirms or clears
+    timing alarms; a third is made only when the second also alarmed on a starved
+    machine (hostload.starved)."""
     assert runs_max >= 1
     first, _steal = run_once()
     standing = dict(first)
@@ -101,9 +102,14 @@ def settle(
             break
         again, steal = run_once()
         standing = confirm(standing, again)
-        share = "unknown" if steal is None else f"{steal:.0%}"
-        notes.append(f"run {number}: host steal {share}")
+        notes.append(f"run {number}: host {_host(steal)}")
         still_alarmed = any(not standing[name].ok for name in TIMING_DETECTORS & set(standing))
         if not (still_alarmed and hostload.starved(steal, probe)):
             break
     return standing, notes
+
+
+def _host(seen: hostload.Disturbance | float | None) -> str:
+    if isinstance(seen, hostload.Disturbance):
+        return str(seen)
+    return "steal unknown" if seen is None else f"steal {seen:.0%}"

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness import hostload
 from harness.analysis import (
     LeakSettings,
     StallSettings,
@@ -321,6 +322,10 @@ def test_settle_runs_again_only_while_the_confirming_run_was_disturbed() -> None
     assert standing["throughput"].ok and len(made) == 3
     once, made = runs((slowing, 0.7), (slowing, 0.8), (slowing, 0.9))  # bounded: 3 runs
     assert not settle(once, probe=quiet)[0]["throughput"].ok and len(made) == 3
+    frozen = hostload.Disturbance(0.0, 0.6)  # no steal column; this process frozen 60%
+    once, made = runs((slowing, 0.0), (slowing, frozen), (steady, 0.0))  # type: ignore[arg-type]
+    standing, notes = settle(once, probe=quiet)
+    assert standing["throughput"].ok and notes[0] == "run 2: host steal 0%, frozen 60%"
 
 
 def test_a_figure_below_the_gates_bound_is_an_alarm_the_confirming_run_may_clear() -> None:

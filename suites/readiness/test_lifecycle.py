@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from durable import read_progress
+from harness import hostload
 from harness.analysis import leak_verdict, stall_verdict, throughput_verdict
 from harness.analysis.confirm import below_bound, settle
 from harness.gate.policy import load_policy
@@ -118,10 +119,11 @@ def test_memory_and_throughput_stable(workload, preflight_record, tier, name, py
     params.update(profile.stability_params)
     production = int(handle.spec.params("production")[profile.total_param])
 
-    def run_once() -> tuple[dict[str, Any], float | None]:
-        run = handle.run(params)
+    def run_once() -> tuple[dict[str, Any], hostload.Disturbance]:
+        with hostload.FreezeMeter() as meter:
+            run = handle.run(params)
         verdicts = _stability_verdicts(run, tier.name, production, total, ratio_min)
-        return verdicts, run.host_steal_fraction
+        return verdicts, hostload.Disturbance(run.host_steal_fraction, meter.fraction)
 
     # A wall-clock alarm stands only if another run reproduces it (harness.analysis.confirm).
     # Every run, with the host's steal share during it, is in the report (Recorder.run).
