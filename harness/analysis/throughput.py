@@ -151,14 +151,33 @@ def _inconclusive(
     )
 
 
+# A gap between two samples this many times the usual one (and at least UNOBSERVED_MIN_S)
+# is time the harness itself could not run: the host froze this VM (steal comes in whole
+# seconds) or starved the sampler. The job was frozen with it, so it is not the job's stall.
+UNOBSERVED_FACTOR = 5.0
+UNOBSERVED_MIN_S = 0.25
+
+
+def observed_intervals(t_s: ArrayLike) -> np.ndarray:
+    """Each interval between consecutive samples, or 0 where the sampler was not running
+    (pure): longer than UNOBSERVED_FACTOR times the median interval and UNOBSERVED_MIN_S."""
+    t = np.asarray(t_s, dtype=np.float64)
+    dt = np.diff(t)
+    if len(dt) == 0:
+        return dt
+    limit = max(UNOBSERVED_FACTOR * float(np.median(dt)), UNOBSERVED_MIN_S)
+    return np.where(dt > limit, 0.0, dt)
+
+
 def longest_stall(
     t_s: ArrayLike, done: ArrayLike, *, total: int | None = None
 ) -> tuple[float, int | None, float | None]:
     """(seconds, count, start) of the longest run of an unchanged count.
 
-    Measured from the first to the last observation of the same count: a lower bound on
-    the stall, so a sampler that was itself delayed can never invent one. The final count
-    is left out once it reached `total` (the job finished; what follows is shutdown)."""
+    Measured from the first to the last observation of the same count, less the gaps in
+    which the sampler itself was not running (`observed_intervals`): a lower bound on the
+    stall, so a sampler that was itself delayed or frozen can never invent one. The final
+    count is left out once it reached `total` (the job finished; what follows is shutdown)."""
     t = np.asarray(t_s, dtype=np.float64)
     d = np.asarray(done, dtype=np.float64)
     if len(t) == 0:
@@ -174,7 +193,8 @@ def longest_stall(
         starts, ends = starts[1:], ends[1:]
     if len(starts) == 0:
         return 0.0, None, None
-    lengths = t[ends] - t[starts]
+    watched = np.concatenate(([0.0], np.cumsum(observed_intervals(t))))
+    lengths = watched[ends] - watched[starts]
     worst = int(np.argmax(lengths))
     return float(lengths[worst]), int(d[starts[worst]]), float(t[starts[worst]])
 

@@ -26,6 +26,7 @@ from harness.analysis import (
     throughput_verdict,
 )
 from harness.analysis.confirm import below_bound, confirm, needs_rerun, settle
+from harness.analysis.throughput import observed_intervals
 
 MEMORY = settings_for("small").memory
 KIB = 1024
@@ -337,3 +338,24 @@ def test_a_figure_below_the_gates_bound_is_an_alarm_the_confirming_run_may_clear
     assert needs_rerun({"throughput": low})
     assert confirm({"throughput": low}, {"throughput": steady})["throughput"].ok
     assert not confirm({"throughput": low}, {"throughput": low})["throughput"].ok
+
+
+def test_a_gap_in_which_the_sampler_itself_was_frozen_is_not_the_jobs_stall() -> None:
+    # Sampled every 25 ms; the host froze the VM (job and harness) for 1.5 s at count 40,
+    # then for 1.5 s at count 60 the sampler kept running and saw no progress: a real stall.
+    before = np.arange(0.0, 1.0, 0.025)
+    frozen_at = before[-1] + 1.5
+    after = frozen_at + np.arange(0.0, 0.5, 0.025)
+    stuck = after[-1] + 0.025 + np.arange(0.0, 1.5, 0.025)
+    end = stuck[-1] + 0.025 + np.arange(0.0, 0.5, 0.025)
+    t = np.concatenate((before, after, stuck, end))
+    done = np.concatenate((np.arange(len(before)), 40 + np.arange(len(after)),
+                           np.full(len(stuck), 60), 61 + np.arange(len(end))))
+    done[len(before) - 1] = done[len(before)] = 39  # the same count on both sides of the freeze
+    assert list(observed_intervals(t)).count(0.0) == 1  # the frozen gap, and only it
+    verdict = stall_from_series(t, done, STALL)
+    assert not verdict.ok and verdict.stalled_at_done == 60
+    assert verdict.longest_stall_s == pytest.approx(1.5, abs=0.03)
+    quick = stall_from_series(t[: len(before) + len(after)], done[: len(before) + len(after)],
+                              STALL)
+    assert quick.ok and quick.longest_stall_s < 0.1  # 1.5 s frozen between two 39s
