@@ -96,7 +96,9 @@ def window_rates(
 def throughput_from_series(
     t_s: ArrayLike, done: ArrayLike, settings: ThroughputSettings
 ) -> ThroughputVerdict:
-    t, d = until_complete(np.asarray(t_s, dtype=np.float64), np.asarray(done, dtype=np.float64))
+    # On the clock of the time the harness was watching: a frozen gap (the host took the VM,
+    # job and sampler alike) is neither slow work nor a stall (`observed_intervals`).
+    t, d = until_complete(watched_time(t_s), np.asarray(done, dtype=np.float64))
     t, d = from_first_unit(t, d)
     base = {"degradation_max": settings.degradation_max, "alpha": settings.alpha}
     if len(t) >= 2:
@@ -169,6 +171,15 @@ def observed_intervals(t_s: ArrayLike) -> np.ndarray:
     return np.where(dt > limit, 0.0, dt)
 
 
+def watched_time(t_s: ArrayLike) -> NDArray[np.float64]:
+    """Sample times with the gaps the sampler was not running taken out (pure): the same
+    times on a machine that never froze."""
+    t = np.asarray(t_s, dtype=np.float64)
+    if len(t) == 0:
+        return t
+    return t[0] + np.concatenate(([0.0], np.cumsum(observed_intervals(t))))
+
+
 def longest_stall(
     t_s: ArrayLike, done: ArrayLike, *, total: int | None = None
 ) -> tuple[float, int | None, float | None]:
@@ -193,7 +204,7 @@ def longest_stall(
         starts, ends = starts[1:], ends[1:]
     if len(starts) == 0:
         return 0.0, None, None
-    watched = np.concatenate(([0.0], np.cumsum(observed_intervals(t))))
+    watched = watched_time(t)
     lengths = watched[ends] - watched[starts]
     worst = int(np.argmax(lengths))
     return float(lengths[worst]), int(d[starts[worst]]), float(t[starts[worst]])

@@ -26,7 +26,7 @@ from harness.analysis import (
     throughput_verdict,
 )
 from harness.analysis.confirm import below_bound, confirm, needs_rerun, settle
-from harness.analysis.throughput import observed_intervals
+from harness.analysis.throughput import observed_intervals, watched_time
 
 MEMORY = settings_for("small").memory
 KIB = 1024
@@ -359,3 +359,17 @@ def test_a_gap_in_which_the_sampler_itself_was_frozen_is_not_the_jobs_stall() ->
     quick = stall_from_series(t[: len(before) + len(after)], done[: len(before) + len(after)],
                               STALL)
     assert quick.ok and quick.longest_stall_s < 0.1  # 1.5 s frozen between two 39s
+
+
+def test_throughput_is_judged_on_the_time_the_harness_was_watching() -> None:
+    # A steady 100 units/s, sampled every 25 ms, with the VM frozen for 1.2 s (no samples,
+    # no work) three times late in the run: on the wall clock the last quarter reads slow.
+    t_watched = np.arange(0.0, 10.0, 0.025)
+    done = np.floor(100.0 * t_watched)
+    freezes = np.zeros_like(t_watched)
+    for at in (7.0, 8.0, 9.0):
+        freezes[t_watched >= at] += 1.2
+    wall = t_watched + freezes
+    assert watched_time(wall) == pytest.approx(t_watched, abs=0.08)  # less one interval each
+    verdict = throughput_from_series(wall, done, THROUGHPUT)
+    assert verdict.ok and verdict.ratio_last_first == pytest.approx(1.0, abs=0.05)
