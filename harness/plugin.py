@@ -260,6 +260,16 @@ def preflight_machine_alone(
     return alone
 
 
+def report_message(report: pytest.TestReport) -> str:
+    """A failure's explanation, or why a test was skipped (a self-test skips, naming the
+    host's steal, when it could not be measured): the report must say which."""
+    if report.failed:
+        return failure_message(report.longreprtext)
+    if report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        return f"skipped: {report.longrepr[2].removeprefix('Skipped: ')}"
+    return ""
+
+
 def failure_message(longrepr: str, limit: int = 2000) -> str:
     """What a report keeps of a failure (pure): pytest's explanation lines (those marked
     ``E``: the assertion and its message, e.g. a job's stderr tail), then the location
@@ -290,7 +300,7 @@ class SessionReportPlugin:
             report.outcome,
             report.duration,
             report.user_properties,
-            message=failure_message(report.longreprtext) if report.failed else "",
+            message=report_message(report),
             xfail=hasattr(report, "wasxfail"),
         )
 

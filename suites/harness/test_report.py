@@ -129,3 +129,15 @@ def test_failure_message_keeps_the_explanation_not_just_the_location():
     ]
     assert failure_message("x" * 5000, limit=100) == "x" * 100
     assert failure_message("") == ""
+
+
+def test_a_skip_keeps_its_reason_in_the_report():
+    from types import SimpleNamespace
+
+    from harness.plugin import report_message
+
+    skipped = SimpleNamespace(failed=False, skipped=True,
+                              longrepr=("f.py", 3, "Skipped: the host took the CPU"))
+    assert report_message(skipped) == "skipped: the host took the CPU"  # type: ignore[arg-type]
+    passed = SimpleNamespace(failed=False, skipped=False, longrepr=None)
+    assert report_message(passed) == ""  # type: ignore[arg-type]
