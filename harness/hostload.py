@@ -19,9 +19,9 @@ measuring in; `dilation` turns a share into how much longer the job's seconds wi
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -184,49 +184,72 @@ FREEZE_ELAPSED_MIN_S = 1.0  # shorter stretches give no figure: one hiccup would
 
 
 class FreezeMeter:
-    """How much of a stretch of wall time this process could not run at all: a daemon
-    thread sleeps FREEZE_TICK_S at a time and adds up every lateness above FREEZE_LATE_S.
-    It sees the host's steal where /proc/stat shows none (a container's cgroup frozen or
-    throttled, a nested VM), and does not count the fine-grained sharing of a busy machine,
-    which the jobs here survive."""
+    """How much of a stretch of wall time the machine did not run this harness at all: a
+    small child process sleeps FREEZE_TICK_S at a time and adds up every lateness above
+    FREEZE_LATE_S. It sees the host's steal where /proc/stat shows none (a container's
+    cgroup frozen or throttled, a nested VM), and does not count the fine-grained sharing
+    of a busy machine, which the jobs here survive. A process, not a thread: a thread waits
+    for the harness's GIL, and read 1.2 s "frozen" beside a busy trainer on a quiet host."""
 
-    def __init__(self, tick_s: float = FREEZE_TICK_S, late_s: float = FREEZE_LATE_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.tick_s, self.late_s, self._clock = tick_s, late_s, clock
+    def __init__(self, tick_s: float = FREEZE_TICK_S, late_s: float = FREEZE_LATE_S) -> None:
+        self.tick_s, self.late_s = tick_s, late_s
         self.frozen_s = 0.0
-        self._started = self._last = clock()
-        self._ended: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="freeze-meter", daemon=True)
+        self._last = 0.0
+        self._elapsed: float | None = None  # None: no measurement
+        self._child: subprocess.Popen[str] | None = None
 
     def tick(self, now: float) -> None:
-        """Account for one tick seen at ``now`` (the thread's step; pure over the clock)."""
+        """Account for one tick seen at ``now`` (pure over the clock)."""
         late = now - self._last - self.tick_s
         if late > self.late_s:
             self.frozen_s += late
         self._last = now
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.tick_s):
-            self.tick(self._clock())
-
     def __enter__(self) -> FreezeMeter:
-        self._started = self._last = self._clock()
-        self._thread.start()
+        argv = [sys.executable, "-c", TICKER_SOURCE, f"{self.tick_s:g}", f"{self.late_s:g}"]
+        try:
+            self._child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           stderr=subprocess.DEVNULL, text=True)
+        except OSError:
+            self._child = None
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(FREEZE_JOIN_S)
-        self.tick(self._clock())  # a freeze that was still going on at the end
-        self._ended = self._clock()
+        child, self._child = self._child, None
+        if child is None:
+            return
+        try:
+            out, _ = child.communicate(input="", timeout=FREEZE_JOIN_S)  # EOF: report
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            return
+        fields = (out or "").split()
+        try:
+            self.frozen_s, self._elapsed = float(fields[0]), float(fields[1])
+        except (IndexError, ValueError):
+            self.frozen_s, self._elapsed = 0.0, None
 
     @property
     def fraction(self) -> float | None:
-        elapsed = (self._ended or self._clock()) - self._started
-        if elapsed < FREEZE_ELAPSED_MIN_S:
+        if self._elapsed is None or self._elapsed < FREEZE_ELAPSED_MIN_S:
             return None
-        return min(1.0, self.frozen_s / elapsed)
+        return min(1.0, self.frozen_s / self._elapsed)
+
+
+def ticker_main(argv: list[str]) -> None:
+    """The FreezeMeter's child: tick until stdin closes, then print 'frozen_s elapsed_s'."""
+    meter = FreezeMeter(float(argv[0]), float(argv[1]))
+    started = meter._last = time.monotonic()
+    while True:
+        ready, _, _ = select.select([sys.stdin], [], [], meter.tick_s)
+        meter.tick(time.monotonic())
+        if ready:
+            break
+    print(f"{meter.frozen_s} {time.monotonic() - started}", flush=True)
+
+
+TICKER_SOURCE = "import sys; from harness.hostload import ticker_main; ticker_main(sys.argv[1:])"
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ cg=/sys/fs/cgroup/freezer/stealsim.$$
 mkdir -p "$cg"
 ( while [ -d "$cg" ]; do
     echo FROZEN > "$cg/freezer.state" 2>/dev/null
-    sleep "$(python3 -c "import random; print(round(random.uniform(0.2, $frozen_max), 2))")"
+    sleep "$(python3 -c "import random; print(round(random.uniform(0.2, $frozen_max), 2))" 2>/dev/null)"
     echo THAWED > "$cg/freezer.state" 2>/dev/null
-    sleep "$(python3 -c "import random; print(round(random.uniform(0.2, $thawed_max), 2))")"
+    sleep "$(python3 -c "import random; print(round(random.uniform(0.2, $thawed_max), 2))" 2>/dev/null)"
   done ) &
 toggler=$!
 bash -c "echo \$\$ > $cg/cgroup.procs; exec \"\$@\"" _ "$@"

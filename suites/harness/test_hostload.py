@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -126,23 +127,28 @@ def test_the_wait_for_cpu_ends_when_the_machine_is_quiet_or_the_budget_is_spent(
 
 
 def test_the_freeze_meter_adds_up_only_the_stretches_the_process_could_not_run() -> None:
+    meter = hostload.FreezeMeter(tick_s=0.02, late_s=0.1)
     now = {"t": 100.0}
-    meter = hostload.FreezeMeter(tick_s=0.02, late_s=0.1, clock=lambda: now["t"])
-    meter._started = meter._last = 100.0
+    meter._last = 100.0
     for step in [0.02, 0.025, 0.05, 1.52, 0.02, 0.11, 0.02]:  # one 1.5 s freeze
         now["t"] += step
         meter.tick(now["t"])
     assert meter.frozen_s == pytest.approx(1.5)  # 5, 30 and 90 ms late: the scheduler's
-    meter._ended = now["t"] + 0.235  # 2 s in all
+    meter._elapsed = 2.0
     assert meter.fraction == pytest.approx(0.75)
-    meter._ended = 100.5
+    meter._elapsed = 0.5
     assert meter.fraction is None  # too short to say
 
 
-def test_the_freeze_meter_runs_and_stops_on_a_live_clock() -> None:
+def test_the_freeze_meter_measures_in_a_child_process_that_sees_a_gil_bound_harness_run(
+) -> None:
     with hostload.FreezeMeter() as meter:
-        pass
-    assert meter.fraction is None and not meter._thread.is_alive()
+        end = time.monotonic() + 1.2
+        while time.monotonic() < end:  # pure Python holding the GIL: not a freeze
+            pass
+    assert meter._elapsed is not None and meter._elapsed >= 1.0
+    assert meter.fraction is not None and meter.fraction < hostload.STEAL_DISTURBED
+    assert meter._child is None  # reaped
 
 
 def test_a_failure_is_unmeasurable_only_when_every_attempt_was_disturbed() -> None:
