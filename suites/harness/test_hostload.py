@@ -43,6 +43,17 @@ def test_reading_this_machine_or_a_missing_file(tmp_path: Path) -> None:
         assert here is not None and here.total > 0
 
 
+class NoFreezes(hostload.FreezeMeter):
+    """A FreezeMeter that measured nothing frozen, without its child process."""
+
+    def __enter__(self) -> hostload.FreezeMeter:
+        self._elapsed = 2.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
 def test_a_measurement_is_made_again_only_while_it_failed_on_a_busy_host(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -58,6 +69,7 @@ def test_a_measurement_is_made_again_only_while_it_failed_on_a_busy_host(
         return CpuTimes(steal=clock["steal"], total=clock["total"])
 
     monkeypatch.setattr(hostload, "read_cpu_times", reading)
+    monkeypatch.setattr(hostload, "FreezeMeter", NoFreezes)  # no child process per attempt
     made: list[int] = []
     def quiet() -> float:
         return 0.99
