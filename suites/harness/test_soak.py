@@ -104,10 +104,17 @@ def test_killed_soak_continues_where_it_was(tmp_path):
             "--sample-interval", "0.05"]
     proc = subprocess.Popen(argv, start_new_session=True)
     deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:  # wait until the soak checkpointed some progress
+    # Wait until the soak checkpointed some progress with an iteration in flight (its samples
+    # saved): a kill between two iterations interrupts none, and under host steal the gap
+    # between them once took the kill.
+    while time.monotonic() < deadline:
         path = state / "state.json"
-        if path.is_file() and json.loads(path.read_text())["elapsed_s"] >= 1.0:
-            break
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            rows = read_series(state / "series.jsonl")
+            in_flight = any(r["iteration"] >= len(saved["iterations"]) for r in rows)
+            if saved["elapsed_s"] >= 1.0 and in_flight:
+                break
         time.sleep(0.05)
     else:
         pytest.fail("soak never checkpointed its state")
