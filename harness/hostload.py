@@ -180,6 +180,7 @@ FREEZE_TICK_S = 0.02
 # milliseconds; the host's steal and a frozen cgroup take whole seconds).
 FREEZE_LATE_S = 0.1
 FREEZE_JOIN_S = 5.0
+FREEZE_READY_S = 30.0  # the child's interpreter start-up on a starved machine, bounded
 FREEZE_ELAPSED_MIN_S = 1.0  # shorter stretches give no figure: one hiccup would be all of it
 
 
@@ -212,6 +213,14 @@ class FreezeMeter:
                                            stderr=subprocess.DEVNULL, text=True)
         except OSError:
             self._child = None
+            return self
+        # The stretch starts when the child ticks: its interpreter start-up took over 1.2 s
+        # on a fresh clone under steal, and the block had ended before its first tick.
+        ready, _, _ = select.select([self._child.stdout], [], [], FREEZE_READY_S)
+        if not ready or self._child.stdout is None or not self._child.stdout.readline():
+            self._child.kill()
+            self._child.wait()
+            self._child = None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -241,6 +250,7 @@ def ticker_main(argv: list[str]) -> None:
     """The FreezeMeter's child: tick until stdin closes, then print 'frozen_s elapsed_s'."""
     meter = FreezeMeter(float(argv[0]), float(argv[1]))
     started = meter._last = time.monotonic()
+    print("ticking", flush=True)
     while True:
         ready, _, _ = select.select([sys.stdin], [], [], meter.tick_s)
         meter.tick(time.monotonic())

@@ -155,9 +155,13 @@ def test_a_hung_resume_is_killed_with_its_group_and_fails_liveness(
         "[workloads.hang]\n"
         'command = ["{python}", "{spec_dir}/hang.py", "{workdir}"]\n'
         'progress = "{workdir}/PROGRESS.json"\n'
-        "timeout_s = 3\n"
+        # The clean reference run must finish inside it: 3 s once was not enough for a 0.4 s
+        # job on a fresh clone under heavy host steal, and no experiment was made.
+        "timeout_s = 10\n"
     )
     result = fault_check("hang", spec=str(spec), faults=["kill"], only=["kill-progress"])
+    ids = [r.experiment.id for r in result.report.rows]
+    assert "kill-progress" in ids, (ids, failure_text(result))
     row = result.row("kill-progress")
     assert _verdicts(result, "kill-progress")["liveness"] == FAIL, failure_text(result)
     assert row.history.attempts[-1].timed_out
