@@ -1,0 +1,105 @@
+"""Progress followers: what a running job says it has done, from its progress file or from
+its stdout through the spec's regex. Every read is bounded."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROGRESS_FILE_BYTES_MAX = 1 << 20
+STDOUT_TAIL_BYTES_MAX = 1 << 20  # read per progress poll
+STDOUT_LINE_BYTES_MAX = 64 << 10  # a longer "line" is not a progress line
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int  # 0 when the job does not report a total
+
+
+class FileProgress:
+    """Progress from a JSON file the job replaces atomically; a torn or absent file keeps
+    the last good value rather than inventing one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._last: Progress | None = None
+        self._lock = threading.Lock()
+
+    def read(self) -> Progress | None:
+        with self._lock:
+            parsed = self._parse()
+            if parsed is not None:
+                self._last = parsed
+            return self._last
+
+    def _parse(self) -> Progress | None:
+        # Read here, not through durable.read_json: that import pulls in numpy, and the
+        # first sample must not wait for it. The size bound is the same idea.
+        try:
+            with open(self.path, "rb") as handle:
+                data = handle.read(PROGRESS_FILE_BYTES_MAX + 1)
+        except OSError:
+            return None
+        if len(data) > PROGRESS_FILE_BYTES_MAX:
+            return None
+        try:
+            raw = json.loads(data)
+        except (ValueError, RecursionError):
+            return None
+        return _progress_from(raw.get("done"), raw.get("total")) if isinstance(raw, dict) else None
+
+
+def _progress_from(done: Any, total: Any) -> Progress | None:
+    if isinstance(done, bool) or not isinstance(done, int) or done < 0:
+        return None
+    if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+        total = 0
+    return Progress(done, total)
+
+
+class RegexProgress:
+    """Progress from the last stdout line matching a regex (group 1 done, group 2 total).
+
+    Tails the captured stdout file incrementally, a bounded chunk per call."""
+
+    def __init__(self, stdout_path: Path, pattern: str) -> None:
+        self.path = stdout_path
+        self.regex = re.compile(pattern.encode())
+        self._offset = 0
+        self._partial = b""
+        self._last: Progress | None = None
+        self._lock = threading.Lock()
+
+    def read(self) -> Progress | None:
+        with self._lock:
+            for line in self._new_lines():
+                match = self.regex.search(line)
+                if match is not None:
+                    total = int(match.group(2)) if self.regex.groups == 2 else 0
+                    parsed = _progress_from(int(match.group(1)), total)
+                    self._last = parsed or self._last
+            return self._last
+
+    def _new_lines(self) -> list[bytes]:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read(STDOUT_TAIL_BYTES_MAX)
+        except OSError:
+            return []
+        self._offset += len(chunk)
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        if len(self._partial) > STDOUT_LINE_BYTES_MAX:
+            self._partial = b""
+        return lines
+
+
+class NoProgress:
+    def read(self) -> Progress | None:
+        return None
