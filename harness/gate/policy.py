@@ -91,6 +91,14 @@ _REQUIREMENTS: dict[str, tuple[str, str, float, str, str]] = {
     ),
 }
 _FLAGS = {"require_all_tests_pass": True, "require_evidence": True}
+# What an inconclusive timing measurement (taken while the host stole the CPU) means for the
+# launch: "fail" (no evidence, no launch), "warn" (ready, said plainly), "rerun" (measure
+# again, at most inconclusive_reruns times, then warn).
+ON_INCONCLUSIVE = ("fail", "warn", "rerun")
+RERUNS_MAX = 5
+# Keys that are not thresholds: the project's own pytest suites the gate also runs (their
+# recorded measurements are evidence too), and the inconclusive rule.
+_OPTIONS = ("suites", "on_inconclusive", "inconclusive_reruns")
 # A sub-table per tier overrides thresholds for that tier only, e.g. [tool.preflight.gate.small]:
 # small-tier runs last seconds, so start-up noise dominates ratios such as checkpoint overhead.
 _TIERS = ("small", "10pct", "production")
@@ -104,6 +112,9 @@ class Policy:
     # Thresholds by the tier a measurement was taken at: a 10pct gate also runs small-tier
     # tests, and their seconds-long runs are judged by the small tier's bounds, not 10pct's.
     tier_thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    suites: tuple[str, ...] = ()
+    on_inconclusive: str = "rerun"
+    inconclusive_reruns: int = 2
 
     def threshold(self, requirement: Requirement, tier: str | None) -> float:
         """The bound for evidence taken at ``tier`` (the policy's own when tier is unknown)."""
@@ -116,7 +127,7 @@ def default_policy() -> Policy:
 
 def policy_from_table(table: dict[str, Any], where: str, scale: str | None = None) -> Policy:
     """Build a policy from the TOML table (pure); unknown keys are errors naming the key."""
-    unknown = sorted(set(table) - set(_REQUIREMENTS) - set(_FLAGS) - set(_TIERS))
+    unknown = sorted(set(table) - set(_REQUIREMENTS) - set(_FLAGS) - set(_TIERS) - set(_OPTIONS))
     if unknown:
         raise BadInputError(f"{where}: unknown key(s) in [tool.preflight.gate]: {unknown}")
     for tier in _TIERS:
@@ -138,7 +149,24 @@ def policy_from_table(table: dict[str, Any], where: str, scale: str | None = Non
         if not isinstance(value, bool):
             raise BadInputError(f"{where}: [tool.preflight.gate] {key} must be true or false")
         flags[key] = value
-    return Policy(requirements, **flags, tier_thresholds=tier_thresholds)
+    return Policy(requirements, **flags, tier_thresholds=tier_thresholds,
+                  **_options(table, where))
+
+
+def _options(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """The gate's non-threshold keys, checked (pure)."""
+    suites = table.get("suites", [])
+    if not isinstance(suites, list) or not all(isinstance(s, str) and s for s in suites):
+        raise BadInputError(f"{where}: [tool.preflight.gate] suites must be a list of paths")
+    mode = table.get("on_inconclusive", "rerun")
+    if mode not in ON_INCONCLUSIVE:
+        raise BadInputError(f"{where}: [tool.preflight.gate] on_inconclusive must be one of "
+                            f"{', '.join(ON_INCONCLUSIVE)}, got {mode!r}")
+    reruns = table.get("inconclusive_reruns", 2)
+    if isinstance(reruns, bool) or not isinstance(reruns, int) or not 0 <= reruns <= RERUNS_MAX:
+        raise BadInputError(f"{where}: [tool.preflight.gate] inconclusive_reruns must be an "
+                            f"integer from 0 to {RERUNS_MAX}")
+    return {"suites": tuple(suites), "on_inconclusive": mode, "inconclusive_reruns": reruns}
 
 
 def _thresholds(table: dict[str, Any], where: str) -> dict[str, float]:
