@@ -16,6 +16,12 @@ from types import MappingProxyType
 from typing import Any
 
 from harness import tiers
+from harness.spec_readiness import (
+    EXPERIMENT_NAMES,
+    Readiness,
+    ReadinessError,
+    parse_readiness,
+)
 
 SPEC_BYTES_MAX = 4 << 20
 WORKLOADS_FILE = "workloads.toml"
@@ -25,7 +31,8 @@ BUILTIN_PLACEHOLDERS = frozenset({"workdir", "seed", "spec_dir", "python", "prep
 DEFAULT_SEED = 0
 ARGV_KEYS = ("command", "resume", "verify", "fingerprint", "prepare", "launcher")
 SPEC_KEYS = frozenset(
-    {*ARGV_KEYS, "progress", "progress_regex", "checkpoints", "env", "scale", "timeout_s"}
+    {*ARGV_KEYS, "progress", "progress_regex", "checkpoints", "env", "scale", "timeout_s",
+     "readiness"}
 )
 SIZE_MAX = 10**12
 
@@ -98,6 +105,8 @@ class WorkloadSpec:
     prepare: tuple[str, ...] | None = None
     launcher: tuple[str, ...] = ()  # argv prefix for command/resume, e.g. torchrun
     timeout_s: float | None = None
+    # What the gate's readiness experiments need (harness.spec_readiness); optional.
+    readiness: Readiness = field(default_factory=Readiness)
 
     @property
     def spec_dir(self) -> Path:
@@ -298,6 +307,14 @@ def parse_spec(name: str, table: Any, source: Path, section: str) -> WorkloadSpe
         )
     if "timeout_s" in table:
         fields["timeout_s"] = _parse_timeout(table["timeout_s"], f"{where} key 'timeout_s'")
+    if "readiness" in table:
+        try:
+            fields["readiness"] = parse_readiness(
+                table["readiness"], f"{where} key 'readiness'",
+                frozenset(n for sizes in fields.get("scale", {}).values() for n in sizes),
+                EXPERIMENT_NAMES)
+        except ReadinessError as exc:
+            raise SpecError(str(exc)) from None
     spec = WorkloadSpec(name=name, source=source, **fields)
     allowed = BUILTIN_PLACEHOLDERS | spec.size_names
     for key, template in _templates(spec):
