@@ -51,11 +51,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--trend", action="store_true",
-        help="compare the latest gate/soak result with earlier ones (reports/history.sqlite)",
+        help="compare the latest gate/soak result with earlier ones (reports/history.sqlite)"
+        " and plot each measurement's trend (reports/trend/index.html)",
     )
     report.add_argument("--kind", choices=("gate", "soak"), default=None,
-                        help="with --trend: which results to compare (default: all)")
+                        help="with --trend/--compare: which results (default: all)")
+    _add_history_arguments(report)
     return parser
+
+
+REPORT_HISTORY_HELP = """\
+history (reports/history.sqlite): RUN is a run id, `latest` or `baseline`. --baseline or
+--fail-on without --compare compare the baseline with the latest result. The baseline is
+--baseline RUN, else the one stored by --set-baseline (one per kind), else the previous result.
+--fail-on MEASUREMENT:+AMOUNT or :+PERCENT% fails when a measurement (matched by its name or
+its last dotted parts) got worse by more than that; the sign is optional and must point the
+bad way (+ where lower is better, - where higher is better, as the gate policy says).
+
+exit codes: 0 ok; 1 a --fail-on threshold exceeded or --trend flagged a regression;
+2 bad input (malformed --fail-on, unknown run, no history, no report)."""
+
+
+def _add_history_arguments(report: argparse.ArgumentParser) -> None:
+    report.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                        help="per measurement: A, B, the change and a regression mark")
+    report.add_argument("--baseline", metavar="RUN", help="the baseline for this call only")
+    report.add_argument("--set-baseline", metavar="RUN",
+                        help="store RUN as the baseline of its kind (gate or soak)")
+    report.add_argument("--fail-on", action="append", default=[], metavar="EXPR",
+                        help="e.g. leak_bytes_per_unit:+10%% or checkpoint_overhead:+0.05;"
+                        " repeatable; exit 1 when exceeded, 2 when malformed")
+    report.epilog = REPORT_HISTORY_HELP
+    report.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _delegate(name: str, argv: list[str]) -> int:
@@ -90,27 +117,13 @@ def _list_runs(reports: Path) -> int:
     return EXIT_OK
 
 
-def trend_command(reports: Path, kind: str | None) -> int:
-    """Print the asv-style comparison; exit 1 when a regression is flagged."""
-    from harness.gate.history import History
+def _report_history(reports: Path, args: argparse.Namespace) -> int:
+    # Imported here: plain `preflight report` should not pay for scipy and the policy.
+    from harness.gate.history_cli import HistoryRequest, history_main
 
-    path = reports / "history.sqlite"
-    if not path.is_file():
-        print(f"preflight report: {path} does not exist; run a gate or soak first", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    with History(path) as history:
-        rows = history.results(kind)
-        trends = history.trend(kind)
-    if len(rows) < 2:
-        print("preflight report: fewer than two recorded results; nothing to compare")
-        return EXIT_OK
-    print(f"latest {rows[0].kind} {rows[0].run_id} against {len(rows) - 1} earlier result(s)")
-    for t in trends:
-        mark = "REGRESSION" if t.regression else "ok"
-        p_text = "n/a" if t.p_value is None else f"{t.p_value:.3g}"
-        print(f"  {mark:10s} {t.metric}: {t.latest_median:.4g} vs {t.baseline_median:.4g}"
-              f" (ratio {t.ratio:.3f}, p={p_text})")
-    return EXIT_FAILED if any(t.regression for t in trends) else EXIT_OK
+    return history_main(reports, HistoryRequest(
+        args.kind, args.trend, tuple(args.compare) if args.compare else None,
+        args.baseline, args.set_baseline, tuple(args.fail_on)))
 
 
 def report_command(args: argparse.Namespace) -> int:
@@ -120,8 +133,8 @@ def report_command(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     if args.list:
         return _list_runs(reports)
-    if args.trend:
-        return trend_command(reports, args.kind)
+    if args.trend or args.compare or args.baseline or args.set_baseline or args.fail_on:
+        return _report_history(reports, args)
     run_dir = reports / args.run
     if not (run_dir / "report.json").is_file():
         print(f"preflight report: no report.json in {run_dir}", file=sys.stderr)

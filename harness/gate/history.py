@@ -3,6 +3,10 @@
 A regression is flagged when the median of the latest run's values moved against the
 metric's good direction by more than ``factor`` AND, where there are enough values, a
 Mann-Whitney U test says the shift is unlikely to be noise.
+
+Schema versions (``PRAGMA user_version``): 0 is the original results/metrics schema; 1 adds
+the ``baselines`` table (the result chosen per kind by ``preflight report --set-baseline``).
+Migrations only add tables, so an older preflight still reads a migrated database.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ P_VALUE_MAX = 0.05
 FACTOR_DEFAULT = 0.10
 MWU_SAMPLES_MIN = 3
 HIGHER_IS_BETTER = ("throughput", "rate", "per_s", "ratio", "exact")
+HISTORY_ROWS_MAX = 10_000  # results a comparison can name; far more than years of gates
+METRICS_PER_RESULT_MAX = 100_000
+SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -47,6 +54,17 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 CREATE INDEX IF NOT EXISTS metrics_by_name ON metrics(name, result_id);
 """
+# Migration N takes user_version N-1 to N; each step is idempotent (IF NOT EXISTS), so a
+# crash between the step and the version bump only repeats the step.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS baselines (
+        kind TEXT PRIMARY KEY,
+        result_id INTEGER NOT NULL REFERENCES results(id),
+        set_at REAL NOT NULL
+    )
+    """,
+)
 
 
 @dataclass(frozen=True)
@@ -107,8 +125,34 @@ class History:
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            self._migrate()
         except sqlite3.DatabaseError as exc:
             raise DurableError(f"{self.path}: not a usable history database: {exc}") from None
+
+    def _migrate(self) -> None:
+        """Bring the schema to SCHEMA_VERSION; refuse a database from a newer preflight."""
+        if self._version() == SCHEMA_VERSION:
+            return
+        # IMMEDIATE takes the write lock first, so two processes opening an old database
+        # at once migrate it once: the second re-reads the version under the lock.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._version()
+            if version > SCHEMA_VERSION:
+                raise DurableError(
+                    f"{self.path}: history schema version {version} is newer than this "
+                    f"preflight's ({SCHEMA_VERSION}); upgrade preflight to read it"
+                )
+            for step in _MIGRATIONS[version:]:
+                self._db.execute(step)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()
@@ -177,10 +221,29 @@ class History:
         ).fetchone()
         return ResultRow(*row[:7], bool(row[7]), *row[8:]) if row else None
 
+    def set_baseline(self, result_id: int) -> ResultRow:
+        """Make result ``result_id`` the baseline of its kind (one baseline per kind: gate and
+        soak record different measurements under the same names)."""
+        row = self._db.execute("SELECT * FROM results WHERE id=?", (result_id,)).fetchone()
+        if row is None:
+            raise BadInputError(f"{self.path}: no result with id {result_id}")
+        chosen = ResultRow(*row[:7], bool(row[7]), *row[8:])
+        self._db.execute(
+            "INSERT OR REPLACE INTO baselines (kind, result_id, set_at) VALUES (?,?,?)",
+            (chosen.kind, chosen.id, time.time()),
+        )
+        return chosen
+
+    def baselines(self) -> dict[str, int]:
+        """kind -> result id of its stored baseline."""
+        rows = self._db.execute("SELECT kind, result_id FROM baselines LIMIT 100").fetchall()
+        return {str(kind): int(result_id) for kind, result_id in rows}
+
     def metric_values(self, result_id: int) -> dict[str, list[float]]:
         values: dict[str, list[float]] = {}
         for name, value in self._db.execute(
-            "SELECT name, value FROM metrics WHERE result_id=?", (result_id,)
+            "SELECT name, value FROM metrics WHERE result_id=? LIMIT ?",
+            (result_id, METRICS_PER_RESULT_MAX),
         ):
             values.setdefault(name, []).append(value)
         return values
