@@ -18,19 +18,26 @@ INJECT_AT_STEP = 100  # after the loss median has its baseline (telemetry.names)
 MARGIN_S = 1.5  # runs go on this long past the last moment an alert could be due
 
 
+def stall_sleep_s(th: Thresholds) -> float:
+    """The planted data-loader sleep: past the stall alert, short of a stale checkpoint."""
+    stall_due_s = th.stall_s + th.for_s
+    assert stall_due_s + 0.5 < th.checkpoint_age_s, "a stall would also be a stale checkpoint"
+    return (stall_due_s + th.checkpoint_age_s) / 2.0
+
+
 def telemetry_plants(th: Thresholds, step_ms: int) -> list[Plant]:
     """Clean, then one plant per rule. The data-loader sleep lies halfway between the stall
-    and checkpoint thresholds: long enough to stall, too short to age the checkpoint."""
-    assert th.stall_s + 0.5 < th.checkpoint_age_s, "a stall would also be a stale checkpoint"
+    alert (its threshold plus `for`) and the checkpoint threshold: long enough to stall, too
+    short to age the checkpoint. Every run lasts `for` past the moment its alert is due."""
+    sleep_s = stall_sleep_s(th)
 
     def steps_for(seconds: float) -> int:
         return math.ceil(seconds * 1000.0 / step_ms)
 
-    quick = {"steps": INJECT_AT_STEP + steps_for(MARGIN_S)}
-    sleep_s = (th.stall_s + th.checkpoint_age_s) / 2.0
+    quick = {"steps": INJECT_AT_STEP + steps_for(th.for_s + MARGIN_S)}
     nth = INJECT_AT_STEP
     return [
-        Plant("clean", None, {"steps": steps_for(th.checkpoint_age_s + MARGIN_S)}),
+        Plant("clean", None, {"steps": steps_for(th.checkpoint_age_s + th.for_s + MARGIN_S)}),
         Plant(
             "loss_explosion",
             "loss_explosion",
@@ -57,7 +64,10 @@ def telemetry_plants(th: Thresholds, step_ms: int) -> list[Plant]:
         Plant(
             "checkpoint_stale",
             "checkpoint_stale",
-            {"steps": 20 + steps_for(th.checkpoint_age_s + MARGIN_S), "ckpt_stop_at": 20},
+            {
+                "steps": 20 + steps_for(th.checkpoint_age_s + th.for_s + MARGIN_S),
+                "ckpt_stop_at": 20,
+            },
             log_fault="checkpoint_stop",
         ),
     ]
@@ -74,7 +84,7 @@ DATAGEN_INJECT_AT_SHARD = 3  # with one worker, the third shard it writes
 def workload_plants(th: Thresholds) -> dict[str, list[Plant]]:
     """Per workload: a clean run, then its plants. The trainer runs with --skip-nonfinite,
     so a planted NaN is counted and skipped rather than ending the run."""
-    sleep_s = f"{(th.stall_s + th.checkpoint_age_s) / 2.0:g}"
+    sleep_s = f"{stall_sleep_s(th):g}"
     nth = TRAINER_INJECT_AT_STEP
     short = {"steps": TRAINER_INJECT_AT_STEP + 500}
     return {

@@ -9,13 +9,18 @@ expression read literally, one snapshot at a time, with the scrape time as PromQ
   nonfinite        increase(preflight_nonfinite_total[W]) > 0
   memory           preflight_rss_bytes > f * preflight_memory_budget_bytes
   stall            time() - preflight_progress_last_advance_timestamp_seconds > S
-                   and preflight_progress_done < preflight_progress_total and preflight_up == 1
+                   and preflight_progress_done < preflight_progress_planned and preflight_up == 1
   checkpoint_stale time() - preflight_checkpoint_last_success_timestamp_seconds > T
                    and preflight_up == 1
 
 The running median is computed in the job (telemetry), over its last 100 finite losses, so
 the explosion rule needs no range query. Ages are built on timestamps the job exports, so a
 job frozen solid (no scrape changes at all) still ages, and a data-loader sleep is a stall.
+
+Each rendered rule carries `for:` (the profile's for_s: a condition must hold that long, so
+one odd scrape does not page) and a `runbook_url` annotation pointing at its section of
+docs/runbooks.md. The PromQL itself is proven by `promtool test rules alerts/tests/*.yml`
+(suites/harness/alerts/test_promtool.py), this module's conditions by suites/harness/alerts.
 
 Regenerate the shipped file after changing anything here:
     .venv/bin/python -m harness.alerts > alerts/preflight.rules.yml
@@ -34,7 +39,7 @@ from harness.alerts.snapshot import Snapshot
 # The exposition contract (src/telemetry/names.py); read from the text, never imported.
 UP = "preflight_up"
 DONE = "preflight_progress_done"
-TOTAL = "preflight_progress_total"
+PLANNED = "preflight_progress_planned"
 LAST_ADVANCE = "preflight_progress_last_advance_timestamp_seconds"
 LOSS = "preflight_loss"
 LOSS_MEDIAN = "preflight_loss_median"
@@ -46,7 +51,7 @@ METRICS_USED = frozenset(
     {
         UP,
         DONE,
-        TOTAL,
+        PLANNED,
         LAST_ADVANCE,
         LOSS,
         LOSS_MEDIAN,
@@ -58,6 +63,10 @@ METRICS_USED = frozenset(
 )
 GROUP_NAME = "preflight"
 RULES_FILE = "alerts/preflight.rules.yml"
+# Where the runbook anchors resolve. The default is the file's path in this repository;
+# `python -m harness.alerts production --runbook-base URL` renders links to where the
+# docs are hosted (URL of docs/runbooks.md itself, anchors are appended).
+RUNBOOK_BASE = "docs/runbooks.md"
 
 
 @dataclass(frozen=True)
@@ -92,8 +101,9 @@ class Thresholds:
 
 # small: the harness's seconds-long fixture runs; the data-stall fixture sleeps between
 # stall_s and checkpoint_age_s, so it trips the stall rule and not the checkpoint rule.
-# production: Prometheus scrapes every 15 s; these hold a healthy job quiet and still fire
-# within the seed's minute for NaN, memory and loss (stall and checkpoint: S and T plus that).
+# production: Prometheus scrapes every 15 s; a condition must hold for a minute (four
+# evaluations) before it pages, so NaN, memory and loss fire within about 90 s (stall and
+# checkpoint: S and T plus that). for_s stays 0 at small: runs there last seconds.
 PROFILES = {
     "small": Thresholds(
         loss_factor=4.0,
@@ -108,6 +118,7 @@ PROFILES = {
         stall_s=120.0,
         checkpoint_age_s=1800.0,
         nonfinite_window_s=300.0,
+        for_s=60.0,
     ),
 }
 
@@ -158,11 +169,11 @@ def memory(history: Sequence[Snapshot], i: int, th: Thresholds) -> bool:
 
 def stall(history: Sequence[Snapshot], i: int, th: Thresholds) -> bool:
     snap = history[i]
-    got = _values(snap, LAST_ADVANCE, DONE, TOTAL, UP)
+    got = _values(snap, LAST_ADVANCE, DONE, PLANNED, UP)
     if got is None:
         return False
-    last_advance_s, done, total, up = got
-    return snap.t_s - last_advance_s > th.stall_s and done < total and up == 1
+    last_advance_s, done, planned, up = got
+    return snap.t_s - last_advance_s > th.stall_s and done < planned and up == 1
 
 
 def checkpoint_stale(history: Sequence[Snapshot], i: int, th: Thresholds) -> bool:
@@ -206,7 +217,7 @@ RULES: tuple[Rule, ...] = (
         "loss_explosion",
         "PreflightLossExplosion",
         "warning",
-        "Loss exploded on {{ $labels.job }} ({{ $labels.run_id }})",
+        "Loss exploded on {{ $labels.workload }} ({{ $labels.run_id }})",
         "Loss is {{ $value }}, above k times its running median (the divergence starts).",
         loss_explosion,
         lambda th: f"{LOSS} > {_num(th.loss_factor)} * {LOSS_MEDIAN} and {LOSS_MEDIAN} > 0",
@@ -215,7 +226,7 @@ RULES: tuple[Rule, ...] = (
         "nonfinite",
         "PreflightNonFinite",
         "critical",
-        "NaN/Inf loss or gradient on {{ $labels.job }} ({{ $labels.run_id }})",
+        "NaN/Inf loss or gradient on {{ $labels.workload }} ({{ $labels.run_id }})",
         "{{ $value }} non-finite values lately; the run is skipping steps or about to fail.",
         nonfinite,
         lambda th: f"increase({NONFINITE_TOTAL}[{duration(th.nonfinite_window_s)}]) > 0",
@@ -224,7 +235,7 @@ RULES: tuple[Rule, ...] = (
         "memory",
         "PreflightMemoryHigh",
         "critical",
-        "Memory above budget on {{ $labels.job }} ({{ $labels.run_id }})",
+        "Memory above budget on {{ $labels.workload }} ({{ $labels.run_id }})",
         "Resident memory of the process tree is {{ $value | humanize1024 }}B, above "
         "the fraction of its budget; the OOM killer is next.",
         memory,
@@ -234,19 +245,20 @@ RULES: tuple[Rule, ...] = (
         "stall",
         "PreflightStalled",
         "warning",
-        "No progress on {{ $labels.job }} ({{ $labels.run_id }})",
+        "No progress on {{ $labels.workload }} ({{ $labels.run_id }})",
         "No progress for {{ $value | humanizeDuration }} (a data-loading stall, a lock "
         "wait or a hang).",
         stall,
         lambda th: (
-            f"(time() - {LAST_ADVANCE} > {_num(th.stall_s)}) and ({DONE} < {TOTAL}) and ({UP} == 1)"
+            f"(time() - {LAST_ADVANCE} > {_num(th.stall_s)}) and ({DONE} < {PLANNED})"
+            f" and ({UP} == 1)"
         ),
     ),
     Rule(
         "checkpoint_stale",
         "PreflightCheckpointStale",
         "warning",
-        "Checkpoint too old on {{ $labels.job }} ({{ $labels.run_id }})",
+        "Checkpoint too old on {{ $labels.workload }} ({{ $labels.run_id }})",
         "The last successful checkpoint is {{ $value | humanizeDuration }} old; a crash "
         "now loses that much work.",
         checkpoint_stale,
@@ -271,14 +283,23 @@ def _q(text: str) -> str:
     return json.dumps(text)
 
 
-def render_rules_yaml(th: Thresholds, rules: Sequence[Rule] = RULES) -> str:
+def runbook_url(alert: str, base: str = RUNBOOK_BASE) -> str:
+    """The link to an alert's runbook section: docs/runbooks.md has one `## Alert` heading
+    per alert, whose anchor (GitHub, GitLab, mkdocs) is the lowercased name."""
+    return f"{base}#{alert.lower()}"
+
+
+def render_rules_yaml(
+    th: Thresholds, rules: Sequence[Rule] = RULES, runbook_base: str = RUNBOOK_BASE
+) -> str:
     """The Prometheus alerting-rules file for `th` (pure)."""
     lines = [
         "# Prometheus alerting rules for preflight jobs (datagen, trainer).",
         "# Generated by `python -m harness.alerts` from harness/alerts/rules.py, which",
         "# also evaluates the same rules during harness runs; edit there, then regenerate.",
         "# Metrics come from the jobs' --metrics-port endpoint or their --metrics-file",
-        "# (node_exporter textfile collector). Labels: job, run_id.",
+        "# (node_exporter textfile collector). Labels: workload, run_id (and the scrape's job).",
+        "# Tested by `promtool test rules alerts/tests/*.yml`.",
         "groups:",
         f"  - name: {_q(GROUP_NAME)}",
         "    rules:",
@@ -287,27 +308,36 @@ def render_rules_yaml(th: Thresholds, rules: Sequence[Rule] = RULES) -> str:
         lines += [
             f"      - alert: {_q(item.alert)}",
             f"        expr: {_q(item.expr(th))}",
-        ]
-        if th.for_s > 0:
-            lines.append(f"        for: {_q(duration(th.for_s))}")
-        lines += [
+            f"        for: {_q(duration(th.for_s))}",
             "        labels:",
             f"          severity: {_q(item.severity)}",
             f"          preflight_rule: {_q(item.key)}",
             "        annotations:",
             f"          summary: {_q(item.summary)}",
             f"          description: {_q(item.description)}",
+            f"          runbook_url: {_q(runbook_url(item.alert, runbook_base))}",
         ]
     return "\n".join(lines) + "\n"
 
 
+USAGE = f"usage: python -m harness.alerts [{'|'.join(PROFILES)}] [--runbook-base URL]"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    base = RUNBOOK_BASE
+    if "--runbook-base" in args:
+        at = args.index("--runbook-base")
+        if at + 1 >= len(args):
+            print(USAGE, file=sys.stderr)
+            return 2
+        base = args[at + 1]
+        del args[at : at + 2]
     profile = args[0] if args else "production"
-    if profile not in PROFILES:
-        print(f"usage: python -m harness.alerts [{'|'.join(PROFILES)}]", file=sys.stderr)
+    if profile not in PROFILES or len(args) > 1:
+        print(USAGE, file=sys.stderr)
         return 2
-    sys.stdout.write(render_rules_yaml(PROFILES[profile]))
+    sys.stdout.write(render_rules_yaml(PROFILES[profile], runbook_base=base))
     return 0
 
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 EXPOSITION_BYTES_MAX = 1 << 20
 SAMPLES_MAX = 4096
-IDENTITY_LABELS = ("job", "run_id")
+IDENTITY_LABELS = ("workload", "run_id")
 
 
 class ExpositionError(ValueError):

@@ -254,14 +254,17 @@ class Telemetry:
     def progress(
         self, done: int, total: int, rate_per_s: float | None = None, eta_s: float | None = None
     ) -> None:
+        """`rate_per_s` goes to the JSON log only: the metric is the units_done counter."""
         now = self._clock()
         if done != self._last_done:
+            # The first report is the baseline (a resumed job starts past 0); a step back
+            # (a rollback to a checkpoint) counts nothing, as a counter cannot go down.
+            if self._last_done is not None and done > self._last_done:
+                self._m("units_done").inc(done - self._last_done)
             self._last_done = done
             self._m("last_advance").set(now)
         self._m("done").set(done)
         self._m("total").set(total)
-        if rate_per_s is not None:
-            self._m("rate").set(rate_per_s)
         self._m("eta").set(eta_s if eta_s is not None else math.nan)
         if self._log is not None:
             self._log.step = done

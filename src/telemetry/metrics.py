@@ -12,15 +12,15 @@ LABELS = list(names.LABELS)
 
 
 class Metrics:
-    """Gauges, a counter and an info, labelled job and run_id.
+    """Gauges, counters and an info, labelled workload and run_id.
 
     Series that would lie before their first value (loss median, checkpoint time, last
     error) are created lazily: a labelled child exists from `.labels()` on with value 0,
     and a checkpoint timestamp of 0 reads as "55 years old" to the age rule."""
 
-    def __init__(self, job: str, run_id: str) -> None:
+    def __init__(self, workload: str, run_id: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.label_values = (job, run_id)
+        self.label_values = (workload, run_id)
         reg = self.registry
 
         def gauge(name: str, text: str) -> Gauge:
@@ -28,11 +28,16 @@ class Metrics:
 
         self.up = gauge(names.UP, "1 while the job runs, 0 once it has stopped")
         self.done = gauge(names.PROGRESS_DONE, "units of work done")
-        self.total = gauge(names.PROGRESS_TOTAL, "units of work in the whole job")
+        self.total = gauge(names.PROGRESS_PLANNED, "units of work in the whole job")
         self.last_advance = gauge(
             names.PROGRESS_LAST_ADVANCE, "Unix time at which progress_done last changed"
         )
-        self.rate = gauge(names.RATE, "units per second over this process's lifetime")
+        self.units_done = Counter(
+            names.UNITS_DONE,
+            "units of work this process completed (rate() of it is the throughput)",
+            LABELS,
+            registry=reg,
+        )
         self.eta = gauge(names.ETA, "estimated seconds to completion (NaN: unknown)")
         self.loss = gauge(names.LOSS, "latest training loss")
         self.loss_median = gauge(
@@ -58,7 +63,8 @@ class Metrics:
         )
         # Created eagerly: 0 is the truth for these until the job says otherwise, and a
         # counter must exist at 0 for increase() to see its first step.
-        for metric in (self.up, self.done, self.total, self.rate, self.nonfinite, self.rss):
+        eager = (self.up, self.done, self.total, self.units_done, self.nonfinite, self.rss)
+        for metric in eager:
             self.child(metric)
 
     def child(self, metric: MetricWrapperBase) -> MetricWrapperBase:

@@ -3,19 +3,28 @@
 The harness's alert rules (harness/alerts) and the shipped Prometheus rules
 (alerts/preflight.rules.yml) read these names from the exposition text, never by importing
 this module, so a rename here is a breaking change to both.
+
+Named by the Prometheus conventions (`promtool check metrics` is clean, suites/unit/telemetry):
+no `job` label of our own (the scrape target's `job` would clash with it; `workload` names the
+job kind), `_total` only on counters, and throughput as a counter for rate() rather than a
+rate gauge that only the job's own window could average.
 """
 
 from __future__ import annotations
 
 PREFIX = "preflight_"
-LABELS = ("job", "run_id")
+LABELS = ("workload", "run_id")
 
 UP = "preflight_up"
 PROGRESS_DONE = "preflight_progress_done"
-PROGRESS_TOTAL = "preflight_progress_total"
+# Units of work in the whole job (a gauge: "total" would read as a counter).
+PROGRESS_PLANNED = "preflight_progress_planned"
 # Wall-clock time (Unix seconds) at which `done` last changed: the stall rule's base.
 PROGRESS_LAST_ADVANCE = "preflight_progress_last_advance_timestamp_seconds"
-RATE = "preflight_rate_per_second"
+# Units this process completed (a counter; resets on restart, which rate() handles):
+# throughput is rate(preflight_units_done_total[5m]).
+UNITS_DONE = "preflight_units_done"  # a Counter: exposed as preflight_units_done_total
+UNITS_DONE_TOTAL = "preflight_units_done_total"
 ETA = "preflight_eta_seconds"
 LOSS = "preflight_loss"
 # Running median of the finite losses over the last LOSS_MEDIAN_WINDOW values, computed in

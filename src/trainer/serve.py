@@ -78,6 +78,9 @@ class ServeMetrics:
         if prom is not None:
             # A registry per app: several servers in one process (tests) never collide.
             self.registry = prom.CollectorRegistry()
+            # process_* (CPU, RSS, open fds, start time): the standard series a dashboard
+            # and the usual alerts expect of any long-running server.
+            prom.ProcessCollector(registry=self.registry)
             self._requests = prom.Counter(
                 "preflight_serve_requests",
                 "HTTP requests",
@@ -121,17 +124,23 @@ class ServeMetrics:
         if self._prom is not None:
             return self._prom.generate_latest(self.registry), self._prom.CONTENT_TYPE_LATEST
         with self._lock:
-            lines = ["# TYPE preflight_serve_requests_total counter"]
+            # HELP and TYPE for every family, as `promtool check metrics` asks.
+            lines = [
+                "# HELP preflight_serve_requests_total HTTP requests",
+                "# TYPE preflight_serve_requests_total counter",
+            ]
             for (endpoint, status), count in sorted(self._counts.items()):
                 lines.append(
                     f'preflight_serve_requests_total{{endpoint="{endpoint}",status="{status}"}} '
                     f"{count}"
                 )
+            lines.append("# HELP preflight_serve_request_latency_seconds request latency")
             lines.append("# TYPE preflight_serve_request_latency_seconds summary")
             for endpoint, (total_s, count) in sorted(self._latency.items()):
                 label = f'{{endpoint="{endpoint}"}}'
                 lines.append(f"preflight_serve_request_latency_seconds_sum{label} {total_s}")
                 lines.append(f"preflight_serve_request_latency_seconds_count{label} {count:.0f}")
+            lines.append("# HELP preflight_serve_model_reloads_total model reloads")
             lines.append("# TYPE preflight_serve_model_reloads_total counter")
             for result, count in sorted(self._reloads.items()):
                 lines.append(f'preflight_serve_model_reloads_total{{result="{result}"}} {count}')

@@ -31,7 +31,7 @@ def healthy(t_s: float, **override: float) -> dict[str, float]:
     values = {
         r.UP: 1.0,
         r.DONE: 100.0 + t_s - T0,
-        r.TOTAL: 10_000.0,
+        r.PLANNED: 10_000.0,
         r.LAST_ADVANCE: t_s - 0.5,
         r.LOSS: 1.0,
         r.LOSS_MEDIAN: 1.1,

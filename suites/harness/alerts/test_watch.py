@@ -35,11 +35,11 @@ from harness.alerts.snapshot import ExpositionError
 TH = r.PROFILES["small"]
 TEXT = """# HELP preflight_up up
 # TYPE preflight_up gauge
-preflight_up{job="trainer",run_id="r1"} 1.0
+preflight_up{workload="trainer",run_id="r1"} 1.0
 # TYPE preflight_loss gauge
-preflight_loss{job="trainer",run_id="r1"} NaN
+preflight_loss{workload="trainer",run_id="r1"} NaN
 # TYPE preflight_nonfinite counter
-preflight_nonfinite_total{job="trainer",run_id="r1"} 3.0
+preflight_nonfinite_total{workload="trainer",run_id="r1"} 3.0
 """
 
 
@@ -55,13 +55,13 @@ def test_parse_exposition_reads_values_and_identity() -> None:
     snap = parse_exposition(TEXT, 12.5)
     assert snap.t_s == 12.5 and snap.get(r.UP) == 1.0 and snap.get(r.NONFINITE_TOTAL) == 3.0
     assert math.isnan(snap.get(r.LOSS) or 0.0)
-    assert dict(snap.labels) == {"job": "trainer", "run_id": "r1"}
+    assert dict(snap.labels) == {"workload": "trainer", "run_id": "r1"}
 
 
 @pytest.mark.parametrize(
     "text",
     [
-        TEXT + 'preflight_up{job="datagen",run_id="r2"} 1.0\n',  # two targets in one file
+        TEXT + 'preflight_up{workload="datagen",run_id="r2"} 1.0\n',  # two targets in one file
         "preflight_up{job= 1.0\n",
         "this is not an exposition\n",
     ],
@@ -72,7 +72,7 @@ def test_parse_exposition_refuses_what_is_not_one_target(text: str) -> None:
 
 
 def write(path: Path, **values: float) -> None:
-    path.write_text("".join(f'{k}{{job="j",run_id="r"}} {v}\n' for k, v in values.items()))
+    path.write_text("".join(f'{k}{{workload="j",run_id="r"}} {v}\n' for k, v in values.items()))
 
 
 def test_watcher_records_scrapes_and_fires_rules_live(tmp_path: Path) -> None:

@@ -73,9 +73,10 @@ def tel(prom: Path, clock: FakeClock) -> Iterator[Telemetry]:
     telemetry.close()
 
 
-def test_textfile_carries_every_metric_with_job_and_run_id_labels(
+def test_textfile_carries_every_metric_with_workload_and_run_id_labels(
     tel: Telemetry, prom: Path, clock: FakeClock
 ) -> None:
+    tel.progress(2, 10)
     tel.progress(5, 10, 2.5, 2.0)
     for _ in range(names.LOSS_MEDIAN_MIN_COUNT):
         tel.loss(0.5)
@@ -87,8 +88,8 @@ def test_textfile_carries_every_metric_with_job_and_run_id_labels(
     expected = {
         names.UP: 1,
         names.PROGRESS_DONE: 5,
-        names.PROGRESS_TOTAL: 10,
-        names.RATE: 2.5,
+        names.PROGRESS_PLANNED: 10,
+        names.UNITS_DONE_TOTAL: 3,
         names.ETA: 2.0,
         names.LOSS: 0.5,
         names.LOSS_MEDIAN: 0.5,
@@ -103,7 +104,7 @@ def test_textfile_carries_every_metric_with_job_and_run_id_labels(
     for name, value in expected.items():
         labels, actual = got[name]
         assert actual == value, name
-        assert labels == {"job": "trainer", "run_id": "run-1"}, name
+        assert labels == {"workload": "trainer", "run_id": "run-1"}, name
     assert got[names.RSS][1] > 0
     labels, _ = got[names.LAST_ERROR_INFO + "_info"]
     assert labels["message"] == "disk full"
@@ -140,6 +141,19 @@ def test_progress_timestamp_moves_only_when_done_changes(
     got = samples(prom.read_text())
     assert got[names.PROGRESS_LAST_ADVANCE][1] == clock.now_s
     assert math.isnan(got[names.ETA][1])  # unknown, not zero
+
+
+def test_units_done_counts_only_advances_past_the_first_report(
+    tel: Telemetry, prom: Path
+) -> None:
+    tel.progress(500, 1000)  # a resumed job: its first report is where it stands, not work
+    tel.progress(510, 1000)
+    tel.progress(505, 1000)  # rolled back to a checkpoint: a counter never goes down
+    tel.progress(520, 1000)
+    tel.flush()
+    got = samples(prom.read_text())
+    assert got[names.UNITS_DONE_TOTAL][1] == 25  # 10 + 15: rate() of it is the throughput
+    assert got[names.PROGRESS_DONE][1] == 520
 
 
 def test_checkpoint_age_starts_at_start_only_for_jobs_that_checkpoint(
@@ -191,7 +205,7 @@ def test_http_endpoint_serves_metrics_on_loopback_and_stops_on_close() -> None:
         tel.progress(2, 4)
         with urllib.request.urlopen(url, timeout=5) as response:
             got = samples(response.read().decode())
-        assert got[names.PROGRESS_DONE] == ({"job": "trainer", "run_id": "r"}, 2)
+        assert got[names.PROGRESS_DONE] == ({"workload": "trainer", "run_id": "r"}, 2)
         assert tel._server.server_address[0] == "127.0.0.1"
     finally:
         tel.close()
