@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="generate or resume a dataset in --out")
-    gen.add_argument("--out", required=True, type=Path, help="dataset directory")
+    # str, not Path: Path("") is ".", and an empty --out must be refused, not mean "here".
+    gen.add_argument("--out", required=True, help="dataset directory")
     gen.add_argument("--samples", required=True, type=int, help="number of videos")
     gen.add_argument("--frames", type=int, default=16, help="frames per video (16)")
     gen.add_argument("--size", type=int, default=64, help="frame height and width (64)")
@@ -79,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _telemetry(args: argparse.Namespace) -> Telemetry:
+    """A --log-json (or similar) path that cannot be opened is bad input (exit 2)."""
+    try:
+        return Telemetry.from_args(args, job="datagen")
+    except OSError as exc:
+        where = exc.filename or "telemetry output"
+        raise BadInputError(f"cannot open {where}: {exc.strerror or exc}") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "generate":
         cfg = GenConfig(
@@ -92,8 +102,10 @@ def _run(args: argparse.Namespace) -> int:
             augment=args.augment,
         )
         ranks = from_environment(args.rank, args.world_size)
-        opts = RunOptions(args.out, args.workers, args.new, args.retry_errors, ranks)
-        with Telemetry.from_args(args, job="datagen") as tel:
+        if not args.out:
+            raise BadInputError("--out: must not be empty (it would mean the current directory)")
+        opts = RunOptions(Path(args.out), args.workers, args.new, args.retry_errors, ranks)
+        with _telemetry(args) as tel:
             return generate(cfg, opts, Reporter(telemetry=tel))
     if args.command == "status":
         print(json.dumps(read_status(args.dir), sort_keys=True))

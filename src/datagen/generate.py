@@ -40,14 +40,26 @@ from durable import (
     RateMeter,
     RunLock,
     VerifyError,
+    atomic_write,
     faults,
     make_progress,
     read_progress,
     remove_stale_temps,
     write_progress,
 )
+from durable.atomic import is_temp_file
+from durable.paths import refuse_symlink, refuse_symlinks
 
 RUN_ID = "datagen"
+MARKER_NAME = ".preflight-datagen"
+MARKER = {"format": "preflight-datagen-dir/1"}
+# Names an --out may hold before its first generate wrote the marker: the lock, and the
+# ranks/ directory the other ranks of a distributed run may create before rank 0 starts.
+PRE_MARKER_NAMES = frozenset({".lock", "ranks", MARKER_NAME})
+# Directories inside --out that generate writes into: never symlinks (writes would escape).
+OWNED_DIRS = ("shards", "ranks")
+# More workers than this per usable core only add memory and context switches.
+WORKERS_PER_CORE_MAX = 4
 LEDGER_NAME = "ledger.sqlite"
 PROGRESS_NAME = "PROGRESS.json"
 BOOKKEEPING = (PROGRESS_NAME, LEDGER_NAME, f"{LEDGER_NAME}-wal", f"{LEDGER_NAME}-shm")
@@ -103,10 +115,56 @@ def check_out_dir(out: Path, need_bytes: int) -> None:
         )
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def check_workers_fit(workers: int, cores: int) -> None:
+    """--workers bounded by this machine's cores (pure), with a message saying the limit."""
+    limit = max(1, cores) * WORKERS_PER_CORE_MAX
+    if workers > limit:
+        raise BadInputError(
+            f"--workers: {workers} is more than {WORKERS_PER_CORE_MAX} per usable CPU core "
+            f"({cores} here: at most {limit})"
+        )
+
+
+def _is_legacy_dataset(out: Path) -> bool:
+    """A directory generate wrote before the marker existed: it holds our ledger."""
+    ledger = out / LEDGER_NAME
+    return ledger.is_file() and not ledger.is_symlink()
+
+
+def check_ours(out: Path) -> None:
+    """Refuse (exit 2) a non-empty --out that generate did not make (no marker): writing a
+    dataset there, and above all --new, would overwrite or delete someone else's files."""
+    refuse_symlink(out / MARKER_NAME)
+    if not out.is_dir() or (out / MARKER_NAME).exists() or _is_legacy_dataset(out):
+        return
+    foreign = sorted(
+        entry.name
+        for entry in os.scandir(out)
+        if entry.name not in PRE_MARKER_NAMES and not is_temp_file(entry.name)
+    )
+    if foreign:
+        raise BadInputError(
+            f"--out {out}: not empty and not a datagen directory (no {MARKER_NAME}; it holds "
+            f"{', '.join(foreign[:5])}); choose a new or empty directory"
+        )
+
+
 def preflight(cfg: GenConfig, opts: RunOptions) -> list[ShardSpec]:
     """Every bad-input check (exit 2) that can run before anything is written."""
+    if str(opts.out) in ("", "."):
+        # argparse's Path("") is ".": an empty --out must not mean the current directory.
+        raise BadInputError("--out: must name a directory (empty or '.' is not accepted)")
     validate(cfg)
     validate_workers(opts.workers)
+    check_workers_fit(opts.workers, usable_cores())
+    check_ours(opts.out)
     specs = plan_shards(cfg.samples, cfg.shard_size)
     present = store.existing_bytes(opts.out, specs) if opts.out.is_dir() else 0
     check_out_dir(opts.out, max(0, expected_dataset_bytes(cfg) - present))
@@ -149,6 +207,18 @@ def _open_ledger(out: Path, new: bool) -> Ledger:
         raise VerifyError(
             str(out / LEDGER_NAME), f"{exc}; move it away or rerun with --new to start over"
         ) from None
+
+
+def _make_dir(path: Path) -> None:
+    """mkdir -p; a path the OS will not create (/proc/x) is bad input naming it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"--out: cannot create {path}: {exc.strerror or exc}") from None
+
+
+def _ok_checksums(items: dict[str, Any]) -> dict[str, str | None]:
+    return {item: rec.checksum for item, rec in items.items() if rec.status == "ok"}
 
 
 def _has_run(ledger: Ledger) -> bool:
@@ -207,11 +277,17 @@ def generate(cfg: GenConfig, opts: RunOptions, reporter: Reporter) -> int:
         raise BadInputError(
             "--new: ranks share --out; start over with one process or remove the directory"
         )
-    opts.out.mkdir(parents=True, exist_ok=True)
+    _make_dir(opts.out)
+    refuse_symlinks(opts.out, OWNED_DIRS)
     # Rank 0 (or the only process) locks --out; other ranks lock their own ranks/rank-N/.
     lock_dir = opts.out if ranks.leader else ranks.rank_dir(opts.out)
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    refuse_symlink(lock_dir)
+    _make_dir(lock_dir)
     with RunLock(lock_dir), stop_on_signals(StopFlag()) as stop:
+        if ranks.leader:
+            check_ours(opts.out)  # again under the lock: nothing raced in since
+            if not (opts.out / MARKER_NAME).exists():
+                atomic_write(opts.out / MARKER_NAME, MARKER)
         ledger = _open_ledger(opts.out, opts.new)
         try:
             if opts.new:
@@ -220,8 +296,10 @@ def generate(cfg: GenConfig, opts: RunOptions, reporter: Reporter) -> int:
             if opts.new:
                 _wipe(opts.out)
             remove_stale_temps(lock_dir)  # top-level temps belong to rank 0 alone
-            status = {item: rec.status for item, rec in ledger.items(RUN_ID).items()}
+            items = ledger.items(RUN_ID)
+            status = {item: rec.status for item, rec in items.items()}
             mine = ranks.mine(specs)
+            store.cross_check(opts.out, mine, _ok_checksums(items))
             plan = classify_shards(
                 mine, status, _committed(opts.out, mine), retry_errors=opts.retry_errors
             )
@@ -343,6 +421,8 @@ class Session:
             if outcome is not None:
                 return outcome
         assert self.all_specs is not None
+        # Every rank's shards, against what the ledger recorded when each was generated.
+        store.cross_check(out, self.all_specs, _ok_checksums(self.ledger.items(RUN_ID)))
         store.finalize(out, self.cfg, self.all_specs)
         self.ledger.set_status(RUN_ID, "done")
         self.write_progress("done", force=True)

@@ -373,6 +373,26 @@ def uncommit_dataset(out: Path) -> bool:
     return True
 
 
+def cross_check(out: Path, specs: list[ShardSpec], checksums: dict[str, str | None]) -> None:
+    """Every committed shard's videos sha256 must be the one the ledger recorded when the
+    shard was generated. A shard whose data *and* shard manifest were changed consistently
+    still verifies on its own; only this comparison finds it (VerifyError, exit 4)."""
+    for spec in specs:
+        recorded = checksums.get(spec.item_id)
+        shard_dir = out / spec.dirname
+        if recorded is None or not (shard_dir / manifest.MANIFEST_NAME).exists():
+            continue
+        entry = manifest.read(shard_dir).entry(VIDEOS_NAME)
+        if entry is None or entry.sha256 != recorded:
+            found = entry.sha256[:16] if entry is not None else "nothing"
+            raise VerifyError(
+                str(shard_dir / manifest.MANIFEST_NAME),
+                f"records videos sha256 {found}... but the ledger recorded {recorded[:16]}... "
+                "when the shard was generated: the shard was changed afterwards (tampered); "
+                "refusing to use it (restore it, or start over with --new)",
+            )
+
+
 def fingerprint_digest(cfg: GenConfig, videos_digest: bytes, labels_digest: bytes) -> str:
     """sha256 over the content configuration and the ordered sample and label bytes.
 

@@ -16,7 +16,11 @@ import numpy as np
 from datagen import store
 from datagen.config import GenConfig, validate
 from datagen.plan import ShardSpec, expected_class_counts, plan_shards
-from durable import BadInputError, VerifyError, manifest
+from durable import BadInputError, DurableError, VerifyError, manifest
+from durable.ledger import read_checksums
+
+LEDGER_NAME = "ledger.sqlite"  # datagen.generate's; imported from there it would cycle
+LEDGER_RUN_ID = "datagen"
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,20 @@ def _check_top_listing(out: Path, top: manifest.Manifest, specs: list[ShardSpec]
         raise VerifyError(str(out / first), f"{kind} {out / manifest.MANIFEST_NAME}")
 
 
+def _cross_check_ledger(out: Path, specs: list[ShardSpec]) -> None:
+    """When the generating ledger is still beside the dataset, every shard must hold what it
+    recorded (a dataset copied without its ledger is checked against its manifests only)."""
+    ledger = out / LEDGER_NAME
+    if not (ledger.exists() or ledger.is_symlink()):
+        return
+    try:
+        checksums = read_checksums(ledger, LEDGER_RUN_ID)
+    except DurableError as exc:
+        raise VerifyError(str(ledger), str(exc)) from None
+    if checksums is not None:
+        store.cross_check(out, specs, checksums)
+
+
 def scan(directory: str | Path) -> DatasetReport:
     """Verify the whole dataset; raise ``VerifyError`` naming the first bad file."""
     out = Path(directory)
@@ -96,6 +114,7 @@ def scan(directory: str | Path) -> DatasetReport:
             str(out / store.DATASET_JSON),
             f"class counts {counts.tolist()} are not balanced as planned {expected.tolist()}",
         )
+    _cross_check_ledger(out, specs)
     fingerprint = store.fingerprint_digest(cfg, videos_hasher.digest(), labels_hasher.digest())
     return DatasetReport(
         str(out), cfg.samples, len(specs), tuple(int(c) for c in counts), fingerprint

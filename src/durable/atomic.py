@@ -66,8 +66,11 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     if not dest.parent.is_dir():
         raise BadInputError(f"atomic_write: directory {str(dest.parent)!r} does not exist")
     tmp = _temp_path(dest)
-    faults.point("atomic.before_write")
-    handle = open(tmp, "xb")  # noqa: SIM115 - closed in every path below
+    try:
+        faults.point("atomic.before_write")
+        handle = open(tmp, "xb")  # noqa: SIM115 - closed in every path below
+    except OSError as exc:
+        raise named(exc, dest) from None
     try:
         yield handle
         handle.flush()
@@ -76,13 +79,28 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         handle.close()
         faults.point("atomic.before_replace")
         os.replace(tmp, dest)
+    except OSError as exc:
+        _discard(handle, tmp)
+        raise named(exc, dest) from None
     except BaseException:
-        handle.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _discard(handle, tmp)
         raise
     faults.point("atomic.before_dir_fsync")
     fsync_dir(dest.parent)
+
+
+def _discard(handle: BinaryIO, tmp: Path) -> None:
+    handle.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+
+
+def named(exc: OSError, path: str | os.PathLike[str]) -> OSError:
+    """``exc`` with the file named: a write's ENOSPC/EIO carries no filename, and "No space
+    left on device" alone does not say which disk filled up."""
+    if exc.filename is not None:
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def encode(data: Any) -> bytes:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from durable import faults
 from durable.errors import BadInputError, ConfigDriftError, DurableError
 from durable.manifest import config_hash
+from durable.paths import refuse_symlink
 
 BUSY_TIMEOUT_S = 30.0
 ERROR_TEXT_CHARS_MAX = 2000
@@ -79,6 +81,28 @@ class Progress:
     eta_s: float | None
 
 
+def read_checksums(path: str | Path, run_id: str) -> dict[str, str | None] | None:
+    """``{item_id: checksum}`` of the ok items of ``run_id``, read-only (``verify`` must not
+    write); None when the file holds no such run. DurableError naming a damaged file."""
+    refuse_symlink(path, "ledger database")
+    uri = f"file:{urllib.parse.quote(str(Path(path).absolute()))}?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+    except sqlite3.Error as exc:
+        raise DurableError(f"{path}: cannot open the ledger read-only: {exc}") from None
+    try:
+        if db.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone() is None:
+            return None
+        rows = db.execute(
+            "SELECT item_id, checksum FROM items WHERE run_id=? AND status='ok'", (run_id,)
+        ).fetchall()
+    except (sqlite3.Error, ValueError) as exc:
+        raise DurableError(f"{path}: ledger database error: {exc}") from None
+    finally:
+        db.close()
+    return {str(item): (str(sum_) if sum_ is not None else None) for item, sum_ in rows}
+
+
 def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Names of the top-level parameters whose values differ (pure)."""
     keys = sorted(set(old) | set(new))
@@ -92,6 +116,9 @@ class Ledger:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise BadInputError(f"Ledger: directory {self.path.parent} does not exist")
+        # SQLite follows symlinks: a planted link would have it write into another database.
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            refuse_symlink(f"{self.path}{suffix}", "ledger database")
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False

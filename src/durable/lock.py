@@ -12,11 +12,13 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 from types import TracebackType
 
 from durable.errors import BadInputError, LockedError
+from durable.paths import open_nofollow
 
 LOCK_NAME = ".lock"
 HOLDER_BYTES_MAX = 4096
@@ -33,7 +35,12 @@ class RunLock:
     def acquire(self) -> RunLock:
         if not self.directory.is_dir():
             raise BadInputError(f"RunLock: {self.directory} is not a directory")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # O_NOFOLLOW: a planted `.lock -> VICTIM` would otherwise be truncated and
+        # overwritten with the holder's details.
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not _is_regular(fd):
+            os.close(fd)
+            raise BadInputError(f"RunLock: {self.path} is not a regular file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -66,6 +73,10 @@ class RunLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _is_regular(fd: int) -> bool:
+    return stat.S_ISREG(os.fstat(fd).st_mode)
 
 
 def _read_holder(fd: int) -> str:

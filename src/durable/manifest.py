@@ -26,7 +26,7 @@ from durable.checksum import sha256_file
 from durable.errors import BadInputError, VerifyError
 from durable.jsonio import read_json, require_fields
 from durable.lock import LOCK_NAME
-from durable.paths import resolve_inside
+from durable.paths import refuse_symlink, resolve_inside
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -193,6 +193,7 @@ def parse(raw: Any, where: str) -> Manifest:
 def read(directory: str | os.PathLike[str]) -> Manifest:
     """Read and validate the manifest without checking file contents."""
     path = Path(directory) / MANIFEST_NAME
+    refuse_symlink(path, "a manifest is never a link")
     if not path.is_file():
         raise VerifyError(str(path), "no manifest: the directory was never committed")
     try:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from durable.errors import BadInputError
+from durable.errors import BadInputError, VerifyError
 
 RELPATH_CHARS_MAX = 1024
 
@@ -36,3 +39,42 @@ def resolve_inside(root: str | os.PathLike[str], rel: str, where: str) -> Path:
     if target != root_real and root_real not in target.parents:
         raise BadInputError(f"{where}: {rel!r} resolves outside {root} (symlink escape)")
     return root_real / pure
+
+
+def is_symlink(path: str | os.PathLike[str]) -> bool:
+    """lstat-based: True for a symlink (dangling or not), False when absent."""
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def refuse_symlink(path: str | os.PathLike[str], what: str = "") -> None:
+    """VerifyError (exit 4) when ``path`` is a symlink: nothing a run owns inside its
+    directory is ever a link, and following one would write or delete outside it."""
+    if is_symlink(path):
+        label = f" ({what})" if what else ""
+        raise VerifyError(
+            str(path),
+            f"is a symlink{label}; refusing to follow it out of the run directory "
+            "(move it away and rerun)",
+        )
+
+
+def refuse_symlinks(root: str | os.PathLike[str], names: Iterable[str]) -> None:
+    """``refuse_symlink`` for each of ``names`` directly inside ``root`` (``root`` itself
+    may be a symlink: a run directory placed on another disk is supported)."""
+    for name in names:
+        refuse_symlink(Path(root) / name)
+
+
+def open_nofollow(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -> int:
+    """``os.open`` with O_NOFOLLOW|O_CLOEXEC; a symlink is a VerifyError naming it."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise VerifyError(
+                str(path), "is a symlink; refusing to follow it out of the run directory"
+            ) from None
+        raise

@@ -23,6 +23,7 @@ import torch
 
 from durable import VerifyError, faults, fsync_dir, manifest, sha256_bytes
 from durable.manifest import MANIFEST_NAME
+from durable.paths import refuse_symlink
 
 STATE_NAME = "state.pt"
 STATE_FORMAT = "preflight-trainer-state/1"
@@ -68,6 +69,8 @@ def remove_dir(path: Path) -> None:
     older fallback) or a broken one (warned about and removed at the next start), never a
     wrong resume; the fsyncs would only lengthen every persist.
     """
+    # A symlink here would make the unlink below delete another directory's manifest.
+    refuse_symlink(path, "a run's directories are never links")
     (path / MANIFEST_NAME).unlink(missing_ok=True)
     shutil.rmtree(path)
 
@@ -83,7 +86,8 @@ def write_committed(
 
     Fault points ``{point_prefix}_before_commit`` / ``_after_commit`` bracket the commit.
     """
-    if directory.exists():
+    refuse_symlink(directory.parent, "a run's directories are never links")
+    if directory.exists() or directory.is_symlink():
         remove_dir(directory)
     directory.mkdir(parents=True)
     fsync_dir(directory.parent)
@@ -112,6 +116,7 @@ def load_committed(
     inspect a run without knowing its options); the state must still agree with the manifest.
     """
     manifest_path = str(directory / MANIFEST_NAME)
+    refuse_symlink(directory, "a committed state is never a link")
     try:
         committed = manifest.verify(directory)
     except VerifyError as exc:
@@ -133,6 +138,7 @@ def load_committed(
     if config_hash is not None and meta.get("config_hash") != config_hash:
         raise VerifyError(manifest_path, "belongs to a different configuration (config hash)")
     state_path = directory / STATE_NAME
+    refuse_symlink(state_path)
     try:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
@@ -170,6 +176,7 @@ class Found:
 
 def scan(root: Path, warn: Warn) -> list[Found]:
     """Checkpoint directories under ``root``, newest first; strays are reported, not touched."""
+    refuse_symlink(root, "a run's directories are never links")
     if not root.is_dir():
         return []
     found = []

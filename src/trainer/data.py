@@ -105,12 +105,34 @@ class Dataset:
         identity: str,
         videos: list[np.ndarray],
         labels: np.ndarray,
+        committed: manifest.Manifest | None = None,
     ) -> None:
         self.root = root
         self.info = info
         self.identity = identity
         self._videos = videos
         self._labels = labels
+        self._committed = committed
+        self._stamps = _stamps(root, committed) if committed is not None else None
+
+    def check_unchanged(self) -> None:
+        """VerifyError (exit 4) naming the first dataset file rewritten, replaced or removed
+        since the run opened it: the shards are memory-mapped, so a change shows up in the
+        batches at once and the run's result would silently match no reference."""
+        if self._committed is None or self._stamps is None:
+            return
+        try:
+            now = _stamps(self.root, self._committed)
+        except (OSError, BadInputError) as exc:
+            raise VerifyError(str(self.root), f"dataset changed under the run: {exc}") from None
+        for rel, stamp in self._stamps.items():
+            if now.get(rel) != stamp:
+                raise VerifyError(
+                    str(self.root / rel),
+                    "changed while this run was training on it (the dataset is memory-mapped);"
+                    " the steps since are invalid: restore the dataset and rerun to resume "
+                    "from the last checkpoint",
+                )
 
     def batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 videos [B, C, T, S, S] (the layout Conv3d wants) and int64 labels [B]."""
@@ -224,4 +246,6 @@ def open_dataset(
         _check_shard(root, info, shard, shard_videos, shard_labels)
         videos.append(shard_videos)
         labels.append(shard_labels)
-    return Dataset(root, info, content_identity(committed), videos, np.concatenate(labels))
+    return Dataset(
+        root, info, content_identity(committed), videos, np.concatenate(labels), committed
+    )

@@ -56,6 +56,9 @@ from trainer.fit import (
     _finished,
     _prepare,
     configure_torch,
+    make_run_dir,
+    numerics_of,
+    open_run_dir,
     warn,
 )
 from trainer.rundir import (
@@ -474,12 +477,14 @@ class DistFitRun(FitRun):
 
 
 def _setup_leader(
-    cfg: FitConfig, paths: RunPaths, world: World
+    cfg: FitConfig, paths: RunPaths, world: World, device: torch.device
 ) -> tuple[Any, dict[str, Any], str, bool]:
+    open_run_dir(paths)
     dataset = open_dataset(cfg.data, paths.data_verified, cfg.verify_data)
     hyper = _hyper(cfg, dataset.identity, world.world_size)
     run_hash = config_hash(hyper)
-    prepare_config(paths, hyper, run_hash, cfg.new and not restarted())
+    new = cfg.new and not restarted()
+    prepare_config(paths, hyper, run_hash, new, numerics_of(cfg, device))
     return dataset, hyper, run_hash, _finished(paths, run_hash, cfg.steps)
 
 
@@ -509,10 +514,10 @@ def run_fit_distributed(
             error, finished = "", False
             if world.leader:
                 try:
-                    paths.root.mkdir(parents=True, exist_ok=True)
+                    make_run_dir(paths)
                     lock = RunLock(paths.root).acquire()
                     remove_stale_temps(paths.root)
-                    dataset, hyper, run_hash, finished = _setup_leader(cfg, paths, world)
+                    dataset, hyper, run_hash, finished = _setup_leader(cfg, paths, world, device)
                 except Exception as exc:  # noqa: BLE001 - told to the other ranks, re-raised
                     broadcast((f"{type(exc).__name__}: {exc}", False))
                     raise

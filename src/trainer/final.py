@@ -9,7 +9,7 @@ from typing import Any
 from durable import BadInputError, VerifyError, config_hash, manifest, read_json
 from trainer.checkpoint import KIND_FINAL, STATE_NAME, load_committed
 from trainer.fingerprint import fingerprint
-from trainer.rundir import RunPaths
+from trainer.rundir import RunPaths, refuse_links
 
 
 class IncompleteError(Exception):
@@ -25,6 +25,7 @@ class FinalInfo:
 def _run_config(paths: RunPaths) -> dict[str, Any]:
     if not paths.root.is_dir():
         raise BadInputError(f"RUN_DIR: {paths.root} is not a directory")
+    refuse_links(paths)  # verify reads only what fit would have written: never a link
     if not paths.config.exists():
         raise IncompleteError(f"{paths.root}: no config.json; not a trainer run directory")
     try:

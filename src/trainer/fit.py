@@ -54,8 +54,11 @@ from trainer.rundir import (
     MetricsLog,
     ProgressWriter,
     RunPaths,
+    check_ours,
+    claim,
     finite_or_none,
     prepare_config,
+    refuse_links,
 )
 from trainer.sampler import EpochSampler, SamplerState
 from trainer.schedule import lr_at, scheduler_state
@@ -293,6 +296,8 @@ class FitRun:
     def checkpoint(self) -> None:
         """Snapshot at this step boundary and persist it in the background."""
         started_s = time.monotonic()
+        # Never commit a state trained on data that changed under the run (memory-mapped).
+        self.trainer.dataset.check_unchanged()
         self.persister.wait()  # never start a persist before the previous one committed
         faults.point("trainer.before_snapshot")
         snapshot = Snapshot(self.trainer.step, serialize(self.trainer.state()))
@@ -303,6 +308,7 @@ class FitRun:
 
     def write_final(self) -> str:
         trainer = self.trainer
+        trainer.dataset.check_unchanged()
         model_state = trainer.model.state_dict()
         optimizer_state = trainer.optimizer.state_dict()
         digest = fingerprint(model_state, optimizer_state)
@@ -471,13 +477,60 @@ def _finished(paths: RunPaths, run_hash: str, steps: int) -> bool:
         return False
 
 
-def _prepare(cfg: FitConfig) -> tuple[RunPaths, torch.device]:
-    """Checks that need no writes, so bad input exits 2 with nothing written."""
-    check_data_dir(Path(cfg.data))
-    out = Path(cfg.out)
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):  # bounded by the path's depth
+        if candidate.exists():
+            return candidate
+    return Path("/")
+
+
+def check_out(out: Path) -> None:
+    """--out must be creatable and writable here (exit 2), or the first write fails with a
+    raw OSError (exit 1) after the user has waited for the dataset to be verified."""
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out: {out} exists and is not a directory")
-    return RunPaths(out), resolve_device(cfg.device)
+    probe = _nearest_existing(out.absolute())
+    if not probe.is_dir():
+        raise BadInputError(f"--out: {out}: {probe} is not a directory")
+    if os.statvfs(probe).f_flag & os.ST_RDONLY:
+        raise BadInputError(f"--out: {out}: {probe} is on a read-only filesystem")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise BadInputError(f"--out: {out}: directory {probe} is not writable")
+
+
+def make_run_dir(paths: RunPaths) -> None:
+    """Create RUN_DIR; a path the OS will not create (/proc/x, a read-only mount) is bad
+    input (exit 2) naming it, not a raw OSError."""
+    try:
+        paths.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"--out: cannot create {paths.root}: {exc.strerror or exc}") from None
+
+
+def open_run_dir(paths: RunPaths) -> None:
+    """Under the run lock, before anything is read or written: no symlinks among the run's
+    own files, and the directory is (now marked) a trainer run."""
+    refuse_links(paths)
+    claim(paths)
+
+
+def numerics_of(cfg: FitConfig, device: torch.device) -> dict[str, Any]:
+    """What decides the numbers besides the hyper-parameters (recorded in config.json)."""
+    return {"threads": cfg.threads, "device": device.type}
+
+
+def _prepare(cfg: FitConfig) -> tuple[RunPaths, torch.device]:
+    """Checks that need no writes, so bad input exits 2 with nothing written."""
+    if not cfg.data:
+        raise BadInputError("--data: must not be empty")
+    if not cfg.out:
+        raise BadInputError("--out: must not be empty (it would mean the current directory)")
+    check_data_dir(Path(cfg.data))
+    out = Path(cfg.out)
+    check_out(out)
+    paths = RunPaths(out)
+    check_ours(paths)
+    return paths, resolve_device(cfg.device)
 
 
 def run_fit(
@@ -489,13 +542,14 @@ def run_fit(
     Stopped, which the CLI maps to exit codes; ``emit`` receives the final summary."""
     paths, device = _prepare(cfg)
     with StopSignals() as stop:
-        paths.root.mkdir(parents=True, exist_ok=True)
+        make_run_dir(paths)
         with RunLock(paths.root):
+            open_run_dir(paths)
             remove_stale_temps(paths.root)
             dataset = open_dataset(cfg.data, paths.data_verified, cfg.verify_data)
             hyper = hyper_params(cfg, dataset.identity)
             run_hash = config_hash(hyper)
-            prepare_config(paths, hyper, run_hash, cfg.new)
+            prepare_config(paths, hyper, run_hash, cfg.new, numerics_of(cfg, device))
             configure_torch(cfg.threads)
             if _finished(paths, run_hash, cfg.steps):
                 warn(f"{paths.root} is already complete ({cfg.steps} steps)")
