@@ -8,18 +8,29 @@ and cannot be repaired; 75 stopped on SIGTERM after a clean checkpoint.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import signal
 import sys
-import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import fields
-from typing import Any
 
-from durable import BadInputError, LockedError, VerifyError, read_progress
-from trainer import early_signals, serving_cli
+from trainer import early_signals
+
+# First, before any heavy import (numpy via durable, torch later): a preemption while the
+# interpreter loads must end with exit 75, not -15, and a torchrun rank must die with its
+# launcher from its first instruction on.
+if sys.argv[1:2] == ["fit"]:
+    early_signals.install()
+    if early_signals.under_launcher():
+        early_signals.die_with_launcher()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from dataclasses import fields  # noqa: E402
+from typing import Any  # noqa: E402
+
+from durable import BadInputError, LockedError, VerifyError, read_progress  # noqa: E402
+from trainer import serving_cli  # noqa: E402
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -114,7 +125,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from telemetry import Telemetry
     from trainer.config import FitConfig, validate
     from trainer.fit import run_fit
 
@@ -122,7 +132,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     cfg = validate(FitConfig(**values))
     if args.nproc != 1 or os.environ.get("WORLD_SIZE", "") not in ("", "1"):
         return _cmd_fit_distributed(args, cfg)
-    tel = Telemetry.from_args(args, job="trainer")
+    tel = _telemetry(args)
     try:
         run_fit(cfg, lambda summary: print(json.dumps(summary), flush=True), tel)
     except Exception as exc:
@@ -132,6 +142,18 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     finally:
         tel.close()
     return EXIT_OK
+
+
+def _telemetry(args: argparse.Namespace) -> Any:
+    """A --log-json (or similar) path that cannot be opened (a directory, /proc/x) is bad
+    input (exit 2) naming it, not a failed run."""
+    from telemetry import Telemetry
+
+    try:
+        return Telemetry.from_args(args, job="trainer")
+    except OSError as exc:
+        where = exc.filename or "telemetry output"
+        raise BadInputError(f"cannot open {where}: {exc.strerror or exc}") from None
 
 
 def _launch_passthrough(args: argparse.Namespace) -> list[str]:
@@ -161,7 +183,7 @@ def _cmd_fit_distributed(args: argparse.Namespace, cfg: Any) -> int:
     if not world.distributed:  # exec'd: does not return
         distributed.exec_torchrun(cfg, args.nproc, args.max_restarts, _launch_passthrough(args))
     # One job, one set of metrics: only rank 0 publishes telemetry.
-    tel = Telemetry.from_args(args, job="trainer") if world.leader else Telemetry("trainer")
+    tel = _telemetry(args) if world.leader else Telemetry("trainer")
     try:
         emit = lambda summary: print(json.dumps(summary), flush=True)  # noqa: E731
         distributed.run_fit_distributed(cfg, emit, world, tel)
@@ -227,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "fit":
         early_signals.install()  # before torch is imported: preemption at start-up is exit 75
+        if early_signals.under_launcher():
+            early_signals.die_with_launcher()
     try:
         code = serving_cli.dispatch(args)
         return code if code is not None else COMMANDS[args.command](args)

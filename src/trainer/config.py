@@ -118,6 +118,37 @@ def validate(cfg: FitConfig) -> FitConfig:
     return cfg
 
 
+# What one parameter costs while training: the weight, its gradient and AdamW's two moments
+# (float32 each); activations come on top, so the bound below is a floor, not an estimate.
+TRAIN_BYTES_PER_PARAMETER = 16
+INPUT_CHANNELS_MAX = 3  # datagen writes 1 or 3 channels
+KERNEL_VOLUME = 27  # 3x3x3 convolutions
+
+
+def parameter_estimate(channels: int, depth: int, in_channels: int = INPUT_CHANNELS_MAX) -> int:
+    """Parameters of the VideoClassifier for --channels/--depth, without building it (pure;
+    the head, classes x width, is left out: it is tiny beside the convolutions)."""
+    total, width_in = 0, in_channels
+    for block in range(depth):
+        width_out = channels * 2**block
+        total += width_in * width_out * KERNEL_VOLUME + width_out  # conv weight + bias
+        total += 2 * width_out  # GroupNorm affine
+        width_in = width_out
+    return total
+
+
+def check_model_fits(cfg: FitConfig, available_bytes: int) -> None:
+    """Refuse (exit 2) a model whose training state alone exceeds this machine's available
+    memory: it would be allocated for minutes and then die by the OOM killer (pure)."""
+    params = parameter_estimate(cfg.channels, cfg.depth)
+    need = params * TRAIN_BYTES_PER_PARAMETER
+    if need > available_bytes:
+        raise BadInputError(
+            f"--channels {cfg.channels} --depth {cfg.depth}: a model of {params:,} parameters "
+            f"needs at least {need >> 20} MiB to train; {available_bytes >> 20} MiB are available"
+        )
+
+
 def hyper_params(cfg: FitConfig, data_identity: str) -> dict[str, Any]:
     """The run's identity: hyper-parameters plus the dataset's content hash (not its path)."""
     values = asdict(cfg)

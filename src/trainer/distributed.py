@@ -24,11 +24,9 @@ the run's identity (config hash). Every collective is bounded by the group's tim
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import math
 import os
-import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -36,6 +34,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -43,7 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from durable import BadInputError, RunLock, VerifyError, config_hash, faults, remove_stale_temps
 from telemetry import Telemetry
-from trainer import rng
+from trainer import early_signals, rng
 from trainer.checkpoint import KIND_CHECKPOINT, load_committed, select_resume
 from trainer.config import FitConfig, hyper_params
 from trainer.data import PIXEL_SCALE, open_dataset
@@ -80,7 +79,8 @@ NPROC_MAX = 1024
 RESTARTS_MAX = 100
 MONITOR_INTERVAL_S = "0.5"  # how often torchrun looks for a dead rank
 RANK_SEED_STRIDE = 1_000_003
-PR_SET_PDEATHSIG = 1
+RANKS_PER_CORE_MAX = 2
+RANK_BYTES_ESTIMATE = 400 << 20  # torch + gloo + a small model, measured ~300 MiB per rank
 
 
 class ParamDesyncError(RuntimeError):
@@ -212,16 +212,8 @@ def timeout_s() -> float:
     return value if value > 0 else TIMEOUT_S_DEFAULT
 
 
-def die_with_launcher() -> None:
-    """Have the kernel SIGKILL this rank when torchrun dies (even by SIGKILL): an orphaned
-    rank would otherwise wait in a collective for the group's whole timeout."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the collectives' timeout remains
-        return
-    if os.getppid() == 1:  # the launcher died before prctl took effect
-        os._exit(1)
+# Set again here for callers that reach a rank without trainer.cli (tests); idempotent.
+die_with_launcher = early_signals.die_with_launcher
 
 
 def init_group(backend: str, world: World) -> None:
@@ -579,9 +571,27 @@ def global_rate(summary: dict[str, Any], world_size: int) -> dict[str, Any]:
     }
 
 
+def check_nproc_fits(nproc: int, cores: int, available_bytes: int) -> None:
+    """--nproc bounded by this machine (pure): ranks beyond the cores only contend, and each
+    rank holds torch and its gloo buffers (RANK_BYTES_ESTIMATE) from its first second."""
+    core_limit = max(1, cores) * RANKS_PER_CORE_MAX
+    if nproc > core_limit:
+        raise BadInputError(
+            f"--nproc: {nproc} ranks on {cores} usable CPU core(s); at most {core_limit} "
+            f"({RANKS_PER_CORE_MAX} per core)"
+        )
+    need = nproc * RANK_BYTES_ESTIMATE
+    if need > available_bytes:
+        raise BadInputError(
+            f"--nproc: {nproc} ranks need about {need >> 20} MiB "
+            f"({RANK_BYTES_ESTIMATE >> 20} MiB each); {available_bytes >> 20} MiB are available"
+        )
+
+
 def check_launch(nproc: int, max_restarts: int) -> None:
     """--nproc / --max-restarts ranges (exit 2 before anything starts)."""
     if not 1 <= nproc <= NPROC_MAX:
         raise BadInputError(f"--nproc: must be in [1, {NPROC_MAX}]")
+    check_nproc_fits(nproc, len(os.sched_getaffinity(0)), psutil.virtual_memory().available)
     if not 0 <= max_restarts <= RESTARTS_MAX:
         raise BadInputError(f"--max-restarts: must be in [0, {RESTARTS_MAX}]")

@@ -9,10 +9,15 @@ This module imports nothing heavy on purpose.
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
+from collections.abc import Mapping
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+PR_SET_PDEATHSIG = 1
+EXIT_ORPHANED = 1
 pending: list[int] = []
 
 
@@ -27,3 +32,23 @@ def install() -> None:
 
 def first_pending() -> int | None:
     return pending[0] if pending else None
+
+
+def under_launcher(env: Mapping[str, str] | None = None) -> bool:
+    """True in a rank started by torchrun (pure over ``env``)."""
+    env = os.environ if env is None else env
+    return env.get("WORLD_SIZE", "") not in ("", "1") or "TORCHELASTIC_RUN_ID" in env
+
+
+def die_with_launcher() -> None:
+    """Have the kernel SIGKILL this rank when its launcher (torchrun) dies, even by SIGKILL.
+    Called first thing, before torch is imported: a rank orphaned during its seconds-long
+    start-up would otherwise live on, holding memory, until a collective timed out."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the collectives' timeout remains
+        return
+    if os.getppid() != parent or parent == 1:  # the launcher died before prctl took effect
+        os._exit(EXIT_ORPHANED)

@@ -45,7 +45,7 @@ from trainer.checkpoint import (
     serialize,
     write_committed,
 )
-from trainer.config import FitConfig, hyper_params
+from trainer.config import FitConfig, check_model_fits, hyper_params
 from trainer.data import PIXEL_SCALE, Dataset, check_data_dir, open_dataset
 from trainer.fingerprint import fingerprint
 from trainer.model import VideoClassifier, parameter_count
@@ -525,6 +525,7 @@ def _prepare(cfg: FitConfig) -> tuple[RunPaths, torch.device]:
         raise BadInputError("--data: must not be empty")
     if not cfg.out:
         raise BadInputError("--out: must not be empty (it would mean the current directory)")
+    check_model_fits(cfg, psutil.virtual_memory().available)
     check_data_dir(Path(cfg.data))
     out = Path(cfg.out)
     check_out(out)

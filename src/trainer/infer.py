@@ -106,7 +106,14 @@ def check_videos(
     return videos.astype(np.uint8)
 
 
+SHAPE_DIMS_MAX = 8  # [N, T, C, H, W] has 5; numpy itself stops at 64 (a 500, not a 400)
+
+
 def _shape_field(raw: Any) -> tuple[int, ...]:
+    if isinstance(raw, list) and len(raw) > SHAPE_DIMS_MAX:
+        raise RequestError(
+            400, f"field 'shape': {len(raw)} dimensions, at most {SHAPE_DIMS_MAX} allowed"
+        )
     if not isinstance(raw, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 1 << 20 for d in raw
     ):

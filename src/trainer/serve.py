@@ -50,6 +50,10 @@ from trainer.infer import (
 )
 
 STARTUP_TIMEOUT_S = 30.0
+# A body must arrive within this long: a client sending a byte at a time (slowloris) holds
+# an upload slot, never a model slot, and loses even that after this bound (408).
+BODY_READ_TIMEOUT_S = 10.0
+UPLOADS_PER_SLOT = 4  # bodies being received at once, per queue slot
 SHUTDOWN_TIMEOUT_S = 10.0
 GRACEFUL_S = 5
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -168,6 +172,8 @@ class ServerState:
     queue_max: int = SERVE_QUEUE_MAX_DEFAULT
     workers: int = SERVE_WORKERS_DEFAULT
     inflight: int = 0
+    uploading: int = 0  # requests whose body is still being received
+    body_read_timeout_s: float = BODY_READ_TIMEOUT_S
     pool: ThreadPoolExecutor | None = None
     failed_target: str | None = None
 
@@ -259,6 +265,23 @@ async def read_body(request: Request, limit_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+async def read_body_bounded(request: Request, limit_bytes: int, timeout_s: float) -> bytes:
+    """``read_body`` within ``timeout_s``: a slow upload is a 408, never a held slot."""
+    try:
+        return await asyncio.wait_for(read_body(request, limit_bytes), timeout_s)
+    except TimeoutError:
+        raise RequestError(408, f"body: not received within {timeout_s:g} s") from None
+
+
+def uploads_max(state: ServerState) -> int:
+    return max(1, state.queue_max) * UPLOADS_PER_SLOT
+
+
+def at_capacity(state: ServerState) -> bool:
+    """No room for another request: every model slot or every upload slot is taken."""
+    return state.inflight >= state.queue_max or state.uploading >= uploads_max(state)
+
+
 def predict_body(state: ServerState, served: Served, body: bytes) -> dict[str, Any]:
     """Parse, validate and predict (runs on the inference pool, off the event loop)."""
     predictor = served.predictor
@@ -278,20 +301,34 @@ def make_app(state: ServerState, poll_s: float = POLL_S_DEFAULT) -> Starlette:
     async def predict(request: Request) -> Response:
         started_s = time.perf_counter()
         served = state.served  # read once: this request uses this model to the end
-        if state.inflight >= state.queue_max:
-            response = _error(503, "server busy: too many queued requests", served.predictor.id)
-        else:
-            state.inflight += 1  # only the event loop's thread touches the counter: no lock
-            try:
-                response = await _predict(request, served)
-            finally:
-                state.inflight -= 1
+        response = await _admit(request, served)
         state.metrics.request("predict", response.status_code, time.perf_counter() - started_s)
         return response
 
-    async def _predict(request: Request, served: Served) -> Response:
+    async def _admit(request: Request, served: Served) -> Response:
+        """Receive the body in an upload slot (bounded in number and time), then take a
+        model slot: a request counts against capacity only once its body is here, so slow
+        uploads cannot make every other request a 503. Only the event loop's thread touches
+        the counters: no lock."""
+        if state.uploading >= uploads_max(state):
+            return _error(503, "server busy: too many uploads in progress", served.predictor.id)
+        state.uploading += 1
         try:
-            body = await read_body(request, state.body_bytes_max)
+            body = await read_body_bounded(request, state.body_bytes_max, state.body_read_timeout_s)
+        except RequestError as exc:
+            return _error(exc.status, exc.message, served.predictor.id)
+        finally:
+            state.uploading -= 1
+        if state.inflight >= state.queue_max:
+            return _error(503, "server busy: too many queued requests", served.predictor.id)
+        state.inflight += 1
+        try:
+            return await _predict(body, served)
+        finally:
+            state.inflight -= 1
+
+    async def _predict(body: bytes, served: Served) -> Response:
+        try:
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(state.pool, predict_body, state, served, body)
         except RequestError as exc:
@@ -304,8 +341,14 @@ def make_app(state: ServerState, poll_s: float = POLL_S_DEFAULT) -> Starlette:
     async def healthz(request: Request) -> Response:
         served = state.served
         info = served.predictor.bundle.info
+        busy = at_capacity(state)
         body = {
-            "status": "ok",
+            # Health is capacity: a load balancer must stop sending here while every slot
+            # is taken, not learn it from 503s on /predict.
+            "status": "busy" if busy else "ok",
+            "inflight": state.inflight,
+            "queue_max": state.queue_max,
+            "uploading": state.uploading,
             "bundle": served.predictor.id,
             "fingerprint": info.raw.get("source", {}).get("fingerprint"),
             "target": served.target,
@@ -314,8 +357,9 @@ def make_app(state: ServerState, poll_s: float = POLL_S_DEFAULT) -> Starlette:
             "input_shape": list(info.input_shape),
             "class_names": list(info.class_names),
         }
-        state.metrics.request("healthz", 200, 0.0)
-        return JSONResponse(body, headers={"x-bundle-id": served.predictor.id})
+        status = 503 if busy else 200
+        state.metrics.request("healthz", status, 0.0)
+        return JSONResponse(body, status_code=status, headers={"x-bundle-id": served.predictor.id})
 
     async def metrics(request: Request) -> Response:
         payload, content_type = state.metrics.render()
