@@ -93,9 +93,12 @@ def parse_readiness(table: Any, where: str, sizes: frozenset[str],
     if unknown:
         raise ReadinessError(f"{where}: unknown key(s) {unknown}; known: {sorted(READINESS_KEYS)}")
     out: dict[str, Any] = {}
-    for key in ("total_param", "checkpoint_param", "drift_param"):
+    for key in ("total_param", "checkpoint_param"):
         if key in table:
             out[key] = _name(table[key], f"{where} key {key!r}", sizes)
+    if "drift_param" in table:  # the seed is a parameter too
+        out["drift_param"] = _name(table["drift_param"], f"{where} key 'drift_param'",
+                                   sizes | {"seed"})
     for key in ("retry_flag", "item_fault"):
         if key in table:
             out[key] = _text(table[key], f"{where} key {key!r}")

@@ -1,151 +1,223 @@
-"""`preflight gate [--scale 10pct] [--require 10pct]`: the pre-launch gate.
+"""`preflight gate`: the pre-launch gate for every workload in a spec.
 
-Runs the readiness suites at the tier (pytest underneath, ``-n auto``), evaluates the launch
-policy of ``[tool.preflight.gate]`` against the session report, writes readiness.json/md/html
-next to it, records the result in ``reports/history.sqlite`` and exits 0 only when ready.
-With ``--require T`` it refuses to start unless a passing gate at tier T exists for the same
-code and configuration (the "only after the 10% rehearsal passes" rule of seed 000).
+    preflight gate [--spec FILE] [--workload NAME ...] [--scale small|10pct|production]
+                   [--require TIER] [--only EXPERIMENT ...] [--seed S] [--report DIR]
+
+Runs the readiness experiments (harness.experiments) and fault batteries for each workload
+directly, plus the project's own pytest suites when ``[tool.preflight.gate] suites`` names
+any; judges the evidence by the launch policy; writes readiness.json/md/html and
+report.json into ``reports/<run id>/``; records the result in ``reports/history.sqlite``.
+With ``--require T`` it refuses unless a passing gate at tier T exists for the same code and
+configuration (the "only after the 10% rehearsal passes" rule).
+
+Exit codes: 0 READY; 1 NOT READY (or refused by --require); 2 bad input (spec, policy).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from durable import BadInputError
+from durable.atomic import atomic_write
 from harness import tiers
+from harness.experiments.schedule import plan, run_planned
 from harness.gate.history import History
 from harness.gate.identity import code_hash, preflight_config_hash
-from harness.gate.policy import load_policy
+from harness.gate.policy import Policy, load_policy
 from harness.gate.readiness import bad_inputs_rows, write_readiness
 from harness.gate.report import point_latest
+from harness.gate.suites import run_suites
 from harness.gate.verdict import Verdict, validate_ready_for_production
+from harness.spec import PYPROJECT_FILE, WORKLOADS_FILE, SpecError, WorkloadSpec, load_specs
 
 EXIT_READY, EXIT_NOT_READY, EXIT_BAD_INPUT = 0, 1, 2
-# The whole gate run is bounded; a readiness suite that hangs fails the gate. The bounds
-# are far above the usual figures (small: 5 min, 10pct: 9 min): a host that takes 70% of
-# the CPU triples them, and timing tests may wait for it (harness.plugin.TIMING_CPU_WAIT_S).
-SUITE_TIMEOUT_S = {"small": 2400.0, "10pct": 3600.0, "production": 6 * 3600.0}
-# The security fuzz suite feeds the gate its parser-crash evidence (max_parser_crashes).
-DEFAULT_SUITES = ["suites/readiness", "suites/security"]
+GIT_TIMEOUT_S = 10.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="preflight gate", description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", default="small", choices=[t.name for t in tiers.TIERS])
-    parser.add_argument("--require", default=None, choices=[t.name for t in tiers.TIERS],
+    parser = argparse.ArgumentParser(
+        prog="preflight gate", description=__doc__.split("\n")[0],
+        epilog="exit codes: 0 READY, 1 NOT READY or refused by --require, 2 bad input",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    names = [t.name for t in tiers.TIERS]
+    parser.add_argument("--scale", default="small", choices=names)
+    parser.add_argument("--require", default=None, choices=names,
                         help="refuse unless a passing gate at this tier exists for this code")
+    parser.add_argument("--spec", type=Path, default=None,
+                        help=f"workload spec file (default: {PYPROJECT_FILE}, else "
+                             f"{WORKLOADS_FILE})")
+    parser.add_argument("--workload", action="append", default=None,
+                        help="gate only this workload; repeat for several (default: all)")
+    parser.add_argument("--only", action="append", default=None,
+                        help="run only this experiment (e.g. stability, faults.kill); "
+                             "repeatable; project suites are skipped")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fault batteries")
     parser.add_argument("--report", type=Path, default=Path("reports"), help="reports directory")
     parser.add_argument("--suites", action="append", default=None,
-                        help="suite to run; repeat for several (default: "
-                        + " and ".join(DEFAULT_SUITES) + ")")
-    parser.add_argument("--pyproject", type=Path, default=Path("pyproject.toml"))
-    parser.add_argument("--workers", default="auto", help="pytest-xdist workers (auto)")
+                        help="pytest suite to run too (default: [tool.preflight.gate] suites)")
+    parser.add_argument("--no-suites", action="store_true", help="skip the project's suites")
+    parser.add_argument("--pyproject", type=Path, default=None,
+                        help="gate policy file (default: the spec file if it is a "
+                             "pyproject.toml, else ./pyproject.toml)")
+    parser.add_argument("--workers", default="auto", help="pytest-xdist workers for suites")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     return parser
 
 
-def _pytest_argv(args: argparse.Namespace, session_dir: Path) -> list[str]:
-    suites = args.suites or DEFAULT_SUITES
-    return [sys.executable, "-m", "pytest", *suites, "--scale", args.scale,
-            "-n", str(args.workers), "-q", "-p", "no:cacheprovider",
-            "--preflight-report", str(session_dir), *args.pytest_args]
+def _spec_file(args: argparse.Namespace) -> Path:
+    if args.spec is not None:
+        if not args.spec.is_file():
+            raise BadInputError(f"{args.spec}: workload spec file does not exist")
+        return args.spec
+    for name in (PYPROJECT_FILE, WORKLOADS_FILE):
+        if Path(name).is_file():
+            return Path(name)
+    raise BadInputError(f"no workload spec: neither {PYPROJECT_FILE} nor {WORKLOADS_FILE} "
+                        "here; give --spec FILE")
 
 
-def run_suites(args: argparse.Namespace, reports: Path) -> tuple[int, Path | None]:
-    """Run pytest into a private directory, then move its run dir into ``reports``."""
-    private = reports / f".gate-{os.getpid()}"
-    shutil.rmtree(private, ignore_errors=True)
-    private.mkdir(parents=True)
+def _policy_file(args: argparse.Namespace, spec_file: Path) -> Path:
+    if args.pyproject is not None:
+        return args.pyproject
+    return spec_file if spec_file.name == PYPROJECT_FILE else Path(PYPROJECT_FILE)
+
+
+def _workloads(args: argparse.Namespace, spec_file: Path) -> list[WorkloadSpec]:
+    specs = load_specs(spec_file)
+    if not specs:
+        raise BadInputError(f"{spec_file}: no workloads ([tool.preflight.workloads.NAME])")
+    chosen = args.workload or sorted(specs)
+    unknown = [n for n in chosen if n not in specs]
+    if unknown:
+        raise BadInputError(f"{spec_file}: no workload named {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(specs))}")
+    return [specs[n] for n in chosen]
+
+
+def git_commit(directory: Path) -> str | None:
     try:
-        done = subprocess.run(_pytest_argv(args, private), timeout=SUITE_TIMEOUT_S[args.scale],
-                              check=False)
-        code = done.returncode
-    except subprocess.TimeoutExpired:
-        print(f"preflight gate: readiness suites exceeded {SUITE_TIMEOUT_S[args.scale]} s",
-              file=sys.stderr)
-        code = EXIT_NOT_READY
-    runs = [p for p in private.iterdir() if p.is_dir() and not p.is_symlink()]
-    run_dir = None
-    if len(runs) == 1 and (runs[0] / "report.json").is_file():
-        run_dir = reports / runs[0].name
-        os.replace(runs[0], run_dir)
-        point_latest(reports, run_dir)
-    shutil.rmtree(private, ignore_errors=True)
-    return code, run_dir
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True,
+                              text=True, timeout=GIT_TIMEOUT_S, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def _metrics(report: dict[str, Any]) -> list[tuple[str, float]]:
-    out = []
-    for test in report.get("tests", []):
-        for item in test.get("measurements", []):
-            value = item.get("value")
-            if isinstance(value, bool | int | float):
-                out.append((str(item.get("name")), float(value)))
+def workload_summary(specs: list[WorkloadSpec], tests: list[dict[str, Any]], tier: str
+                     ) -> dict[str, Any]:
+    """Per workload: the sizes, the experiments run and those not applicable (pure)."""
+    out: dict[str, Any] = {}
+    for spec in specs:
+        mine = [t for t in tests if t.get("workload") == spec.name]
+        out[spec.name] = {
+            "spec": str(spec.source), "sizes": spec.params(tier),
+            "run": [t["experiment"] for t in mine if t["outcome"] != "not_applicable"],
+            "not_applicable": {t["experiment"]: t["reason"] for t in mine
+                               if t["outcome"] == "not_applicable"},
+        }
     return out
-
-
-def _plots(run_dir: Path, report: dict[str, Any]) -> list[str]:
-    plots = [p for t in report.get("tests", []) for p in t.get("plots", [])]
-    return [p for p in plots if (run_dir / p).is_file()]
-
-
-def _print_summary(verdict: Verdict, run_dir: Path) -> None:
-    for result in verdict.results:
-        mark = "PASS" if result.ok else "FAIL"
-        measured = "—" if result.measured is None else f"{result.measured:.4g}"
-        name = result.id + (f" [{result.tier}]" if result.tier else "")
-        print(f"  {mark}  {name}: {measured} {result.comparator} {result.threshold:g}"
-              f" {result.unit}" + (f"  ({result.note})" if result.note else ""))
-    for nodeid in verdict.tests_failed:
-        print(f"  FAIL  test {nodeid}")
-    status = "READY" if verdict.ready else "NOT READY"
-    print(f"preflight gate: {status}; report {run_dir / 'readiness.html'}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return gate(args)
-    except BadInputError as exc:  # a malformed pyproject.toml: name it, run nothing
+    except (BadInputError, SpecError) as exc:  # a malformed spec or policy: name it, run nothing
         print(f"preflight gate: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 
+def _refused(args: argparse.Namespace, reports: Path, code: str, config: str) -> bool:
+    if not args.require:
+        return False
+    with History(reports / "history.sqlite") as history:
+        found = history.find_ready(args.require, code, config)
+    if found is None:
+        print(f"preflight gate: refused: no passing {args.require} gate for this code "
+              f"(code hash {code[:12]}, config hash {config[:12]}); run "
+              f"`preflight gate --scale {args.require}` first", file=sys.stderr)
+        return True
+    print(f"preflight gate: {args.require} gate {found.run_id} passed for this code")
+    return False
+
+
+def _evidence(args: argparse.Namespace, specs: list[WorkloadSpec], policy: Policy,
+              run_dir: Path) -> list[dict[str, Any]]:
+    items = plan(specs, args.only or ())
+    print(f"preflight gate: {len(items)} experiments over {len(specs)} workload(s) at "
+          f"{args.scale}", flush=True)
+    bounds = {r.id: policy.threshold(r, args.scale) for r in policy.requirements}
+    reruns = policy.inconclusive_reruns if policy.on_inconclusive == "rerun" else 0
+    tests = run_planned(items, tier=args.scale, base_dir=run_dir / "work", bounds=bounds,
+                        seed=args.seed, reruns=reruns, out=sys.stdout)
+    suites = [] if args.no_suites or args.only else (args.suites or list(policy.suites))
+    if suites:
+        print(f"preflight gate: project suites {' '.join(suites)}", flush=True)
+        _code, suite_tests = run_suites(suites, args.scale, str(args.workers),
+                                        run_dir / "suites", Path.cwd(), args.pytest_args)
+        tests += suite_tests
+    return tests
+
+
 def gate(args: argparse.Namespace) -> int:
+    spec_file = _spec_file(args)
+    policy_file = _policy_file(args, spec_file)
+    specs = _workloads(args, spec_file)
+    policy = load_policy(policy_file, args.scale)
     reports = args.report.absolute()
     reports.mkdir(parents=True, exist_ok=True)
-    code, config = code_hash(), preflight_config_hash(args.pyproject)
-    if args.require:
-        with History(reports / "history.sqlite") as history:
-            found = history.find_ready(args.require, code, config)
-        if found is None:
-            print(f"preflight gate: refused: no passing {args.require} gate for this code "
-                  f"(code hash {code[:12]}, config hash {config[:12]}); run "
-                  f"`preflight gate --scale {args.require}` first", file=sys.stderr)
-            return EXIT_NOT_READY
-        print(f"preflight gate: {args.require} gate {found.run_id} passed for this code")
-    policy = load_policy(args.pyproject, args.scale)
-    pytest_code, run_dir = run_suites(args, reports)
-    if run_dir is None:
-        print(f"preflight gate: the readiness suites wrote no report (pytest exit {pytest_code})",
-              file=sys.stderr)
+    code, config = code_hash(spec_file.parent), preflight_config_hash(policy_file)
+    if _refused(args, reports, code, config):
         return EXIT_NOT_READY
-    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")[:-4] + f"Z-gate-{os.getpid()}"
+    run_dir = reports / run_id
+    run_dir.mkdir(parents=True)
+    try:
+        tests = _evidence(args, specs, policy, run_dir)
+    finally:
+        shutil.rmtree(run_dir / "work", ignore_errors=True)
+    report = {"experiments": True, "scale": args.scale, "tests": tests}
     verdict = validate_ready_for_production(report, policy)
-    meta = {"run_id": run_dir.name, "scale": args.scale, "code_hash": code,
-            "config_hash": config, "pytest_exit": pytest_code, "session_report": "report.html"}
-    write_readiness(run_dir, verdict, meta, _plots(run_dir, report), bad_inputs_rows(report))
+    meta = {"run_id": run_id, "scale": args.scale, "spec": str(spec_file),
+            "git_commit": git_commit(spec_file.parent), "code_hash": code,
+            "config_hash": config, "workloads": workload_summary(specs, tests, args.scale)}
+    atomic_write(run_dir / "report.json", {**report, "meta": meta})
+    write_readiness(run_dir, verdict, meta, [], bad_inputs_rows(report), tests)
+    point_latest(reports, run_dir)
     with History(reports / "history.sqlite") as history:
-        history.add(run_id=run_dir.name, kind="gate", workload="all", scale=args.scale,
-                    code_hash=code, config_hash=config, ready=verdict.ready,
-                    metrics=_metrics(report), report_path=str(run_dir / "readiness.json"))
-    _print_summary(verdict, run_dir)
+        history.add(run_id=run_id, kind="gate", workload=",".join(s.name for s in specs),
+                    scale=args.scale, code_hash=code, config_hash=config, ready=verdict.ready,
+                    metrics=_metrics(tests), report_path=str(run_dir / "readiness.json"))
+    _print_summary(verdict, tests, run_dir)
     return EXIT_READY if verdict.ready else EXIT_NOT_READY
+
+
+def _metrics(tests: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    return [(str(m.get("name")), float(m["value"])) for t in tests
+            for m in t.get("measurements", []) if isinstance(m.get("value"), bool | int | float)]
+
+
+def _print_summary(verdict: Verdict, tests: list[dict[str, Any]], run_dir: Path) -> None:
+    for r in verdict.results:
+        measured = "—" if r.measured is None else f"{r.measured:.4g}"
+        name = r.id + (f" [{r.tier}]" if r.tier else "")
+        print(f"  {r.status.upper():14} {name}: {measured} {r.comparator} {r.threshold:g} "
+              f"{r.unit}" + (f"  ({r.note})" if r.note else ""))
+    for t in tests:
+        if t.get("outcome") in ("failed", "error", "inconclusive"):
+            reason = t.get("reason") or t.get("longrepr") or ""
+            print(f"  {t['outcome'].upper():14} {t['nodeid']}: {str(reason)[:400]}")
+            if t.get("replay"):
+                print(f"  {'':14} replay: {t['replay']}")
+    status = "READY" if verdict.ready else "NOT READY"
+    if verdict.ready and verdict.tests_inconclusive:
+        status += f" (with {len(verdict.tests_inconclusive)} inconclusive)"
+    print(f"preflight gate: {status}; report {run_dir / 'readiness.html'}")

@@ -18,16 +18,28 @@ CODE_SUFFIXES = (".py",)
 FILES_MAX = 20_000
 
 
+def _sources(root: Path) -> list[Path]:
+    """Our layout (harness/, src/) when present; anyone else's: every .py file under the
+    root outside hidden folders and virtual environments."""
+    dirs = [root / d for d in CODE_DIRS if (root / d).is_dir()] or [root]
+    skip = {"__pycache__", "venv", "node_modules"}
+    found = []
+    for directory in dirs:
+        for path in directory.rglob("*"):
+            parts = path.relative_to(root).parts
+            if any(part.startswith(".") or part in skip for part in parts[:-1]):
+                continue
+            if path.suffix in CODE_SUFFIXES and path.is_file():
+                found.append(path)
+                if len(found) > FILES_MAX:
+                    raise ValueError(f"{root}: more than {FILES_MAX} source files to hash")
+    return sorted(found)
+
+
 def code_hash(root: str | Path = ".") -> str:
     root = Path(root)
     digest = hashlib.sha256()
-    paths = sorted(
-        p
-        for d in CODE_DIRS
-        if (root / d).is_dir()
-        for p in (root / d).rglob("*")
-        if p.suffix in CODE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts
-    )
+    paths = _sources(root)
     if len(paths) > FILES_MAX:
         raise ValueError(f"{root}: more than {FILES_MAX} source files to hash")
     for path in paths:

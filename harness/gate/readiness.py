@@ -66,7 +66,7 @@ def _rows(verdict: Verdict) -> list[tuple[str, str, str, str, str]]:
             _evidence_text(r),
             _fmt(r.measured) + (f" {r.unit}" if r.measured is not None else ""),
             f"{r.comparator} {_fmt(r.threshold)} {r.unit}",
-            "PASS" if r.ok else "FAIL",
+            _status_text(r),
         )
         for r in verdict.results
     ]
@@ -85,14 +85,58 @@ def _rows(verdict: Verdict) -> list[tuple[str, str, str, str, str]]:
 
 
 HEADER = ("requirement", "evidence", "measured", "threshold", "result")
+EXPERIMENT_HEADER = ("workload", "experiment", "outcome", "why", "replay")
+_STATUS_TEXT = {"passed": "PASS", "failed": "FAIL", "inconclusive": "INCONCLUSIVE",
+                "not_applicable": "N/A"}
+
+
+def _status_text(result: RequirementResult) -> str:
+    if result.status:
+        return _STATUS_TEXT.get(result.status, result.status.upper())
+    return "PASS" if result.ok else "FAIL"
+
+
+def experiment_rows(tests: Sequence[dict[str, Any]]) -> list[tuple[str, str, str, str, str]]:
+    """One row per gate experiment: the failures, inconclusives and not-applicables first,
+    each with its reason and the command that replays it (pure)."""
+    order = {"failed": 0, "error": 0, "inconclusive": 1, "not_applicable": 2}
+    rows = []
+    for t in sorted(tests, key=lambda t: order.get(str(t.get("outcome")), 3)):
+        if "experiment" not in t:
+            continue
+        outcome = str(t.get("outcome"))
+        why = str(t.get("reason") or "")
+        if t.get("host") and outcome in ("inconclusive", "failed"):
+            why += f" [host: {t['host']}]"
+        if t.get("injected") is False and outcome != "not_applicable":
+            why += " [fault not injected]"
+        replay = str(t.get("replay", "")) if outcome in ("failed", "inconclusive") else ""
+        rows.append((str(t.get("workload")), str(t.get("experiment")),
+                     _STATUS_TEXT.get(outcome, outcome.upper()), why, replay))
+    return rows
+
+
+def _workload_lines(meta: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, info in (meta.get("workloads") or {}).items():
+        sizes = ", ".join(f"{k}={v}" for k, v in info.get("sizes", {}).items()) or "none"
+        lines.append(f"{name} ({info.get('spec')}): sizes {sizes}; experiments run: "
+                     f"{', '.join(info.get('run', [])) or 'none'}")
+        for exp, why in info.get("not_applicable", {}).items():
+            lines.append(f"{name}: {exp} not applicable: {why}")
+    return lines
 
 
 def to_markdown(
-    verdict: Verdict, meta: dict[str, Any], bad_inputs: Sequence[BadInputRow] = ()
+    verdict: Verdict, meta: dict[str, Any], bad_inputs: Sequence[BadInputRow] = (),
+    tests: Sequence[dict[str, Any]] = (),
 ) -> str:
     status = "READY" if verdict.ready else "NOT READY"
     lines = [f"# Readiness: {status}", ""]
-    lines += [f"- {k}: {v}" for k, v in meta.items()]
+    lines += [f"- {k}: {v}" for k, v in meta.items() if k != "workloads"]
+    workloads = _workload_lines(meta)
+    if workloads:
+        lines += ["", "## Workloads", ""] + [f"- {w}" for w in workloads]
     lines += ["", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += [
         "| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in _rows(verdict)
@@ -101,7 +145,13 @@ def to_markdown(
         lines += ["", "## Bad inputs tried", "", "| " + " | ".join(BAD_INPUTS_HEADER) + " |"]
         lines += ["|" + "---|" * len(BAD_INPUTS_HEADER)]
         lines += ["| " + " | ".join(_bad_input_cells(row)) + " |" for row in bad_inputs]
-    if verdict.tests_failed:
+    rows = experiment_rows(tests)
+    if rows:
+        lines += ["", "## Experiments", "", "| " + " | ".join(EXPERIMENT_HEADER) + " |",
+                  "|" + "---|" * len(EXPERIMENT_HEADER)]
+        lines += ["| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in row[:4])
+                  + (f" | `{row[4]}` |" if row[4] else " |  |") for row in rows]
+    elif verdict.tests_failed:
         lines += ["", "## Failed tests", ""] + [f"- `{n}`" for n in verdict.tests_failed]
     if verdict.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in verdict.notes]
@@ -127,6 +177,7 @@ def to_html(
     meta: dict[str, Any],
     plots: list[str],
     bad_inputs: Sequence[BadInputRow] = (),
+    tests: Sequence[dict[str, Any]] = (),
 ) -> str:
     status = "READY" if verdict.ready else "NOT READY"
     esc = html.escape
@@ -135,7 +186,14 @@ def to_html(
         f"<tr class='{row[-1].lower()}'>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
         for row in _rows(verdict)
     )
-    info = "".join(f"<li>{esc(str(k))}: {esc(str(v))}</li>" for k, v in meta.items())
+    info = "".join(f"<li>{esc(str(k))}: {esc(str(v))}</li>" for k, v in meta.items()
+                   if k != "workloads")
+    info += "".join(f"<li>{esc(w)}</li>" for w in _workload_lines(meta))
+    exp_head = "".join(f"<th>{esc(h)}</th>" for h in EXPERIMENT_HEADER)
+    exp_body = "".join(
+        f"<tr class='{row[2].lower().replace('/', '')}'>"
+        + "".join(f"<td>{esc(c)}</td>" for c in row[:4]) + f"<td><code>{esc(row[4])}</code></td>"
+        + "</tr>" for row in experiment_rows(tests))
     images = "".join(f"<figure><img src='{esc(p)}' alt='{esc(p)}'></figure>" for p in plots)
     failed = "".join(f"<li><code>{esc(n)}</code></li>" for n in verdict.tests_failed)
     return (
@@ -146,7 +204,9 @@ def to_html(
         f"<h1>Readiness: {status}</h1><ul>{info}</ul>"
         f"<table><tr>{head}</tr>{body}</table>"
         + _bad_inputs_html(bad_inputs)
-        + (f"<h2>Failed tests</h2><ul>{failed}</ul>" if failed else "")
+        + (f"<h2>Experiments</h2><table><tr>{exp_head}</tr>{exp_body}</table>"
+           if exp_body else "")
+        + (f"<h2>Failed tests</h2><ul>{failed}</ul>" if failed and not exp_body else "")
         + (f"<h2>Plots</h2>{images}" if images else "")
         + "</body></html>\n"
     )
@@ -158,6 +218,7 @@ def write_readiness(
     meta: dict[str, Any],
     plots: list[str],
     bad_inputs: Sequence[BadInputRow] = (),
+    tests: Sequence[dict[str, Any]] = (),
 ) -> list[Path]:
     """Write readiness.json/.md/.html atomically into ``out_dir``; returns the paths."""
     paths = [out_dir / "readiness.json", out_dir / "readiness.md", out_dir / "readiness.html"]
@@ -165,6 +226,9 @@ def write_readiness(
     if bad_inputs:
         doc["bad_inputs"] = [asdict(row) for row in bad_inputs]
     atomic_write(paths[0], doc)
-    atomic_write(paths[1], to_markdown(verdict, meta, bad_inputs))
-    atomic_write(paths[2], to_html(verdict, meta, plots, bad_inputs))
+    if tests:
+        doc["experiments"] = [dict(zip(EXPERIMENT_HEADER, row, strict=True))
+                              for row in experiment_rows(tests)]
+    atomic_write(paths[1], to_markdown(verdict, meta, bad_inputs, tests))
+    atomic_write(paths[2], to_html(verdict, meta, plots, bad_inputs, tests))
     return paths

@@ -19,6 +19,7 @@ class Evidence:
     name: str
     value: float
     tier: str | None = None  # the tier of the test that recorded it
+    inconclusive: bool = False  # taken while the host took the CPU (harness.experiments)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class RequirementResult:
     ok: bool
     note: str = ""
     tier: str | None = None  # the tier whose threshold applies (None: no evidence)
+    # passed | failed | inconclusive | not_applicable (harness.experiments.base.STATUSES)
+    status: str = ""
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Verdict:
     tests_total: int
     tests_failed: tuple[str, ...]
     notes: tuple[str, ...] = field(default=())
+    tests_inconclusive: tuple[str, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,9 +68,9 @@ def collect_evidence(report: dict[str, Any], metric: str) -> list[Evidence]:
             value = _number(item.get("value"))
             if value is not None and (name == metric or name.endswith("." + metric)):
                 tier = test.get("tier")
-                found.append(
-                    Evidence(str(test.get("nodeid", "?")), name, value, str(tier) if tier else None)
-                )
+                unsure = bool(item.get("inconclusive")) or test.get("outcome") == "inconclusive"
+                found.append(Evidence(str(test.get("nodeid", "?")), name, value,
+                                      str(tier) if tier else None, unsure))
     return found
 
 
@@ -74,11 +78,35 @@ def _meets(value: float, comparator: str, threshold: float) -> bool:
     return value <= threshold if comparator == "<=" else value >= threshold
 
 
+def _metrics_of(report: dict[str, Any], outcomes: tuple[str, ...]) -> set[str]:
+    """The policy metrics that experiments with these outcomes would give evidence for."""
+    return {str(m) for t in report.get("tests", []) if t.get("outcome") in outcomes
+            for m in t.get("metrics", [])}
+
+
+def _no_evidence(report: dict[str, Any], requirement: Requirement, policy: Policy
+                 ) -> tuple[str, bool, str]:
+    """(status, ok, note) for a requirement that nothing measured (pure). A gate made of
+    experiments knows which metrics it set out to measure: one that no applicable
+    experiment gives is not applicable; one whose experiment was inconclusive is
+    inconclusive; one it expected and did not get fails for lack of evidence."""
+    planned = "experiments" in report
+    if planned and requirement.metric in _metrics_of(report, ("inconclusive",)):
+        return ("inconclusive", policy.on_inconclusive != "fail",
+                "its experiment was inconclusive")
+    expected = _metrics_of(report, ("passed", "failed"))
+    if planned and requirement.metric not in expected:
+        return "not_applicable", True, "no applicable experiment measures this"
+    ok = not policy.require_evidence
+    return ("passed" if ok else "failed"), ok, "no readiness test recorded this measurement"
+
+
 def evaluate_requirement(
     report: dict[str, Any], requirement: Requirement, policy: Policy
 ) -> list[RequirementResult]:
     """One result per tier that has evidence, each judged by that tier's threshold; one
-    result without evidence when no test recorded the metric."""
+    result without evidence when no test recorded the metric. Evidence taken while the host
+    took the CPU can make a requirement inconclusive, never failed."""
     def result(
         threshold: float, measured: float | None, items: list[Evidence], ok: bool, **extra: Any
     ) -> RequirementResult:
@@ -96,19 +124,36 @@ def evaluate_requirement(
 
     evidence = collect_evidence(report, requirement.metric)
     if not evidence:
-        note = "no readiness test recorded this measurement"
-        return [result(requirement.threshold, None, [], not policy.require_evidence, note=note)]
+        status, ok, note = _no_evidence(report, requirement, policy)
+        return [result(requirement.threshold, None, [], ok, note=note, status=status)]
     by_tier: dict[str | None, list[Evidence]] = {}
     for item in evidence:
         by_tier.setdefault(item.tier, []).append(item)
     results = []
     for tier, items in by_tier.items():
         threshold = policy.threshold(requirement, tier)
-        values = [e.value for e in items]
-        worst = max(values) if requirement.comparator == "<=" else min(values)
-        ok = _meets(worst, requirement.comparator, threshold)
-        results.append(result(threshold, worst, items, ok, tier=tier))
+        status, worst = _judge_tier(items, requirement.comparator, threshold)
+        ok = status == "passed" or (status == "inconclusive"
+                                    and policy.on_inconclusive != "fail")
+        note = "measured while the host took the CPU" if status == "inconclusive" else ""
+        results.append(result(threshold, worst, items, ok, tier=tier, status=status, note=note))
     return results
+
+
+def _judge_tier(items: list[Evidence], comparator: str, threshold: float
+                ) -> tuple[str, float]:
+    """(status, worst value): a failing conclusive value fails; a failing value taken on a
+    disturbed host alone is inconclusive (pure)."""
+    def worst_of(values: list[float]) -> float:
+        return max(values) if comparator == "<=" else min(values)
+
+    sure = [e.value for e in items if not e.inconclusive]
+    unsure = [e.value for e in items if e.inconclusive]
+    if sure and not _meets(worst_of(sure), comparator, threshold):
+        return "failed", worst_of(sure)
+    if unsure and not _meets(worst_of(unsure), comparator, threshold):
+        return "inconclusive", worst_of(unsure)
+    return "passed", worst_of(sure + unsure)
 
 
 def _failed_tests(report: dict[str, Any]) -> tuple[str, ...]:
@@ -124,12 +169,18 @@ def validate_ready_for_production(report: dict[str, Any], policy: Policy | None 
     )
     tests = report.get("tests", [])
     failed = _failed_tests(report)
+    unsure = tuple(t.get("nodeid", "?") for t in tests if t.get("outcome") == "inconclusive")
     notes = []
     if not tests:
         notes.append("no readiness test ran: nothing proves the job is ready")
     if failed and policy.require_all_tests_pass:
         notes.append(f"{len(failed)} readiness test(s) failed")
+    if unsure:
+        notes.append(f"{len(unsure)} experiment(s) inconclusive: the host took the CPU while "
+                     f"they measured (on_inconclusive = {policy.on_inconclusive!r})")
     ready = bool(tests) and all(r.ok for r in results)
     if policy.require_all_tests_pass:
         ready = ready and not failed
-    return Verdict(ready, results, len(tests), failed, tuple(notes))
+    if policy.on_inconclusive == "fail":
+        ready = ready and not unsure
+    return Verdict(ready, results, len(tests), failed, tuple(notes), unsure)

@@ -1,0 +1,173 @@
+"""Run the readiness experiments of the gate: the cheap ones side by side (a thread each,
+up to the CPU count: they spend their time waiting on the job's subprocesses), then the
+wall-clock ones alone, so that no neighbour's load reads as the job's slowdown. An
+inconclusive timing result is made again when the policy says so (bounded). Every
+experiment becomes one entry of the gate's report, shaped like a session report's test."""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness import hostload
+from harness.experiments.base import (
+    FAIL,
+    INCONCLUSIVE,
+    NOT_APPLICABLE,
+    Context,
+    Experiment,
+    Finding,
+    replay_command,
+)
+from harness.spec import WorkloadSpec
+
+HEARTBEAT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Planned:
+    spec: WorkloadSpec
+    experiment: Experiment
+    not_applicable: str | None  # the reason, when the spec does not give its inputs
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.name}::{self.experiment.name}"
+
+
+def plan(specs: Sequence[WorkloadSpec], only: Sequence[str] = ()) -> list[Planned]:
+    """Every (workload, experiment) pair in run order; ``only`` keeps the named experiments
+    (pure over the specs)."""
+    from harness.experiments import for_spec
+
+    out = []
+    for spec in specs:
+        for exp in for_spec(spec):
+            if only and exp.name not in only and exp.name.split(".")[0] not in only:
+                continue
+            out.append(Planned(spec, exp, exp.applicable(spec)))
+    return out
+
+
+class Progress:
+    """Live progress: the current experiments, done/total and an ETA, printed as each one
+    starts and ends and at least every HEARTBEAT_S (plain lines: CI logs are not TTYs)."""
+
+    def __init__(self, total: int, out: TextIO | None, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.total, self.out, self.clock = total, out, clock
+        self.done, self.started = 0, clock()
+        self.running: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def eta_s(self) -> float | None:
+        """Mean time per finished experiment times those left (pure over the state)."""
+        if not self.done:
+            return None
+        return (self.clock() - self.started) / self.done * (self.total - self.done)
+
+    def line(self) -> str:
+        eta = self.eta_s()
+        now = self.clock()
+        current = ", ".join(f"{k} ({now - t:.0f} s)" for k, t in self.running.items()) or "-"
+        eta_text = "ETA ?" if eta is None else f"ETA {eta:.0f} s"
+        return f"[{self.done}/{self.total}] {eta_text}; running: {current}"
+
+    def say(self, text: str) -> None:
+        if self.out is not None:
+            print(f"preflight gate: {text}", file=self.out, flush=True)
+
+    def begin(self, label: str) -> None:
+        with self._lock:
+            self.running[label] = self.clock()
+            self.say(self.line())
+
+    def end(self, label: str, status: str) -> None:
+        with self._lock:
+            self.running.pop(label, None)
+            self.done += 1
+            self.say(f"{label}: {status}. {self.line()}")
+
+    def __enter__(self) -> Progress:
+        if self.out is not None:
+            self._thread = threading.Thread(target=self._beat, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=HEARTBEAT_S)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            with self._lock:
+                self.say(self.line())
+
+
+def _execute(item: Planned, ctx: Context) -> Finding:
+    try:
+        return item.experiment.execute(ctx)
+    except Exception as exc:  # noqa: BLE001 - an experiment that breaks is a failed one
+        where = traceback.format_exception_only(exc)[-1].strip()
+        return Finding(item.experiment.name, FAIL, (), f"the experiment raised {where}")
+
+
+def _run_one(item: Planned, ctx: Context, reruns: int, progress: Progress) -> dict[str, Any]:
+    if item.not_applicable is not None:
+        finding = Finding(item.experiment.name, NOT_APPLICABLE, (), item.not_applicable)
+        progress.end(item.label, NOT_APPLICABLE)
+        return entry(item, ctx, finding, 0.0, 0)
+    progress.begin(item.label)
+    started = time.monotonic()
+    finding = _execute(item, ctx)
+    attempts = 1
+    while finding.status == INCONCLUSIVE and item.experiment.timing and attempts <= reruns:
+        attempts += 1
+        finding = _execute(item, replace(ctx, attempt=attempts))
+    progress.end(item.label, finding.status)
+    return entry(item, ctx, finding, time.monotonic() - started, attempts)
+
+
+def entry(item: Planned, ctx: Context, finding: Finding, wall_s: float, attempts: int
+          ) -> dict[str, Any]:
+    """One experiment as a report entry (pure)."""
+    inconclusive = finding.status == INCONCLUSIVE
+    return {
+        "nodeid": item.label, "workload": item.spec.name, "experiment": item.experiment.name,
+        "outcome": finding.status, "tier": ctx.tier, "reason": finding.reason,
+        "host": finding.host, "injected": finding.injected, "wall_s": round(wall_s, 2),
+        "attempts": attempts, "timing": item.experiment.timing,
+        "metrics": list(item.experiment.metrics),
+        "replay": replay_command(item.spec, ctx.tier, item.experiment.name),
+        "measurements": [{"name": f"{item.spec.name}.{m.name}", "value": m.value,
+                          "unit": m.unit, "inconclusive": inconclusive}
+                         for m in finding.measurements],
+    }
+
+
+def run_planned(items: Sequence[Planned], *, tier: str, base_dir: Path,
+                bounds: Mapping[str, float], seed: int = 0, reruns: int = 0,
+                out: TextIO | None = None, workers: int | None = None) -> list[dict[str, Any]]:
+    """Run every planned experiment; returns their report entries in plan order."""
+    def ctx_for(item: Planned) -> Context:
+        return Context(item.spec, tier, base_dir / item.spec.name, seed, bounds)
+
+    results: dict[int, dict[str, Any]] = {}
+    side = [(i, it) for i, it in enumerate(items) if not it.experiment.timing]
+    alone = [(i, it) for i, it in enumerate(items) if it.experiment.timing]
+    with Progress(len(items), out) as progress:
+        with ThreadPoolExecutor(max_workers=workers or hostload.cpu_count()) as pool:
+            futures = {i: pool.submit(_run_one, it, ctx_for(it), 0, progress) for i, it in side}
+            results.update({i: f.result() for i, f in futures.items()})
+        for i, it in alone:
+            results[i] = _run_one(it, ctx_for(it), reruns, progress)
+    return [results[i] for i in range(len(items))]
