@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from durable.errors import BadInputError
+from harness.spec import toml_shape_problem
 
 POLICY_BYTES_MAX = 1 << 20
 THRESHOLD_ABS_MAX = 1e300
@@ -91,6 +92,19 @@ _REQUIREMENTS: dict[str, tuple[str, str, float, str, str]] = {
     ),
 }
 _FLAGS = {"require_all_tests_pass": True, "require_evidence": True}
+# The range a threshold may take, by unit: a bound outside it disables its requirement
+# (min_exact_resume = -1 passes every resume; a ratio above 1 can never be reached).
+_UNIT_RANGES: dict[str, tuple[float, float]] = {
+    "bool": (0.0, 1.0),
+    "ratio": (0.0, 1.0),
+    "fraction": (0.0, 1.0),
+}
+_DEFAULT_RANGE = (0.0, THRESHOLD_ABS_MAX)
+# Invariants, not tunables: any bound above zero lets that many silent corruptions, lost or
+# duplicated items or parser crashes through a gate that says the job is safe.
+_ZERO_ONLY = frozenset(
+    {"max_silent_corruptions", "max_lost_items", "max_duplicate_items", "max_parser_crashes"}
+)
 # What an inconclusive timing measurement (taken while the host stole the CPU) means for the
 # launch: "fail" (no evidence, no launch), "warn" (ready, said plainly), "rerun" (measure
 # again, at most inconclusive_reruns times, then warn).
@@ -178,8 +192,25 @@ def _thresholds(table: dict[str, Any], where: str) -> dict[str, float]:
             raise BadInputError(f"{where}: [tool.preflight.gate] {key} must be a number")
         if not -THRESHOLD_ABS_MAX <= value <= THRESHOLD_ABS_MAX:  # inf or a 400-digit int
             raise BadInputError(f"{where}: [tool.preflight.gate] {key} must be a finite number")
+        _check_range(key, float(value), where)
         thresholds[key] = float(value)
     return thresholds
+
+
+def _check_range(key: str, value: float, where: str) -> None:
+    """BadInputError naming the file and key when ``value`` would disable the requirement."""
+    if key in _ZERO_ONLY:
+        if value != 0:
+            raise BadInputError(
+                f"{where}: [tool.preflight.gate] {key} must be 0 (an invariant), got {value:g}"
+            )
+        return
+    unit = _REQUIREMENTS[key][3]
+    low, high = _UNIT_RANGES.get(unit, _DEFAULT_RANGE)
+    if not low <= value <= high:
+        raise BadInputError(
+            f"{where}: [tool.preflight.gate] {key} must be in [{low:g}, {high:g}], got {value:g}"
+        )
 
 
 def load_policy(pyproject: str | Path = "pyproject.toml", scale: str | None = None) -> Policy:
@@ -199,7 +230,11 @@ def preflight_table(path: Path) -> dict[str, Any]:
     if path.stat().st_size > POLICY_BYTES_MAX:
         raise BadInputError(f"{path}: larger than {POLICY_BYTES_MAX} bytes")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        problem = toml_shape_problem(text)
+        if problem is not None:
+            raise BadInputError(f"{path}: refused before parsing: {problem}")
+        data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadInputError(f"{path}: invalid TOML: {exc}") from None
     except RecursionError:  # tomllib recurses per nesting level
