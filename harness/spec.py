@@ -35,6 +35,45 @@ SPEC_KEYS = frozenset(
      "readiness"}
 )
 SIZE_MAX = 10**12
+TIMEOUT_S_MAX = 30 * 86_400.0  # a soak runs days, not months; inf is refused
+# tomllib's cost grows with the square of a dotted key's parts (40 KB of `a.a.a...` took
+# 2.4 GB) and it recurses per bracket level; no real spec or policy comes near these.
+TOML_KEY_PARTS_MAX = 32
+TOML_DEPTH_MAX = 32
+_TOML_STRING_OR_COMMENT = re.compile(
+    r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:\\.|[^"\\\n])*"|\'[^\'\n]*\'|#[^\n]*'
+)
+# A run of key characters and dots: a dotted key (or a float, which has one dot).
+_TOML_DOTTED = re.compile(r'[A-Za-z0-9_\-"\' \t]+(?:\.[A-Za-z0-9_\-"\' \t]+)+')
+
+
+def _blank_strings(text: str) -> str:
+    """``text`` with every string literal emptied and comments removed, so that only the
+    document's structure (keys, brackets) is left to measure."""
+
+    def keep_quotes(match: re.Match[str]) -> str:
+        token = match.group()
+        return "" if token.startswith("#") else '""'
+
+    return _TOML_STRING_OR_COMMENT.sub(keep_quotes, text)
+
+
+def toml_shape_problem(text: str) -> str | None:
+    """Why ``text`` is too costly to hand to tomllib (a key with too many dotted parts,
+    brackets nested too deeply), or None. Linear in the text; run before parsing."""
+    structure = _blank_strings(text)
+    for match in _TOML_DOTTED.finditer(structure):
+        parts = match.group().count(".") + 1
+        if parts > TOML_KEY_PARTS_MAX:
+            line = structure.count("\n", 0, match.start()) + 1
+            return f"line {line}: a dotted key of {parts} parts (at most {TOML_KEY_PARTS_MAX})"
+    depth = deepest = 0
+    for char in re.findall(r"[\[\]{}]", structure):
+        depth = depth + 1 if char in "[{" else max(0, depth - 1)
+        deepest = max(deepest, depth)
+        if deepest > TOML_DEPTH_MAX:
+            return f"brackets nested deeper than {TOML_DEPTH_MAX} levels"
+    return None
 
 
 
@@ -253,6 +292,10 @@ def _parse_regex(value: Any, where: str) -> str:
 def _parse_timeout(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise SpecError(f"{where}: must be a positive number of seconds, got {value!r}")
+    if not value <= TIMEOUT_S_MAX:  # also inf: every wait takes a finite bound
+        raise SpecError(
+            f"{where}: must be at most {TIMEOUT_S_MAX:.0f} s (30 days), got {value!r}"
+        )
     return float(value)
 
 
@@ -336,8 +379,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
     if len(data) > SPEC_BYTES_MAX:
         raise SpecError(f"{path}: larger than {SPEC_BYTES_MAX} bytes; not a workload spec")
     try:
-        return tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: invalid TOML: {exc}") from None
+    problem = toml_shape_problem(text)
+    if problem is not None:
+        raise SpecError(f"{path}: refused before parsing: {problem}")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: invalid TOML: {exc}") from None
     except RecursionError:  # tomllib recurses per nesting level: [[[[...]]]] is hostile
         raise SpecError(f"{path}: invalid TOML: nested too deeply") from None
