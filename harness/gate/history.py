@@ -123,11 +123,18 @@ class History:
             raise BadInputError(f"history: directory {self.path.parent} does not exist")
         try:
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.DatabaseError as exc:
+            raise DurableError(f"{self.path}: cannot open the history database: {exc}") from None
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
             self._migrate()
         except sqlite3.DatabaseError as exc:
+            self._db.close()
             raise DurableError(f"{self.path}: not a usable history database: {exc}") from None
+        except DurableError:
+            self._db.close()  # e.g. a database from a newer preflight
+            raise
 
     def _migrate(self) -> None:
         """Bring the schema to SCHEMA_VERSION; refuse a database from a newer preflight."""

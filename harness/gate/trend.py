@@ -64,7 +64,7 @@ def build_series(
 ) -> tuple[list[Series], list[str]]:
     """Series per measurement over ``rows`` (newest first, as History.results returns them)
     and the names skipped for having fewer than POINTS_MIN points."""
-    ordered = [r for r in reversed(rows[:PLOT_RUNS_MAX]) if r.kind == kind]
+    ordered = list(reversed([r for r in rows if r.kind == kind][:PLOT_RUNS_MAX]))
     names = sorted({n for r in ordered for n in values.get(r.id, {})})
     series, skipped = [], []
     for name in names:
@@ -139,9 +139,13 @@ def _row_cells(series: Series) -> list[str]:
 _HEADERS = ["measurement", "points", "baseline", "latest", "latest vs baseline", "better"]
 
 
+def _kinds(series: Sequence[Series], skipped: Mapping[str, Sequence[str]]) -> list[str]:
+    return sorted({s.kind for s in series} | {k for k, names in skipped.items() if names})
+
+
 def to_markdown(series: Sequence[Series], skipped: Mapping[str, Sequence[str]]) -> str:
     lines = ["# Measurement trends", ""]
-    for kind in sorted({s.kind for s in series} | set(skipped)):
+    for kind in _kinds(series, skipped):
         lines += [f"## {kind}", "", "| " + " | ".join(_HEADERS) + " |",
                   "|" + "---|" * len(_HEADERS)]
         of_kind = [s for s in series if s.kind == kind]
@@ -157,7 +161,7 @@ def to_markdown(series: Sequence[Series], skipped: Mapping[str, Sequence[str]]) 
 def to_html(series: Sequence[Series], skipped: Mapping[str, Sequence[str]]) -> str:
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Measurement trends"
              "</title></head><body><h1>Measurement trends</h1>"]
-    for kind in sorted({s.kind for s in series} | set(skipped)):
+    for kind in _kinds(series, skipped):
         parts.append(f"<h2>{html.escape(kind)}</h2><table border='1'><tr>"
                      + "".join(f"<th>{h}</th>" for h in _HEADERS) + "</tr>")
         of_kind = [s for s in series if s.kind == kind]

@@ -55,6 +55,8 @@ def test_old_database_migrates_and_keeps_its_results(tmp_path):
         assert history.metric_values(new_id) == {"datagen.leak_bytes_per_unit": [90.0]}
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        # An older preflight reads `SELECT *` by position: the results table is unchanged.
+        assert [len(r) for r in db.execute("SELECT * FROM results")] == [10, 10]
     with History(path) as history:  # a second open finds it migrated and keeps the baseline
         assert history.baselines() == {"gate": 1}
 
