@@ -87,12 +87,12 @@ def _compare(history: History, request: HistoryRequest, thresholds: list[cmp.Thr
     spec_a, spec_b = request.compare or (cmp.BASELINE, cmp.LATEST)
     a, b = cmp.resolve_pair(spec_a, spec_b, _snapshot(history), request.kind, request.baseline)
     changes = cmp.compare_values(history.metric_values(a.row.id), history.metric_values(b.row.id))
+    breaches = cmp.check_thresholds(thresholds, changes)  # raises before any table is printed
     print(f"A: {_describe(a)}\nB: {_describe(b)}")
     for change in changes:
         print("  " + _change_line(change))
-    breaches = cmp.check_thresholds(thresholds, changes)
     for breach in breaches:
-        print(f"FAIL --fail-on {breach.threshold.text!r}: {_change_line(breach.change)}")
+        print(_breach_line(breach))
     if thresholds and not breaches:
         print(f"fail-on: all {len(thresholds)} threshold(s) hold")
     return EXIT_FAILED if breaches else EXIT_OK
@@ -110,6 +110,15 @@ def _change_line(change: cmp.Change) -> str:
         text += f"  ({change.delta:+.4g}, {change.percent:+.1f}%)"
     better = "higher" if change.higher_is_better else "lower"
     return f"{text}  [{better} is better]"
+
+
+def _breach_line(breach: cmp.Breach) -> str:
+    change = breach.change
+    moved = "missing from B: the evidence is gone"
+    if change.delta is not None and change.percent is not None:
+        moved = f"{change.delta:+.4g}, {change.percent:+.1f}%"
+    return (f"FAIL --fail-on {breach.threshold.text!r}: {change.name} "
+            f"{_number(change.a)} -> {_number(change.b)} ({moved})")
 
 
 def _trend(history: History, reports: Path, request: HistoryRequest) -> int:
