@@ -9,12 +9,14 @@ import contextlib
 import ctypes
 import itertools
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -30,6 +32,12 @@ TERMINATE_GRACE_S = 5.0
 PROGRESS_POLL_S = 0.02
 TEXT_BYTES_MAX = 16 << 20  # stdout_text()/stderr_text() return at most the last this-many
 PARENT_GONE_EXIT = 125
+# Every process of a Run carries this variable (inherited through fork/exec, setsid and
+# double forks alike), so a descendant that left the process group is still found.
+ENV_RUN_TOKEN = "PREFLIGHT_RUN_TOKEN"
+ENVIRON_BYTES_MAX = 1 << 20  # /proc/PID/environ read at most this far
+LEFTOVER_SCAN_PIDS_MAX = 100_000  # a host with more processes is scanned this far
+LEFTOVER_KILL_WAIT_S = 5.0
 
 class RunError(RuntimeError):
     """A Run could not be started, or its process group would not die."""
@@ -73,6 +81,13 @@ def _child_setup(parent_pid: int, preexec: Callable[[], None] | None) -> Callabl
     return setup
 
 
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
 def _kill_group(pgid: int, sig: int) -> bool:
     """Signal a whole process group; False when no member is left."""
     try:
@@ -90,6 +105,73 @@ def _tail_text(path: Path, bytes_max: int = TEXT_BYTES_MAX) -> str:
             return handle.read(bytes_max).decode("utf-8", errors="replace")
     except FileNotFoundError:
         return ""
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A process the job left running after it ended (outside its process group)."""
+
+    pid: int
+    cmdline: str
+
+
+def _has_token(pid: int, needle: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            environ = handle.read(ENVIRON_BYTES_MAX)
+    except OSError:  # gone, or another user's
+        return False
+    return needle in b"\0" + environ
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            raw = handle.read(4096)
+    except OSError:
+        return "?"
+    return raw.replace(b"\0", b" ").decode("utf-8", errors="replace").strip()[:200]
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read(1024)
+    except OSError:
+        return False
+    return stat.rpartition(b")")[2].split()[:1] != [b"Z"]
+
+
+def tagged_processes(token: str, exclude: frozenset[int] = frozenset()) -> list[int]:
+    """Live processes whose environment carries ``ENV_RUN_TOKEN=token`` (bounded scan)."""
+    needle = f"\0{ENV_RUN_TOKEN}={token}\0".encode()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    pids = [int(e) for e in entries[:LEFTOVER_SCAN_PIDS_MAX] if e.isdigit()]
+    me = os.getpid()
+    return [
+        pid
+        for pid in pids
+        if pid != me and pid not in exclude and _has_token(pid, needle) and _alive(pid)
+    ]
+
+
+def kill_leftovers(token: str, group: int) -> list[Leftover]:
+    """SIGKILL every live process carrying ``token`` outside process group ``group`` (its
+    members are the group kill's); what was found (bounded wait)."""
+    found = [
+        Leftover(pid, _cmdline(pid)) for pid in tagged_processes(token) if _pgid(pid) != group
+    ]
+    for item in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(item.pid, signal.SIGKILL)
+    deadline = time.monotonic() + LEFTOVER_KILL_WAIT_S
+    while any(_alive(item.pid) for item in found) and time.monotonic() < deadline:
+        time.sleep(PROGRESS_POLL_S)
+    return found
 
 
 def base_env() -> dict[str, str]:
@@ -135,7 +217,13 @@ class Run:
         self.params["workdir"] = str(self.workdir)
         self.resume = resume
         self.argv = spec.job_argv(self.params, resume=resume)
-        self.env = {**base_env(), **spec.job_env(self.params), **(env or {})}
+        self.token = secrets.token_hex(8)
+        self.env = {
+            **base_env(),
+            **spec.job_env(self.params),
+            **(env or {}),
+            ENV_RUN_TOKEN: self.token,
+        }
         self.sample_interval_s = sample_interval_s
         self.cwd = Path(cwd) if cwd is not None else spec.spec_dir
         # Logs live beside the workdir, not in it: the job owns its workdir, and a verifier
@@ -156,6 +244,9 @@ class Run:
         self._cpu_at_start: hostload.CpuTimes | None = None
         self.returncode: int | None = None
         self.timed_out = False
+        # Processes the job left behind outside its process group (setsid, double fork):
+        # killed when the Run ends and listed here, so the caller reports them as a failure.
+        self.leftovers: list[Leftover] = []
         # The host's share of this machine's CPU while the job ran (harness.hostload).
         self.host_steal_fraction: float | None = None
 
@@ -280,6 +371,8 @@ class Run:
         # The job is the group: a grandchild left running would keep writing to the
         # workdir under the next run's feet.
         _kill_group(self.pid, signal.SIGKILL)
+        # A descendant that escaped the group (setsid) is found by the token it inherited.
+        self.leftovers = kill_leftovers(self.token, self.pid)
         if self._sampler is not None:
             self._sampler.stop()
 
@@ -338,7 +431,14 @@ class Run:
     def describe(self) -> str:
         """One line for failure messages: what ran, how it ended, where its output is."""
         ended = "timed out" if self.timed_out else f"exit {self.returncode}"
-        return f"{self.spec.name}: {' '.join(self.argv)} -> {ended} ({self.stderr_path})"
+        left = ""
+        if self.leftovers:
+            first = self.leftovers[0]
+            left = (
+                f"; left {len(self.leftovers)} process(es) running outside its process group "
+                f"(killed; first: pid {first.pid} {first.cmdline!r})"
+            )
+        return f"{self.spec.name}: {' '.join(self.argv)} -> {ended}{left} ({self.stderr_path})"
 
 
 # ---------------------------------------------------------------------------- auxiliaries
