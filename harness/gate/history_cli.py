@@ -3,7 +3,8 @@
 Thin I/O around harness/gate/compare.py (the rules) and harness/gate/trend.py (the plots):
 read a bounded snapshot of the history, let the pure functions decide, print, exit.
 Exit codes: 0 ok; 1 a --fail-on threshold was exceeded or --trend flagged a regression;
-2 bad input (a malformed --fail-on, an unknown run, no history), named on stderr.
+2 bad input (a malformed --fail-on, an unknown run, no or an unusable history), named
+on stderr.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from durable.errors import BadInputError
+from durable.errors import BadInputError, DurableError
 from harness.gate import compare as cmp
 from harness.gate.history import HISTORY_ROWS_MAX, History, ResultRow
 from harness.gate.trend import PLOT_RUNS_MAX, build_series, write_trend
@@ -40,7 +41,7 @@ class HistoryRequest:
 def history_main(reports: Path, request: HistoryRequest) -> int:
     try:
         return _run(reports, request)
-    except BadInputError as exc:
+    except DurableError as exc:  # bad input, or a history file that is not a usable database
         print(f"preflight report: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -114,9 +114,13 @@ def test_bad_history_input_exits_2_naming_it(reports, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-def test_no_history_is_bad_input(tmp_path, capsys):
-    assert cli_main(["report", "--dir", str(tmp_path), "--compare", "latest", "baseline"]) == 2
+def test_no_or_unusable_history_is_bad_input(tmp_path, capsys):
+    argv = ["report", "--dir", str(tmp_path), "--compare", "latest", "baseline"]
+    assert cli_main(argv) == 2
     assert "history.sqlite does not exist" in capsys.readouterr().err
+    (tmp_path / "history.sqlite").write_bytes(b"not sqlite " * 200)
+    assert cli_main(argv) == 2
+    assert "not a usable history database" in capsys.readouterr().err
 
 
 def test_series_skip_lone_points_and_locate_the_baseline():
