@@ -32,7 +32,7 @@ DEFAULT_SEED = 0
 ARGV_KEYS = ("command", "resume", "verify", "fingerprint", "prepare", "launcher")
 SPEC_KEYS = frozenset(
     {*ARGV_KEYS, "progress", "progress_regex", "checkpoints", "env", "scale", "timeout_s",
-     "readiness"}
+     "readiness", "sigterm"}
 )
 SIZE_MAX = 10**12
 TIMEOUT_S_MAX = 30 * 86_400.0  # a soak runs days, not months; inf is refused
@@ -144,6 +144,9 @@ class WorkloadSpec:
     prepare: tuple[str, ...] | None = None
     launcher: tuple[str, ...] = ()  # argv prefix for command/resume, e.g. torchrun
     timeout_s: float | None = None
+    # What SIGTERM must do (preflight check): "graceful" = exit 75 or 0 after a checkpoint;
+    # "any" (default: what a job without a handler honours) = any exit, exact resume.
+    sigterm: str = "any"
     # What the gate's readiness experiments need (harness.spec_readiness); optional.
     readiness: Readiness = field(default_factory=Readiness)
 
@@ -299,6 +302,15 @@ def _parse_timeout(value: Any, where: str) -> float:
     return float(value)
 
 
+SIGTERM_MODES = ("graceful", "any")
+
+
+def _parse_sigterm(value: Any, where: str) -> str:
+    if value not in SIGTERM_MODES:
+        raise SpecError(f"{where}: must be one of {', '.join(SIGTERM_MODES)}, got {value!r}")
+    return str(value)
+
+
 def _templates(spec: WorkloadSpec) -> Iterable[tuple[str, str]]:
     """Every (key, template) pair of a spec, for placeholder validation."""
     for key in ARGV_KEYS:
@@ -348,6 +360,8 @@ def parse_spec(name: str, table: Any, source: Path, section: str) -> WorkloadSpe
         fields["scale"] = MappingProxyType(
             {tier: MappingProxyType(sizes) for tier, sizes in scale.items()}
         )
+    if "sigterm" in table:
+        fields["sigterm"] = _parse_sigterm(table["sigterm"], f"{where} key 'sigterm'")
     if "timeout_s" in table:
         fields["timeout_s"] = _parse_timeout(table["timeout_s"], f"{where} key 'timeout_s'")
     if "readiness" in table:
