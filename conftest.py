@@ -6,4 +6,7 @@ only when plugin autoloading is off, so it is never registered twice.
 
 import os
 
-pytest_plugins = ["harness.plugin"] if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else []
+# This repository's own scheduling of wall-clock tests (not part of the installed plugin).
+pytest_plugins = ["suites.timing_plugin"]
+if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+    pytest_plugins.insert(0, "harness.plugin")

@@ -1,0 +1,157 @@
+"""The readiness experiments' pure judges and the gate verdict's statuses, on recorded or
+synthetic observations: no job runs, no clock."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from harness.experiments.accounting import (
+    AccountingError,
+    AccountingObservation,
+    judge_accounting,
+    lost_and_duplicated,
+    parse_items,
+)
+from harness.experiments.base import FAIL, INCONCLUSIVE, NOT_APPLICABLE, PASS, timing_status
+from harness.experiments.faults import BatteryObservation, RowSummary, judge_battery
+from harness.experiments.lifecycle import (
+    CompletionObservation,
+    DriftObservation,
+    judge_completion,
+    judge_drift,
+)
+from harness.experiments.overhead import OverheadObservation, judge_overhead
+from harness.experiments.stability import StabilityObservation, judge_stability
+from harness.gate.policy import policy_from_table
+from harness.gate.verdict import validate_ready_for_production
+
+
+def completion(**changes) -> CompletionObservation:
+    base = dict(returncode=0, timed_out=False, progress=(96, 96), published_monotone=True,
+                checkpoint_files=3, checkpoints_declared=True, verify_rc=0, wall_s=1.0,
+                stderr_tail="")
+    return CompletionObservation(**{**base, **changes})
+
+
+def test_completion_needs_exit_0_full_progress_checkpoints_and_valid_output() -> None:
+    assert judge_completion(completion()).status == PASS
+    early = judge_completion(completion(progress=(41, 96)))
+    assert early.status == FAIL and "41/96" in early.reason
+    assert "exit 1" in judge_completion(completion(returncode=1)).reason
+    assert "checkpoints" in judge_completion(completion(checkpoint_files=0)).reason
+    assert "verify exited 3" in judge_completion(completion(verify_rc=3)).reason
+    assert judge_completion(completion(progress=(41, 0))).status == PASS  # total unknown
+
+
+def test_drift_must_be_refused_and_leave_the_output_as_it_was() -> None:
+    ok = DriftObservation(0, 2, "seed", 0, "abc", "abc", "")
+    assert judge_drift(ok).status == PASS
+    accepted = judge_drift(DriftObservation(0, 0, "seed", 0, "abc", "abc", ""))
+    assert accepted.status == FAIL and "seed" in accepted.reason
+    changed = judge_drift(DriftObservation(0, 2, "seed", 0, "abc", "xyz", ""))
+    assert changed.status == FAIL and "fingerprint" in changed.reason
+
+
+def test_items_accounting_counts_lost_and_duplicated() -> None:
+    assert lost_and_duplicated(5, [0, 1, 1, 3, 4, 9]) == (1, 2)
+    assert parse_items('{"total": 3, "items": [0, 1, 2]}') == (3, [0, 1, 2])
+    for bad in ("nope", '{"total": -1, "items": []}', '{"total": 2, "items": [true]}'):
+        with pytest.raises(AccountingError):
+            parse_items(bad)
+    clean = judge_accounting(AccountingObservation(True, 0, 3, (0, 1, 2), 0, ""))
+    assert clean.status == PASS
+    lossy = judge_accounting(AccountingObservation(True, 0, 3, (0, 0), 0, ""))
+    assert lossy.status == FAIL and "2 item(s) lost and 1 committed twice" in lossy.reason
+
+
+def verdict(ok: bool, conclusive: bool = True, **extra) -> SimpleNamespace:
+    return SimpleNamespace(ok=ok, conclusive=conclusive, reason="" if ok else "planted",
+                           per_unit=0.0, ratio_last_first=1.0, longest_stall_s=0.1, **extra)
+
+
+def stability(steal: float | None, **bad) -> StabilityObservation:
+    verdicts = {k: verdict(k not in bad) for k in ("memory", "open_files", "throughput",
+                                                   "stall")}
+    return StabilityObservation(0, verdicts, steal, None, 1, "")
+
+
+def test_a_timing_alarm_on_a_disturbed_host_is_inconclusive_a_leak_is_not() -> None:
+    assert judge_stability(stability(0.02)).status == PASS
+    assert judge_stability(stability(0.02, throughput=1)).status == FAIL
+    stolen = judge_stability(stability(0.70, throughput=1))
+    assert stolen.status == INCONCLUSIVE and "steal 70%" in stolen.reason
+    assert judge_stability(stability(0.70, memory=1)).status == FAIL
+
+
+def test_checkpoint_overhead_over_its_bound_fails_unless_the_host_took_the_cpu() -> None:
+    quiet = OverheadObservation((1.3,), (1.0,), 0.0, 0.01, 0.0, 0.1)
+    assert judge_overhead(quiet).status == FAIL
+    stolen = OverheadObservation((1.3,), (1.0,), 0.0, 0.6, 0.0, 0.1)
+    assert judge_overhead(stolen).status == INCONCLUSIVE
+    within = OverheadObservation((1.05,), (1.0,), 0.0, 0.01, 0.0, 0.1)
+    assert judge_overhead(within).status == PASS
+    assert timing_status(False, 0.9, 0.9) == PASS
+
+
+def row(status: str, exact: bool | None = True, lost: tuple[int, ...] = (3,)) -> RowSummary:
+    return RowSummary(f"kill-{status}", status, "exact: differs", "preflight check x", lost,
+                      exact)
+
+
+def test_a_battery_whose_faults_were_never_injected_is_not_a_pass() -> None:
+    skipped = judge_battery(BatteryObservation("kill", (row("SKIP", None, ()),), 10, (), 1.0))
+    assert skipped.status == INCONCLUSIVE and skipped.injected is False
+    passed = judge_battery(BatteryObservation("kill", (row("PASS"),), 10, (), 1.0))
+    assert passed.status == PASS and passed.injected is True
+    values = {m.name: m.value for m in passed.measurements}
+    assert values["kill.exact"] is True and values["kill.lost_work_intervals"] == 0.3
+    failed = judge_battery(BatteryObservation("kill", (row("FAIL", False),), 10, (), 1.0))
+    assert failed.status == FAIL and "replay: preflight check x" in failed.reason
+    none = judge_battery(BatteryObservation("rank", (), None, (), 0.0))
+    assert none.status == NOT_APPLICABLE
+
+
+def gate_report(*tests) -> dict:
+    return {"experiments": True, "tests": list(tests)}
+
+
+def entry(outcome: str, metrics=(), values=()) -> dict:
+    return {"nodeid": f"job::{outcome}", "outcome": outcome, "tier": "small",
+            "metrics": list(metrics),
+            "measurements": [{"name": f"job.{n}", "value": v,
+                              "inconclusive": outcome == "inconclusive"} for n, v in values]}
+
+
+def test_gate_statuses_pass_fail_inconclusive_and_not_applicable() -> None:
+    policy = policy_from_table({}, "<test>", "small")
+    report = gate_report(
+        entry("passed", ["leak_bytes_per_unit"], [("leak_bytes_per_unit", 10.0)]),
+        entry("inconclusive", ["throughput_ratio"], [("throughput_ratio", 0.2)]),
+    )
+    found = validate_ready_for_production(report, policy)
+    status = {r.id: r.status for r in found.results}
+    assert status["max_leak_bytes_per_unit"] == "passed"
+    assert status["min_throughput_ratio"] == "inconclusive"
+    assert status["max_parser_crashes"] == "not_applicable"
+    assert found.ready and found.tests_inconclusive == ("job::inconclusive",)
+    strict = policy_from_table({"on_inconclusive": "fail"}, "<test>", "small")
+    assert not validate_ready_for_production(report, strict).ready
+
+
+def test_a_metric_an_applicable_experiment_owed_and_did_not_give_fails() -> None:
+    policy = policy_from_table({}, "<test>", "small")
+    report = gate_report(entry("failed", ["exact"]))
+    found = validate_ready_for_production(report, policy)
+    exact = next(r for r in found.results if r.id == "min_exact_resume")
+    assert exact.status == "failed" and not found.ready
+
+
+def test_policy_options_are_validated() -> None:
+    from durable import BadInputError
+
+    for table in ({"on_inconclusive": "maybe"}, {"inconclusive_reruns": 99},
+                  {"suites": "suites/x"}):
+        with pytest.raises(BadInputError):
+            policy_from_table(table, "<test>")
