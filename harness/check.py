@@ -13,19 +13,23 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness import checker
-from harness.faults import corrupt, crashpoints, disk, kill, memory, rank
+from harness.faults import corrupt, registry
 from harness.faults.history import KINDS, History, Reference
+from harness.faults.kind import InjectContext, PlanContext
+from harness.faults.live import Live
 from harness.faults.reference import run_reference
 from harness.faults.report import CheckReport, Row, replay_command, to_html, to_markdown
 from harness.faults.runner import Bounds, Context
@@ -56,6 +60,8 @@ class CheckOptions:
     work_root: str | None = None
     keep: bool = False
     quiet: bool = False
+    # What SIGTERM must do: "graceful" | "any"; None takes the spec's `sigterm` key.
+    sigterm: str | None = None
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -67,6 +73,7 @@ class CheckOptions:
             "only": ",".join(self.only) or None,
             "ckpt_interval": self.ckpt_interval,
             "restarts_max": self.restarts_max,
+            "sigterm": self.sigterm,
         }
 
 
@@ -103,42 +110,18 @@ def experiment_bounds(spec: WorkloadSpec, reference: Reference, opts: CheckOptio
 
 
 def plan_all(spec: WorkloadSpec, reference: Reference, opts: CheckOptions) -> list[Experiment]:
-    planners: dict[str, Callable[[], list[Experiment]]] = {
-        "kill": lambda: kill.plan(reference, opts.seed, len(spec.checkpoints)),
-        "crashpoints": lambda: crashpoints.plan(reference, opts.seed),
-        "corrupt": lambda: corrupt.plan(reference, opts.seed),
-        "memory": lambda: memory.plan(reference, opts.seed),
-        "disk": lambda: disk.plan(reference, opts.seed),
-        "rank": lambda: rank.plan(reference, opts.seed, bool(spec.launcher)),
-    }
-    return [exp for kind in opts.faults for exp in planners[kind]()]
+    return registry.plan(opts.faults, PlanContext(spec, reference, opts.seed))
 
 
-def _executors(
-    reference: Reference, seed: int
-) -> dict[str, Callable[[Context, Experiment], History]]:
-    mem = memory.detect_here()
-    dsk = disk.detect_here()
-    return {
-        "kill": lambda ctx, exp: kill.execute(ctx, exp, seed),
-        "crashpoints": lambda ctx, exp: crashpoints.execute(ctx, exp, seed),
-        "corrupt": lambda ctx, exp: corrupt.execute(ctx, exp, seed),
-        "memory": lambda ctx, exp: memory.execute(ctx, exp, seed, reference, mem),
-        "disk": lambda ctx, exp: disk.execute(ctx, exp, seed, reference, dsk),
-        "rank": lambda ctx, exp: rank.execute(ctx, exp, seed),
-    }
+def sigterm_mode(spec: WorkloadSpec, opts: CheckOptions) -> str:
+    """The stop behaviour to judge: the option, else the spec's ``sigterm`` key."""
+    return opts.sigterm or spec.sigterm
 
 
-def _run_one(
-    ctx: Context,
-    exp: Experiment,
-    run: Callable[[Context, Experiment], History],
-    reference: Reference,
-    opts: CheckOptions,
-) -> Row:
+def _run_one(ctx: InjectContext, exp: Experiment, opts: CheckOptions, sigterm: str) -> Row:
     try:
-        history = run(ctx, exp)
-        verdicts = tuple(checker.check(history, reference, opts.restarts_max))
+        history = registry.inject(ctx, exp)
+        verdicts = tuple(checker.check(history, ctx.reference, opts.restarts_max, sigterm=sigterm))
     except Exception as exc:  # noqa: BLE001 - any harness error becomes a failed verdict
         # The harness itself failed here: a failed verdict, never a silent pass.
         history = History(exp.id, exp.kind, opts.seed, exp.schedule, notes=(_tb(exc),))
@@ -179,7 +162,7 @@ class Battery:
         self.reference: Reference | None = None
         self.error = ""
         self.ctx = Context(self.spec, self.params, self.root)
-        self._executors: dict[str, Callable[[Context, Experiment], History]] = {}
+        self.sigterm = sigterm_mode(self.spec, opts)
 
     def __enter__(self) -> Battery:
         return self
@@ -197,12 +180,13 @@ class Battery:
             return self.reference
         spec, opts = self.spec, self.opts
         ref_timeout_s = opts.attempt_timeout_s or spec.timeout_s or REFERENCE_TIMEOUT_S
-        self.ctx.bounds = Bounds(attempt_timeout_s=ref_timeout_s)
+        self.ctx = replace(self.ctx, bounds=Bounds(attempt_timeout_s=ref_timeout_s))
         if spec.prepare is not None:
             # Inputs every run shares (e.g. the trainer's dataset): made once, never faulted.
             _say(opts, f"preflight check {spec.name}: prepare")
             prepared = prepare(spec, self.params, self.root / "prepared", ref_timeout_s)
             self.params["prepared"] = str(prepared)
+            self.ctx = replace(self.ctx, params=dict(self.params))
         _say(opts, f"preflight check {spec.name}: reference run (scale {opts.scale})")
         reference, _ = run_reference(self.ctx, opts.ckpt_interval)
         self.reference = reference
@@ -211,8 +195,7 @@ class Battery:
                 f"the uninterrupted reference run failed (exit {reference.rc}): "
                 f"{reference.stderr_tail.strip()[-500:]}"
             )
-        self.ctx.bounds = experiment_bounds(spec, reference, opts)
-        self._executors = _executors(reference, opts.seed)
+        self.ctx = replace(self.ctx, bounds=experiment_bounds(spec, reference, opts))
         return reference
 
     def plan(self) -> list[Experiment]:
@@ -231,7 +214,8 @@ class Battery:
     def run_ids(self, ids: Sequence[str]) -> list[Row]:
         """Run planned experiments by id (any fault kind), in the given order."""
         planned = {
-            e.id: e for e in plan_all(self.spec, self.start(), replace(self.opts, faults=KINDS))
+            e.id: e
+            for e in plan_all(self.spec, self.start(), replace(self.opts, faults=registry.names()))
         }
         unknown = [i for i in ids if i not in planned]
         if unknown:
@@ -240,7 +224,8 @@ class Battery:
 
     def run(self, exp: Experiment) -> Row:
         reference = self.start()
-        return _run_one(self.ctx, exp, self._executors[exp.kind], reference, self.opts)
+        inject = InjectContext(self.ctx, reference, self.opts.seed)
+        return _run_one(inject, exp, self.opts, self.sigterm)
 
     def corruption(self, spec: corrupt.CorruptionSpec, stop_fraction: float = 0.5) -> Row:
         """One corruption experiment with a given (e.g. hypothesis-drawn) corruption."""
@@ -254,31 +239,77 @@ class Battery:
         # Not in the CLI's seeded plan: the drawn value itself is the reproducer.
         return replace(row, replay=f"hypothesis example {spec!r} (stop at {stop})")
 
-    def report(self, rows: Sequence[Row]) -> CheckReport:
-        errors = (self.error,) if self.error else ()
+    def report(self, rows: Sequence[Row], errors: Sequence[str] = ()) -> CheckReport:
+        errors = (*((self.error,) if self.error else ()), *errors)
         wall_s = time.monotonic() - self.started_s
-        return CheckReport(self.spec.name, self.meta, self.reference, tuple(rows), wall_s, errors)
+        meta = {**self.meta, "sigterm": self.sigterm}
+        return CheckReport(self.spec.name, meta, self.reference, tuple(rows), wall_s, errors)
+
+
+class Interrupted(Exception):
+    """The check itself was told to stop (SIGTERM/SIGHUP, e.g. by its time bound)."""
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into an exception in the main thread, so the partial report is
+    written and the scratch dir removed on the way out (a no-op off the main thread)."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Interrupted(f"stopped by {signal.Signals(signum).name}")
+
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_check(opts: CheckOptions) -> CheckResult:
-    """The whole check; raises SpecError/ValueError on bad input (the CLI exits 2)."""
-    with Battery(opts) as battery:
-        reference = battery.start()
-        if battery.error:
-            return _finish(opts, battery.report([]))
-        experiments = battery.plan()
-        _say(
-            opts,
-            f"reference: {reference.duration_s:.2f} s, checkpoint interval "
-            f"{reference.ckpt_interval} ({reference.ckpt_interval_source}); "
-            f"{len(experiments)} experiments",
-        )
-        rows = []
-        for exp in experiments:
-            row = battery.run(exp)
-            _print_row(opts, row)
-            rows.append(row)
-        return _finish(opts, battery.report(rows))
+    """The whole check; raises SpecError/ValueError on bad input (the CLI exits 2).
+
+    The report is rewritten after every experiment, so a check stopped by its bound (or a
+    signal) leaves the rows it finished and says why it stopped; the scratch directory is
+    removed on every way out (unless --keep)."""
+    out_dir = _out_dir(opts)
+    with _stop_on_signals(), Battery(opts) as battery:
+        rows: list[Row] = []
+        try:
+            reference = battery.start()
+            if battery.error:
+                return _finish(opts, battery.report([]), out_dir)
+            experiments = battery.plan()
+            _say(
+                opts,
+                f"reference: {reference.duration_s:.2f} s, checkpoint interval "
+                f"{reference.ckpt_interval} ({reference.ckpt_interval_source}); "
+                f"{len(experiments)} experiments",
+            )
+            with Live(len(experiments), quiet=opts.quiet) as live:
+                for exp in experiments:
+                    live.begin(exp.id)
+                    row = battery.run(exp)
+                    live.end(row.history.duration_s)
+                    _print_row(opts, row)
+                    rows.append(row)
+                    write_report(battery.report(rows, ("in progress",)), out_dir)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            stopped = f"check stopped after {len(rows)} experiment(s): {exc or 'interrupted'}"
+            _finish(opts, battery.report(rows, (stopped,)), out_dir)
+            raise
+        return _finish(opts, battery.report(rows), out_dir)
+
+
+def _out_dir(opts: CheckOptions) -> Path:
+    if opts.report_dir:
+        return Path(opts.report_dir)
+    return default_report_dir(opts.workload, opts.seed)
 
 
 def default_report_dir(workload: str, seed: int) -> Path:
@@ -299,10 +330,7 @@ def write_report(report: CheckReport, out_dir: Path) -> list[Path]:
     return paths
 
 
-def _finish(opts: CheckOptions, report: CheckReport) -> CheckResult:
-    out_dir = (
-        Path(opts.report_dir) if opts.report_dir else default_report_dir(report.workload, opts.seed)
-    )
+def _finish(opts: CheckOptions, report: CheckReport, out_dir: Path) -> CheckResult:
     paths = write_report(report, out_dir)
     failed = sum(r.failed for r in report.rows)
     for error in report.errors:
@@ -335,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--attempt-timeout-s", type=float, help="bound per attempt")
     parser.add_argument("--work-root", help="where experiment workdirs go (default: tmp)")
     parser.add_argument("--keep", action="store_true", help="keep experiment workdirs")
+    parser.add_argument(
+        "--sigterm",
+        choices=checker.SIGTERM_MODES,
+        help="what SIGTERM must do (default: the spec's sigterm key, else any)",
+    )
     return parser
 
 
@@ -360,6 +393,7 @@ def options_from(args: argparse.Namespace) -> CheckOptions:
         attempt_timeout_s=args.attempt_timeout_s,
         work_root=args.work_root,
         keep=args.keep,
+        sigterm=args.sigterm,
     )
 
 
@@ -370,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SpecError, ValueError) as exc:
         print(f"preflight check: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except RunError as exc:
+    except (RunError, Interrupted) as exc:
         print(f"preflight check: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK if result.passed else EXIT_FAILED

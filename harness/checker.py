@@ -9,11 +9,16 @@ the outcome with the uninterrupted reference run. DESIGN.md "Verdicts" defines t
 - valid: ``verify`` exits 0;  exact: the fingerprint equals the reference's;
 - lost_work: per kill, progress at the kill minus the progress the resumed run starts from,
   at most one checkpoint interval;
-- fault_exit: how the faulted attempt ended (SIGTERM -> 75 or 0; memory -> OOM kill or a
-  clean memory error; disk -> a clear error);
+- fault_exit: how the faulted attempt ended (SIGTERM: as the spec's ``sigterm`` says —
+  "graceful": exit 75 or 0 after a checkpoint, "any": any exit, the resume must be exact;
+  memory -> OOM kill or a clean memory error; disk -> a clear error);
 - corruption: each damaged file is repaired (then exact) or refused with a non-zero exit and
   a message naming the file. Succeeding with a different fingerprint is silent corruption,
-  the one critical verdict.
+  the one critical verdict — unless a kill-only control from the same stop point gives that
+  same fingerprint: then the resume is inexact (the exact verdict), not the damage.
+
+An experiment whose fault was never injected is inconclusive: it can fail (a hang), never
+pass. A failure only of the clock (liveness) while the host stole the CPU is inconclusive.
 """
 
 from __future__ import annotations
@@ -24,9 +29,12 @@ from dataclasses import asdict, dataclass
 from pathlib import PurePath
 from typing import Any
 
+from harness import hostload
 from harness.faults.history import FAULT_NONE, FAULT_SIGTERM, Attempt, History, Reference
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
+SIGTERM_GRACEFUL, SIGTERM_ANY = "graceful", "any"
+SIGTERM_MODES = (SIGTERM_GRACEFUL, SIGTERM_ANY)
 RESTARTS_MAX = 2  # unplanned restarts a job may need after the faults (DESIGN "R")
 EXIT_STOPPED = 75  # DESIGN.md: stopped on SIGTERM after a clean checkpoint
 SIGKILL_RCS = (-9, 137)  # Popen reports -9; a shell wrapper reports 128 + 9
@@ -59,16 +67,42 @@ class Verdict:
 
 
 def check(
-    history: History, reference: Reference, restarts_max: int = RESTARTS_MAX
+    history: History,
+    reference: Reference,
+    restarts_max: int = RESTARTS_MAX,
+    *,
+    sigterm: str = SIGTERM_ANY,
 ) -> list[Verdict]:
     """All verdicts for one experiment (pure: the same inputs always give the same list)."""
     if history.skipped:
         return [Verdict("experiment", SKIP, history.skipped)]
     if not history.attempts:
         return [Verdict("experiment", FAIL, "no attempt was recorded")]
+    verdicts = _all(history, reference, restarts_max, sigterm)
+    if history.injected is False:
+        # Nothing was done to the job: whatever passed proves nothing; a failure stands.
+        why = history.injected_detail or "the fault was never injected"
+        return [Verdict("injected", SKIP, f"inconclusive: {why}")] + [
+            v for v in verdicts if v.failed
+        ]
+    return _timing_only(history, verdicts)
+
+
+def _timing_only(history: History, verdicts: list[Verdict]) -> list[Verdict]:
+    """A liveness failure alone, under heavy host steal, describes the host: inconclusive."""
+    failed = [v for v in verdicts if v.failed]
+    steal = history.host_steal
+    if [v.name for v in failed] != ["liveness"] or not hostload.disturbed(steal):
+        return verdicts
+    assert steal is not None
+    detail = f"inconclusive: {failed[0].detail}, under {steal:.0%} host CPU steal"
+    return [Verdict("liveness", SKIP, detail) if v.failed else v for v in verdicts]
+
+
+def _all(history: History, reference: Reference, restarts_max: int, sigterm: str) -> list[Verdict]:
     verdicts = [liveness(history)]
     if history.fault_exit:
-        verdicts.append(fault_exit(history))
+        verdicts.append(fault_exit(history, reference, sigterm))
     refused = False
     if history.corruptions:
         corruption_verdict, refused = corruption(history, reference)
@@ -78,7 +112,7 @@ def check(
         verdicts += [Verdict(name, SKIP, note) for name in ("completed", "valid", "exact")]
     else:
         verdicts += [
-            completed(history, restarts_max),
+            completed(history, restarts_max, reference),
             valid(history),
             exact(history, reference),
         ]
@@ -106,17 +140,34 @@ def _planned_restarts(history: History) -> int:
     return sum(1 for a in history.attempts if a.fault != FAULT_NONE)
 
 
-def completed(history: History, restarts_max: int) -> Verdict:
+def short_of_total(attempt: Attempt, reference: Reference | None) -> tuple[int, int] | None:
+    """(done, total) when the attempt exited having published less than its total."""
+    total = attempt.total or (reference.total if reference is not None else None)
+    if not total or attempt.last_done is None or attempt.last_done >= total:
+        return None
+    return attempt.last_done, total
+
+
+def completed(history: History, restarts_max: int, reference: Reference | None = None) -> Verdict:
     last = history.attempts[-1]
     restarts = len(history.attempts) - 1
     allowed = _planned_restarts(history) + restarts_max
     if last.rc != 0:
         why = "hung" if last.timed_out else f"exit {last.rc}"
-        tail = _tail_line(last.stderr_tail)
         return Verdict(
             "completed",
             FAIL,
-            f"did not finish after {restarts} restart(s): last attempt {why}" + tail,
+            f"did not finish after {restarts} restart(s): last attempt {why}"
+            + _after_fault(history)
+            + cause(last.stderr_tail),
+        )
+    short = short_of_total(last, reference)
+    if short is not None:
+        return Verdict(
+            "completed",
+            FAIL,
+            f"exit 0 with progress {short[0]}/{short[1]}: it reported success without "
+            "finishing the work",
         )
     if restarts > allowed:
         return Verdict("completed", FAIL, f"needed {restarts} restarts, bound is {allowed}")
@@ -140,10 +191,14 @@ def exact(history: History, reference: Reference) -> Verdict:
         return Verdict("exact", SKIP, "no fingerprint (no command in the spec, or it failed)")
     if history.fingerprint == reference.fingerprint:
         return Verdict("exact", PASS, f"fingerprint {_short(history.fingerprint)} = reference")
+    control = history.control
+    same = control is not None and control.fingerprint == history.fingerprint
+    why = "; a kill-only resume from the same stop (no damage) gives it too" if same else ""
     return Verdict(
         "exact",
         FAIL,
-        f"fingerprint {_short(history.fingerprint)} != reference {_short(reference.fingerprint)}",
+        f"fingerprint {_short(history.fingerprint)} != reference "
+        f"{_short(reference.fingerprint)}{why}",
     )
 
 
@@ -182,28 +237,55 @@ def _faulted(history: History) -> Attempt | None:
     return next((a for a in history.attempts if a.fault != FAULT_NONE), None)
 
 
-def fault_exit(history: History) -> Verdict:
+def fault_exit(
+    history: History, reference: Reference | None = None, sigterm: str = SIGTERM_ANY
+) -> Verdict:
     attempt = _faulted(history)
     if attempt is None:
         return Verdict("fault_exit", SKIP, "no attempt was faulted")
-    judge = {"preempt": _preempt_exit, "memory": _memory_exit, "disk": _disk_exit}.get(
-        history.fault_exit
-    )
+    if history.fault_exit == "preempt":
+        return preempt_exit(history, attempt, reference, sigterm)
+    judge = {"memory": _memory_exit, "disk": _disk_exit}.get(history.fault_exit)
     if judge is None:
         return Verdict("fault_exit", SKIP, f"no rule for {history.fault_exit!r}")
     return judge(attempt)
 
 
-def _preempt_exit(attempt: Attempt) -> Verdict:
+def preempt_exit(
+    history: History, attempt: Attempt, reference: Reference | None, sigterm: str
+) -> Verdict:
+    """SIGTERM: the job must stop in the grace period; exit 0 only when it had finished.
+    "graceful": exit 75 (or 0) and a checkpoint at the stop (the resume loses nothing);
+    "any": any exit or the signal itself (no handler) — the exact verdict judges the rest."""
     if attempt.fault != FAULT_SIGTERM:
         return Verdict("fault_exit", SKIP, "SIGTERM was never sent")
-    if attempt.rc in (0, EXIT_STOPPED):
-        return Verdict("fault_exit", PASS, f"exit {attempt.rc} after SIGTERM")
     if attempt.rc is None:
         return Verdict("fault_exit", FAIL, "did not exit within the grace period after SIGTERM")
-    return Verdict(
-        "fault_exit", FAIL, f"exit {attempt.rc} after SIGTERM; expected {EXIT_STOPPED} or 0"
-    )
+    short = short_of_total(attempt, reference)
+    if attempt.rc == 0 and short is not None:
+        return Verdict(
+            "fault_exit",
+            FAIL,
+            f"exit 0 after SIGTERM at progress {short[0]}/{short[1]}: a stopped job reported "
+            "success (exit 75 or a non-zero code tells the scheduler to resume it)",
+        )
+    if sigterm == SIGTERM_ANY:
+        return Verdict("fault_exit", PASS, f"exit {attempt.rc} after SIGTERM (sigterm = any)")
+    if attempt.rc not in (0, EXIT_STOPPED):
+        return Verdict(
+            "fault_exit",
+            FAIL,
+            f"exit {attempt.rc} after SIGTERM; sigterm = graceful expects {EXIT_STOPPED} or 0",
+        )
+    lost = dict(lost_work_per_fault(history)).get(attempt.index)
+    if attempt.rc == EXIT_STOPPED and lost:
+        return Verdict(
+            "fault_exit",
+            FAIL,
+            f"exit {EXIT_STOPPED} after SIGTERM but the resume lost {lost} unit(s): "
+            "no checkpoint at the stop",
+        )
+    return Verdict("fault_exit", PASS, f"exit {attempt.rc} after SIGTERM (graceful)")
 
 
 def _memory_exit(attempt: Attempt) -> Verdict:
@@ -256,10 +338,26 @@ def corruption(history: History, reference: Reference) -> tuple[Verdict, bool]:
         Verdict(
             "corruption",
             FAIL,
-            f"exit {last.rc} after {what} without naming the file" + _tail_line(last.stderr_tail),
+            f"exit {last.rc} after {what} without naming the file" + cause(last.stderr_tail),
         ),
         False,
     )
+
+
+def _against_control(history: History, what: str) -> Verdict | None:
+    """With a kill-only control from the same stop: the damage's own effect (or None)."""
+    control, mine = history.control, history.fingerprint
+    if control is None or control.fingerprint is None:
+        return None
+    if control.fingerprint == mine:
+        return Verdict(
+            "corruption",
+            PASS,
+            f"accepted {what}: the result equals a kill-only resume from the same stop "
+            f"({_short(control.fingerprint)}), so the damage changed nothing; the resume "
+            "itself is inexact (see exact)",
+        )
+    return None
 
 
 def _after_success(history: History, reference: Reference, what: str) -> Verdict:
@@ -267,6 +365,9 @@ def _after_success(history: History, reference: Reference, what: str) -> Verdict
     if mine is not None and theirs is not None:
         if mine == theirs:
             return Verdict("corruption", PASS, f"repaired {what}: fingerprint exact")
+        controlled = _against_control(history, what)
+        if controlled is not None:
+            return controlled
         return Verdict(
             "corruption",
             FAIL,
@@ -292,3 +393,31 @@ def _short(digest: str) -> str:
 def _tail_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return f": {lines[-1].strip()[:200]}" if lines else ""
+
+
+_EXCEPTION_RE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*$", re.MULTILINE)
+_PATH_RE = re.compile(r"""['"]?(/[^\s'":,]+)['"]?""")
+
+
+def cause(stderr: str) -> str:
+    """ ": <exception line> (file <path>)" from a stderr tail: the last exception raised and
+    the last data file a message names (not the code files of the traceback) (pure)."""
+    line = ""
+    for match in _EXCEPTION_RE.finditer(stderr):
+        line = match.group(0).strip()
+    if not line:
+        return _tail_line(stderr)
+    data_paths = [
+        m.group(1)
+        for text in stderr.splitlines()
+        if not text.lstrip().startswith("File ")
+        for m in _PATH_RE.finditer(text)
+    ]
+    where = f" (file {data_paths[-1]})" if data_paths else ""
+    return f": {line[:200]}{where}"
+
+
+def _after_fault(history: History) -> str:
+    """ " after a kill while writing PATH" when the fault landed inside a write."""
+    paths = [a.fault_path for a in history.attempts if a.fault_path]
+    return f" after a kill while writing {paths[-1]}" if paths else ""

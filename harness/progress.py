@@ -76,14 +76,29 @@ class RegexProgress:
         self._lock = threading.Lock()
 
     def read(self) -> Progress | None:
+        """The latest value (what a sampler wants)."""
         with self._lock:
-            for line in self._new_lines():
-                match = self.regex.search(line)
-                if match is not None:
-                    total = int(match.group(2)) if self.regex.groups == 2 else 0
-                    parsed = _progress_from(int(match.group(1)), total)
-                    self._last = parsed or self._last
+            self._follow()
             return self._last
+
+    def read_all(self) -> list[Progress]:
+        """Every value printed since the last call, in order: a resumed run's first line is
+        its resume point even when later lines came before the harness looked."""
+        with self._lock:
+            return self._follow()
+
+    def _follow(self) -> list[Progress]:
+        values: list[Progress] = []
+        for line in self._new_lines():
+            match = self.regex.search(line)
+            if match is None:
+                continue
+            total = int(match.group(2)) if self.regex.groups == 2 else 0
+            parsed = _progress_from(int(match.group(1)), total)
+            if parsed is not None:
+                values.append(parsed)
+                self._last = parsed
+        return values
 
     def _new_lines(self) -> list[bytes]:
         try:

@@ -12,23 +12,24 @@ import os
 import random
 import re
 import signal
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from hypothesis import strategies as st
 
-from harness.faults.history import Attempt, Corruption, History, Reference
-from harness.faults.runner import (
-    Context,
-    Trigger,
-    build_history,
-    expand,
+from harness.faults.history import Attempt, Control, Corruption, History, Reference
+from harness.faults.kind import InjectContext, PlanContext
+from harness.faults.runner import Context, Trigger, run_attempt
+from harness.faults.schedule import Experiment, progress_target, stream
+from harness.faults.sequence import (
+    Injected,
+    Workspace,
+    conclude,
+    finish,
     resume_until_done,
-    run_attempt,
     skipped_history,
 )
-from harness.faults.schedule import Experiment, progress_target, stream
+from harness.faults.watch import expand
 
 PAGE_BYTES = 4096
 JSON_DEPTH = 100_000  # far beyond any sane parser's recursion limit
@@ -285,26 +286,88 @@ def plan(reference: Reference, seed: int) -> list[Experiment]:
     return exps
 
 
-def execute(ctx: Context, exp: Experiment, seed: int) -> History:
-    """Partial run (SIGKILL at the stop point), damage one checkpoint file, resume."""
-    started_s = time.monotonic()
-    base = ctx.exp_dir(exp.id)
-    workdir, logs = base / "work", base / "logs"
-    spec = CorruptionSpec(**exp.schedule["corruption"])
-    stop = dict(exp.schedule["stop"])
-    trigger = Trigger(
+def _stop_trigger(stop: dict[str, object]) -> Trigger:
+    at_s, at_done = stop.get("at_s"), stop.get("at_done")
+    return Trigger(
         signal.SIGKILL,
-        at_s=float(stop["at_s"]) if "at_s" in stop else None,
-        at_done=int(stop["at_done"]) if "at_done" in stop else None,
+        at_s=float(at_s) if isinstance(at_s, int | float) else None,
+        at_done=int(at_done) if isinstance(at_done, int) else None,
     )
-    outcome = run_attempt(ctx, workdir, 0, resume=False, trigger=trigger, log_dir=logs)
-    notes = [outcome.note]
-    groups = [expand([g]) for g in ctx.spec.checkpoint_globs(ctx.run_params(workdir))]
-    damage = apply(spec, groups, workdir)
+
+
+def execute(
+    ctx: Context, exp: Experiment, seed: int, reference: Reference | None = None
+) -> History:
+    """Partial run (SIGKILL at the stop point), damage one checkpoint file, resume. When the
+    resume finishes with another fingerprint than the reference, a kill-only control from
+    the same stop point tells an inexact resume from damage that went unnoticed."""
+    space = Workspace.open(ctx, exp)
+    spec = CorruptionSpec(**exp.schedule["corruption"])
+    trigger = _stop_trigger(dict(exp.schedule["stop"]))
+    outcome = run_attempt(ctx, space.workdir, 0, resume=False, trigger=trigger, log_dir=space.logs)
+    groups = [expand([g]) for g in ctx.spec.checkpoint_globs(ctx.run_params(space.workdir))]
+    damage = apply(spec, groups, space.workdir)
     if damage is None:
         count = sum(len(g) for g in groups)
         reason = f"no checkpoint file suits {spec.kind} ({count} matched the globs)"
         return skipped_history(exp, seed, reason)
-    attempts: list[Attempt] = [outcome.attempt]
-    resume_until_done(ctx, workdir, attempts, stop_on_failure=True, log_dir=logs)
-    return build_history(ctx, exp, seed, workdir, attempts, notes, started_s, corruptions=(damage,))
+    injected = Injected(True, f"{damage.kind} {'+'.join(damage.paths)}")
+    history = conclude(
+        ctx,
+        exp,
+        seed,
+        space,
+        [outcome.attempt],
+        [outcome.note],
+        injected=injected,
+        stop_on_failure=True,
+        corruptions=(damage,),
+    )
+    if reference is not None and _suspicious(history, reference):
+        return replace(history, control=control_run(ctx, space, outcome.attempt))
+    return history
+
+
+def _suspicious(history: History, reference: Reference) -> bool:
+    """Finished with a fingerprint other than the reference's: silent corruption, or an
+    inexact resume that would happen without the damage too."""
+    last = history.attempts[-1] if history.attempts else None
+    return (
+        last is not None
+        and last.rc == 0
+        and history.fingerprint is not None
+        and reference.fingerprint is not None
+        and history.fingerprint != reference.fingerprint
+    )
+
+
+def control_run(ctx: Context, space: Workspace, stopped: Attempt) -> Control:
+    """The same stop (at the progress the damaged run was stopped at), no damage, resume."""
+    workdir = space.base / "control"
+    at_done = stopped.fault_at_done
+    trigger = Trigger(signal.SIGKILL, at_done=at_done) if at_done else None
+    if trigger is None:
+        trigger = Trigger(signal.SIGKILL, at_s=max(0.001, stopped.duration_s))
+    first = run_attempt(ctx, workdir, 0, resume=False, trigger=trigger, log_dir=space.logs)
+    attempts = resume_until_done(ctx, workdir, [first.attempt], log_dir=space.logs)
+    last = attempts[-1]
+    done = finish(ctx, workdir) if last.rc == 0 else None
+    return Control(
+        rc=last.rc,
+        fingerprint=done.fingerprint if done else None,
+        verify_rc=done.verify_rc if done else None,
+        stop_at_done=first.attempt.fault_at_done,
+    )
+
+
+class Corrupt:
+    name = "corrupt"
+
+    def plan(self, ctx: PlanContext) -> list[Experiment]:
+        return plan(ctx.reference, ctx.seed)
+
+    def inject(self, ctx: InjectContext, experiment: Experiment) -> History:
+        return execute(ctx.run, experiment, ctx.seed, ctx.reference)
+
+
+KIND = Corrupt()

@@ -7,17 +7,11 @@ A job that passes no points gets a note (a skipped experiment), not a failure.
 
 from __future__ import annotations
 
-import time
-
 from harness.faults.history import FAULT_POINT, Attempt, History, Reference
-from harness.faults.runner import (
-    Context,
-    build_history,
-    resume_until_done,
-    run_attempt,
-    skipped_history,
-)
+from harness.faults.kind import InjectContext, PlanContext
+from harness.faults.runner import Context, run_attempt
 from harness.faults.schedule import Experiment, stream
+from harness.faults.sequence import Injected, Workspace, conclude
 
 HITS_PER_POINT_MAX = 2  # the first hit and one seeded later hit
 EXPERIMENTS_MAX = 24  # a job with many points gets a seeded sample of them
@@ -45,18 +39,28 @@ def plan(reference: Reference, seed: int, action: str = "kill") -> list[Experime
 
 
 def execute(ctx: Context, exp: Experiment, seed: int) -> History:
-    if "skip" in exp.schedule:
-        return skipped_history(exp, seed)
-    started_s = time.monotonic()
-    base = ctx.exp_dir(exp.id)
-    workdir, logs = base / "work", base / "logs"
+    space = Workspace.open(ctx, exp)
     armed = str(exp.schedule["armed"])
     first = run_attempt(
-        ctx, workdir, 0, resume=False, fault=FAULT_POINT, armed=armed, log_dir=logs
+        ctx, space.workdir, 0, resume=False, fault=FAULT_POINT, armed=armed, log_dir=space.logs
     ).attempt
     attempts: list[Attempt] = [first]
-    notes = []
     if first.rc == 0:
-        notes.append(f"{armed} never fired: the job finished unharmed (hit count per process)")
-    resume_until_done(ctx, workdir, attempts, log_dir=logs)
-    return build_history(ctx, exp, seed, workdir, attempts, notes, started_s)
+        why = f"{armed} never fired: the job finished unharmed (hit count per process)"
+        injected = Injected(False, why)
+    else:
+        injected = Injected(True, f"{armed} fired: exit {first.rc}")
+    return conclude(ctx, exp, seed, space, attempts, [], injected=injected)
+
+
+class Crashpoints:
+    name = "crashpoints"
+
+    def plan(self, ctx: PlanContext) -> list[Experiment]:
+        return plan(ctx.reference, ctx.seed)
+
+    def inject(self, ctx: InjectContext, experiment: Experiment) -> History:
+        return execute(ctx.run, experiment, ctx.seed)
+
+
+KIND = Crashpoints()

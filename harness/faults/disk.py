@@ -16,20 +16,15 @@ import resource
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.faults.history import FAULT_DISK, Attempt, History, Reference
-from harness.faults.runner import (
-    Context,
-    build_history,
-    resume_until_done,
-    run_attempt,
-    skipped_history,
-)
+from harness.faults.kind import InjectContext, PlanContext
+from harness.faults.runner import Context, run_attempt
 from harness.faults.schedule import Experiment, stream
+from harness.faults.sequence import Injected, Workspace, conclude, skipped_history
 
 PAGE_BYTES = 4096
 FS_BYTES_MIN = 8 * PAGE_BYTES
@@ -136,10 +131,8 @@ def execute(
     size_bytes = fs_size_for(reference, fraction)
     if size_bytes is None:
         return skipped_history(exp, seed, "the reference run wrote nothing to its workdir")
-    started_s = time.monotonic()
-    base = ctx.exp_dir(exp.id)
-    logs = base / "logs"  # never on the small filesystem: the error message must survive
-    with small_tmpfs(base / "fs", size_bytes) as mountpoint:
+    space = Workspace.open(ctx, exp)  # logs never on the small filesystem: errors survive
+    with small_tmpfs(space.base / "fs", size_bytes) as mountpoint:
         workdir = mountpoint / "work"
         first = run_attempt(
             ctx,
@@ -148,12 +141,10 @@ def execute(
             resume=False,
             fault=FAULT_DISK,
             armed=f"tmpfs size={size_bytes} B",
-            log_dir=logs,
+            log_dir=space.logs,
         ).attempt
-        grow_tmpfs(mountpoint, freed_size(base, reference))
-        attempts: list[Attempt] = [first]
-        resume_until_done(ctx, workdir, attempts, log_dir=logs)
-        return build_history(ctx, exp, seed, workdir, attempts, [], started_s)
+        grow_tmpfs(mountpoint, freed_size(space.base, reference))
+        return conclude(ctx, exp, seed, space, [first], [], injected=bit(first), workdir=workdir)
 
 
 def _execute_fsize(
@@ -167,19 +158,35 @@ def _execute_fsize(
     if not reference.file_bytes_max:
         return skipped_history(exp, seed, "the reference run wrote no file to cap")
     limit_bytes = max(1, int(reference.file_bytes_max * fraction))
-    started_s = time.monotonic()
-    base = ctx.exp_dir(exp.id)
-    workdir, logs = base / "work", base / "logs"
+    space = Workspace.open(ctx, exp)
     first = run_attempt(
         ctx,
-        workdir,
+        space.workdir,
         0,
         resume=False,
         fault=FAULT_DISK,
         armed=f"RLIMIT_FSIZE={limit_bytes} B",
-        log_dir=logs,
+        log_dir=space.logs,
         preexec=cap_file_size(limit_bytes),
     ).attempt
-    attempts: list[Attempt] = [first]
-    resume_until_done(ctx, workdir, attempts, log_dir=logs)
-    return build_history(ctx, exp, seed, workdir, attempts, [mechanism.note], started_s)
+    return conclude(ctx, exp, seed, space, [first], [mechanism.note], injected=bit(first))
+
+
+def bit(first: Attempt) -> Injected:
+    """A full disk is injected when the job hit it (it did not finish on the small fs)."""
+    if first.rc == 0:
+        return Injected(False, "the job finished within the limit: the disk never filled")
+    return Injected(True, f"{first.armed}: the job stopped with exit {first.rc}")
+
+
+class Disk:
+    name = "disk"
+
+    def plan(self, ctx: PlanContext) -> list[Experiment]:
+        return plan(ctx.reference, ctx.seed)
+
+    def inject(self, ctx: InjectContext, experiment: Experiment) -> History:
+        return execute(ctx.run, experiment, ctx.seed, ctx.reference, detect_here())
+
+
+KIND = Disk()

@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Fault kinds, in the order the battery runs them.
+# Fault kinds, in the order the battery runs them (the default of `preflight check`).
 KINDS = ("kill", "crashpoints", "corrupt", "memory", "disk", "rank")
+# Every kind an Experiment may name: KINDS plus those registered later
+# (harness.faults.registry.register adds to it).
+KNOWN_KINDS: set[str] = set(KINDS)
 
 # What the harness did to one attempt (Attempt.fault).
 FAULT_NONE = ""
@@ -37,6 +40,20 @@ class Attempt:
     timed_out: bool = False
     duration_s: float = 0.0
     stderr_tail: str = ""
+    total: int | None = None  # the total this attempt published (0/None: none)
+    fault_path: str = ""  # the file being written when the harness killed it
+    host_steal: float | None = None  # share of the machine's CPU the host took meanwhile
+
+
+@dataclass(frozen=True)
+class Control:
+    """A kill-only run from the same stop point as a corruption experiment: what the resume
+    gives without the damage, so an inexact resume is not blamed on the damaged file."""
+
+    rc: int | None
+    fingerprint: str | None
+    verify_rc: int | None
+    stop_at_done: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,17 @@ class History:
     fault_exit: str = ""  # what the faulted attempt must do: "", "preempt", "memory", "disk"
     duration_s: float = 0.0
     recover_s: float | None = None  # from the (last) fault to the successful exit
+    # Whether the fault really happened (a kill inside a write window, a limit that bit);
+    # False makes the experiment inconclusive, never a pass. None: not recorded (old JSON).
+    injected: bool | None = None
+    injected_detail: str = ""
+    control: Control | None = None  # corruption experiments: the kill-only control
+
+    @property
+    def host_steal(self) -> float | None:
+        """The worst host steal any attempt saw (None when none was measured)."""
+        seen = [a.host_steal for a in self.attempts if a.host_steal is not None]
+        return max(seen) if seen else None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,9 +102,11 @@ class History:
             Corruption(c["kind"], tuple(c["paths"]), c.get("detail", ""))
             for c in raw.get("corruptions", ())
         )
-        rest = {k: v for k, v in raw.items() if k not in ("attempts", "corruptions")}
+        control = Control(**raw["control"]) if raw.get("control") else None
+        skip = ("attempts", "corruptions", "control")
+        rest = {k: v for k, v in raw.items() if k not in skip}
         rest["notes"] = tuple(rest.get("notes", ()))
-        return History(**rest, attempts=attempts, corruptions=corruptions)
+        return History(**rest, attempts=attempts, corruptions=corruptions, control=control)
 
 
 @dataclass(frozen=True)
@@ -92,6 +122,8 @@ class Reference:
     ckpt_interval_source: str = ""  # how it was obtained (option, checkpoint files, progress)
     ckpt_commits: int = 0  # checkpoint-file changes seen during the reference run
     write_windows: tuple[int, ...] = ()  # checkpoint writes seen, per checkpoints glob
+    # Temp-file kinds (dir relative to the workdir / masked name) seen renamed onto a glob.
+    write_temps: tuple[tuple[str, int], ...] = ()
     points: tuple[str, ...] = ()  # fault points passed, in order of first hit
     point_hits: dict[str, int] = field(default_factory=dict)
     rss_bytes_max: int | None = None

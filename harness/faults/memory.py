@@ -20,14 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.faults.history import FAULT_MEMORY, FAULT_POINT, Attempt, History, Reference
-from harness.faults.runner import (
-    Context,
-    build_history,
-    resume_until_done,
-    run_attempt,
-    skipped_history,
-)
+from harness.faults.kind import InjectContext, PlanContext
+from harness.faults.runner import Context, run_attempt
 from harness.faults.schedule import Experiment, stream
+from harness.faults.sequence import Injected, Workspace, conclude, skipped_history
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
@@ -203,24 +199,25 @@ def plan(reference: Reference, seed: int) -> list[Experiment]:
 def execute(
     ctx: Context, exp: Experiment, seed: int, reference: Reference, mechanism: Mechanism
 ) -> History:
-    if "skip" in exp.schedule:
-        return skipped_history(exp, seed)
     if "armed" in exp.schedule:
         return _execute_point(ctx, exp, seed)
     return _execute_limit(ctx, exp, seed, reference, mechanism)
 
 
 def _execute_point(ctx: Context, exp: Experiment, seed: int) -> History:
-    started_s = time.monotonic()
-    base = ctx.exp_dir(exp.id)
-    workdir, logs = base / "work", base / "logs"
+    space = Workspace.open(ctx, exp)
     armed = str(exp.schedule["armed"])
     first = run_attempt(
-        ctx, workdir, 0, resume=False, fault=FAULT_POINT, armed=armed, log_dir=logs
+        ctx, space.workdir, 0, resume=False, fault=FAULT_POINT, armed=armed, log_dir=space.logs
     ).attempt
-    attempts: list[Attempt] = [first]
-    resume_until_done(ctx, workdir, attempts, log_dir=logs)
-    return build_history(ctx, exp, seed, workdir, attempts, [], started_s)
+    return conclude(ctx, exp, seed, space, [first], [], injected=bit(first))
+
+
+def bit(first: Attempt) -> Injected:
+    """Memory pressure is injected when it stopped the job (it did not finish under it)."""
+    if first.rc == 0:
+        return Injected(False, f"{first.armed}: the job finished under it, it never bit")
+    return Injected(True, f"{first.armed}: the job stopped with exit {first.rc}")
 
 
 def limit_for(reference: Reference, mechanism: Mechanism, fraction: float) -> int | None:
@@ -244,9 +241,8 @@ def _execute_limit(
     limit_bytes = limit_for(reference, mechanism, float(exp.schedule["fraction"]))
     if limit_bytes is None:
         return skipped_history(exp, seed, "the reference run's memory peak was not measured")
-    started_s = time.monotonic()
-    base = ctx.exp_dir(exp.id)
-    workdir, logs = base / "work", base / "logs"
+    space = Workspace.open(ctx, exp)
+    workdir, logs = space.workdir, space.logs
     notes = [mechanism.note] if mechanism.note else []
     if mechanism.kind == "rlimit_as":
         armed = f"RLIMIT_AS={limit_bytes} B"
@@ -276,6 +272,17 @@ def _execute_limit(
             ).attempt
             kills = oom_kills(group, mechanism.kind)
         notes.append(f"kernel OOM kills in the group: {kills}")
-    attempts: list[Attempt] = [first]
-    resume_until_done(ctx, workdir, attempts, log_dir=logs)
-    return build_history(ctx, exp, seed, workdir, attempts, notes, started_s)
+    return conclude(ctx, exp, seed, space, [first], notes, injected=bit(first))
+
+
+class Memory:
+    name = "memory"
+
+    def plan(self, ctx: PlanContext) -> list[Experiment]:
+        return plan(ctx.reference, ctx.seed)
+
+    def inject(self, ctx: InjectContext, experiment: Experiment) -> History:
+        return execute(ctx.run, experiment, ctx.seed, ctx.reference, detect_here())
+
+
+KIND = Memory()

@@ -24,18 +24,18 @@ from pathlib import Path
 import psutil
 
 from harness.faults.history import FAULT_NONE, FAULT_SIGKILL, Attempt, History, Reference
+from harness.faults.kind import InjectContext, PlanContext
 from harness.faults.runner import (
     POLL_S,
     SAMPLE_INTERVAL_S,
     STDERR_TAIL_CHARS,
     WINDOW_POLL_S,
     Context,
-    ProgressProbe,
-    build_history,
     job_env,
-    skipped_history,
 )
 from harness.faults.schedule import Experiment, progress_target, stream
+from harness.faults.sequence import Injected, Workspace, conclude
+from harness.faults.watch import ProgressProbe
 from harness.workload import Run
 
 ENV_RANK = "RANK"
@@ -265,25 +265,26 @@ def _attempts(seen: _Observed, run: Run, rc: int | None, stderr_tail: str) -> li
 
 def execute(ctx: Context, exp: Experiment, seed: int) -> History:
     """One launcher lifetime with one rank killed; the launcher must restart the group."""
-    if "skip" in exp.schedule:
-        return skipped_history(exp, seed)
-    started_s = time.monotonic()
-    base = ctx.exp_dir(exp.id)
-    workdir, logs = base / "work", base / "logs"
+    space = Workspace.open(ctx, exp)
     run = Run(
         ctx.spec,
-        workdir,
+        space.workdir,
         ctx.params,
         env=job_env(),
         sample_interval_s=SAMPLE_INTERVAL_S,
-        log_dir=logs,
+        log_dir=space.logs,
     )
     with run:  # on the way out the whole group is killed, always
         seen, rc = _drive(ctx, run, exp.schedule)
         stderr_tail = run.stderr_text()[-STDERR_TAIL_CHARS:]
     attempts = _attempts(seen, run, rc, stderr_tail)
     notes = _notes(seen, rc)
-    history = build_history(ctx, exp, seed, workdir, attempts, notes, started_s)
+    if seen.killed is None:
+        injected = Injected(False, notes[0])
+    else:
+        injected = Injected(True, attempts[0].armed)
+    # The launcher restarts the group itself: the harness never resumes a rank kill.
+    history = conclude(ctx, exp, seed, space, attempts, notes, injected=injected, resume=False)
     # recover_s of a rank kill is its recovery time: from the kill to the first new step.
     return replace(history, recover_s=recovery_time_s(seen))
 
@@ -324,3 +325,16 @@ def _notes(seen: _Observed, rc: int | None) -> list[str]:
             f"already past the killed group's {seen.kill_done} (at {seen.resume_done})"
         )
     return [text]
+
+
+class Rank:
+    name = "rank"
+
+    def plan(self, ctx: PlanContext) -> list[Experiment]:
+        return plan(ctx.reference, ctx.seed, bool(ctx.spec.launcher))
+
+    def inject(self, ctx: InjectContext, experiment: Experiment) -> History:
+        return execute(ctx.run, experiment, ctx.seed)
+
+
+KIND = Rank()

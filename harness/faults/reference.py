@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 from harness.faults.history import Reference
-from harness.faults.runner import Context, finish, job_env, run_attempt
+from harness.faults.runner import Context, job_env, run_attempt
+from harness.faults.sequence import finish
 
 TRACE_BYTES_MAX = 64 << 20
 TRACE_NAME = "trace.txt"
@@ -121,6 +122,7 @@ def run_reference(ctx: Context, ckpt_interval: int | None = None) -> tuple[Refer
         ckpt_interval_source=source,
         ckpt_commits=len(set(outcome.commit_dones)),
         write_windows=outcome.windows_by_glob,
+        write_temps=outcome.temps,
         points=points,
         point_hits=hits,
         rss_bytes_max=outcome.rss_bytes_max,

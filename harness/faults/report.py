@@ -50,6 +50,8 @@ class Row:
             "lost_work": []
             if self.history.corruptions
             else [lost for _, lost in lost_work_per_fault(self.history)],
+            "injected": self.history.injected,
+            "injected_detail": self.history.injected_detail,
             "recover_s": self.history.recover_s,
             "duration_s": self.history.duration_s,
             "replay": self.replay,
@@ -108,12 +110,23 @@ def _verdict_text(verdicts: tuple[Verdict, ...]) -> str:
     return ", ".join(f"{v.name}:{v.status}" for v in verdicts)
 
 
+def injected_text(history: History) -> str:
+    """yes / NO / — (not recorded), with how or why not."""
+    if history.skipped:
+        return "—"
+    if history.injected is None:
+        return "—"
+    word = "yes" if history.injected else "NO"
+    return f"{word}: {history.injected_detail}" if history.injected_detail else word
+
+
 def _row_cells(row: Row) -> list[str]:
     recover = "—" if row.history.recover_s is None else f"{row.history.recover_s:.2f}"
     return [
         row.experiment.id,
         row.experiment.kind,
         _schedule_text(row.experiment.schedule),
+        injected_text(row.history),
         row.status,
         _verdict_text(row.verdicts),
         row.lost_work(),
@@ -122,7 +135,17 @@ def _row_cells(row: Row) -> list[str]:
     ]
 
 
-HEADER = ("experiment", "fault", "schedule", "result", "verdicts", "lost work", "recover s", "s")
+HEADER = (
+    "experiment",
+    "fault",
+    "schedule",
+    "injected",
+    "result",
+    "verdicts",
+    "lost work",
+    "recover s",
+    "s",
+)
 
 
 def _failure_lines(row: Row) -> list[str]:

@@ -3,35 +3,47 @@
 An attempt is one `Run` (one process group). While it runs the harness polls the job's
 published progress, optionally watches checkpoint writes, and fires its trigger (a signal at
 a time, at a progress value, or inside a checkpoint write window). Everything it observes
-goes into an `Attempt` record; the checker never sees a process.
+goes into an `Attempt` record; the checker never sees a process. A kill inside a write
+window is verified: the group is stopped, and killed only when the file is still open for
+writing; otherwise it continues and the next window is taken (so no window is unreachable
+and no kill is called "inside a write" that was not).
+
+What sequences of attempts make an experiment (workspace, resume, verify, fingerprint, the
+history) is in sequence.py; what the harness can see of a job is in watch.py / windows.py.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
 import signal
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from fnmatch import fnmatch
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import psutil
-
-from harness.faults.history import (
-    FAULT_NONE,
-    FAULT_POINT,
-    FAULT_SIGKILL,
-    FAULT_SIGTERM,
-    Attempt,
-    Corruption,
-    History,
+from harness.faults.history import FAULT_NONE, FAULT_POINT, FAULT_SIGKILL, FAULT_SIGTERM, Attempt
+from harness.faults.watch import (
+    GLOB_MATCHES_MAX,
+    CommitTracker,
+    ProgressProbe,
+    WriteWatcher,
+    expand,
+    is_checkpoint_write,
+    vms_bytes,
 )
-from harness.faults.schedule import Experiment
-from harness.workload import Run, RunError, RunTimeoutError, WorkloadSpec, run_aux
+from harness.faults.windows import InotifyWatcher, inotify_available
+from harness.workload import Run, WorkloadSpec
+
+__all__ = [
+    "GLOB_MATCHES_MAX",
+    "Bounds",
+    "Context",
+    "Outcome",
+    "Trigger",
+    "expand",
+    "is_checkpoint_write",
+    "job_env",
+    "run_attempt",
+]
 
 # The fault-point contract of DESIGN.md (durable.faults reads these; the harness only sets).
 ENV_FAULTS = "PREFLIGHT_FAULTS"
@@ -42,8 +54,8 @@ WINDOW_POLL_S = 0.003  # write windows last milliseconds; poll them finely
 SAMPLE_INTERVAL_S = 0.05  # the sampler's tick: the memory experiment needs the peak
 REAP_TIMEOUT_S = 10.0
 STDERR_TAIL_CHARS = 4000
-GLOB_MATCHES_MAX = 100_000
-WRITE_MODES = ("w", "a", "r+", "w+", "a+")
+SERIES_MAX = 100_000
+Watcher = WriteWatcher | InotifyWatcher
 
 
 @dataclass(frozen=True)
@@ -63,13 +75,16 @@ class Bounds:
 @dataclass(frozen=True)
 class Trigger:
     """When to hurt the attempt: at ``at_s`` seconds, at progress ``at_done``, or at the
-    ``nth_window``-th checkpoint write window; with ``sig``."""
+    ``nth_window``-th checkpoint write window (or the first later one still open when the
+    job is stopped); with ``sig``. ``temps`` are temp-file kinds known to be renamed onto a
+    checkpoints glob (learnt by the reference run)."""
 
     sig: int = signal.SIGKILL
     at_s: float | None = None
     at_done: int | None = None
     nth_window: int | None = None
     window_glob: int | None = None  # which checkpoints glob's writes count (None: all)
+    temps: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         given = [x for x in (self.at_s, self.at_done, self.nth_window) if x is not None]
@@ -89,16 +104,18 @@ class Trigger:
         return f"{name} inside write window #{self.nth_window}{which}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Context:
-    """What every experiment of one `preflight check` shares."""
+    """What every experiment of one `preflight check` shares (replace() to change)."""
 
     spec: WorkloadSpec
-    params: dict[str, object]  # the tier's sizes
+    params: Mapping[str, object]  # the tier's sizes
     root: Path  # scratch: one folder per experiment
     bounds: Bounds = field(default_factory=Bounds)
 
     def exp_dir(self, experiment_id: str) -> Path:
+        import shutil
+
         path = self.root / experiment_id
         if path.exists():
             shutil.rmtree(path)
@@ -119,160 +136,11 @@ class Outcome:
     dones: list[int] = field(default_factory=list)  # distinct progress values published
     windows_seen: int = 0
     windows_by_glob: tuple[int, ...] = ()
+    temps: tuple[tuple[str, int], ...] = ()  # temp kinds seen renamed onto a glob
     rss_bytes_max: int | None = None
     uss_bytes_max: int | None = None
     vms_bytes_max: int | None = None
     note: str = ""
-
-
-# ---- observation -----------------------------------------------------------------------
-
-
-def _stat_key(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-class ProgressProbe:
-    """The attempt's own progress: a progress file counts only once this attempt replaced
-    it, so a resumed run is never credited with the killed run's last value."""
-
-    def __init__(self, run: Run, path: Path | None) -> None:
-        self.run = run
-        self.path = path
-        self.baseline = _stat_key(path) if path is not None else None
-        self.fresh = path is None or self.baseline is None
-
-    def read(self) -> tuple[int, int] | None:
-        if not self.fresh:
-            assert self.path is not None
-            if _stat_key(self.path) == self.baseline:
-                return None
-            self.fresh = True
-        return self.run.progress()
-
-
-def expand(globs: list[str]) -> list[Path]:
-    found: set[Path] = set()
-    for pattern in globs:
-        for name in glob.iglob(pattern):
-            found.add(Path(name))
-            if len(found) > GLOB_MATCHES_MAX:
-                raise RunError(f"checkpoint globs match more than {GLOB_MATCHES_MAX} files")
-    return sorted(found)
-
-
-def is_checkpoint_write(path: str, globs: list[str]) -> bool:
-    """A file being written is a checkpoint write when it matches a checkpoints glob, or is
-    a temp sibling of one (``.ckpt.json.tmp-12``) in a matching directory (pure)."""
-    for pattern in globs:
-        if fnmatch(path, pattern):
-            return True
-        directory, base = os.path.split(pattern)
-        if fnmatch(os.path.dirname(path), directory) and fnmatch(
-            os.path.basename(path), f"*{base}*"
-        ):
-            return True
-    return False
-
-
-class WriteWatcher:
-    """Sees checkpoint write windows: a checkpoint file open for writing in the job's
-    process tree (psutil), or a checkpoint file that shrank (rewritten in place)."""
-
-    TREE_REFRESH_S = 0.1  # walking /proc for children is the costly part: not every poll
-
-    def __init__(self, pid: int, globs: list[str]) -> None:
-        self.globs = globs
-        self.root = psutil.Process(pid)
-        self.members: list[psutil.Process] = [self.root]
-        self.members_at_s = 0.0
-        self.sizes: dict[Path, int] = {}
-        self.open_before = False
-        self.windows = 0
-        self.windows_by_glob = [0] * len(globs)
-        self.path = ""
-        self.path_before = ""
-
-    def _tree(self) -> list[psutil.Process]:
-        now_s = time.monotonic()
-        if now_s - self.members_at_s >= self.TREE_REFRESH_S:
-            try:
-                self.members = [self.root, *self.root.children(recursive=True)]
-            except psutil.Error:
-                self.members = []
-            self.members_at_s = now_s
-        return self.members
-
-    def _open_for_write(self) -> str:
-        for proc in self._tree():
-            try:
-                files = proc.open_files()
-            except psutil.Error:
-                continue
-            for item in files:
-                if item.mode in WRITE_MODES and is_checkpoint_write(item.path, self.globs):
-                    return item.path
-        return ""
-
-    def _shrunk(self) -> str:
-        hit = ""
-        for path in expand(self.globs):
-            key = _stat_key(path)
-            if key is None:
-                continue
-            if key[1] < self.sizes.get(path, 0):
-                hit = str(path)
-            self.sizes[path] = key[1]
-        return hit
-
-    def poll(self) -> bool:
-        """True when a write window is open now; counts windows on their opening edge."""
-        self.path = self._open_for_write() or self._shrunk()
-        now_open = bool(self.path)
-        # A new window opens on a closed->open edge, or when another file is being written
-        # (a shard write followed at once by the state write must count twice).
-        if now_open and (not self.open_before or self.path != self.path_before):
-            self.windows += 1
-            index = next(
-                (i for i, g in enumerate(self.globs) if is_checkpoint_write(self.path, [g])), None
-            )
-            if index is not None:
-                self.windows_by_glob[index] += 1
-        self.open_before = now_open
-        self.path_before = self.path
-        return now_open
-
-
-class CommitTracker:
-    """Progress values at which checkpoint files changed (the checkpoint interval)."""
-
-    def __init__(self, globs: list[str]) -> None:
-        self.globs = globs
-        self.state: dict[Path, tuple[int, int, int] | None] = {}
-        self.dones: list[int] = []
-
-    def poll(self, done: int | None) -> None:
-        current = {p: _stat_key(p) for p in expand(self.globs) if not p.name.startswith(".")}
-        if current != self.state and current and done is not None:
-            self.dones.append(done)
-        self.state = current
-
-
-def _vms_bytes(pid: int) -> int | None:
-    try:
-        return psutil.Process(pid).memory_info().vms
-    except psutil.Error:
-        return None
-
-
-# ---- one attempt ------------------------------------------------------------------------
-
-
-SERIES_MAX = 100_000
 
 
 @dataclass
@@ -282,6 +150,10 @@ class _Observed:
     total: int | None = None
     vms_bytes_max: int | None = None
     dones: list[int] = field(default_factory=list)  # distinct published values, in order
+
+    def see_all(self, values: list[tuple[int, int]]) -> None:
+        for value in values:
+            self.see(value)
 
     def see(self, progress: tuple[int, int] | None) -> None:
         if progress is None:
@@ -334,17 +206,49 @@ def run_attempt(
     )
     with run:  # starts the job; on the way out the whole group is killed, always
         probe = ProgressProbe(run, ctx.spec.progress_path(run.params))
-        watcher = _watcher(run.pid, globs, trigger, watch_windows)
+        watcher = _watcher(run.pid, Path(run.workdir), globs, trigger, watch_windows)
         tracker = CommitTracker(globs) if track_commits else None
-        seen, fired, rc = _drive(ctx, run, probe, trigger, watcher, tracker)
+        try:
+            seen, fired, rc = _drive(ctx, run, probe, trigger, watcher, tracker)
+        finally:
+            if watcher is not None:
+                watcher.close()
         stderr_tail = run.stderr_text()[-STDERR_TAIL_CHARS:]
         samples = run.samples
+    attempt = _attempt(index, resume, run, seen, fired, rc, trigger, fault, armed)
+    attempt = replace(attempt, stderr_tail=stderr_tail)
+    return Outcome(
+        attempt=attempt,
+        total=seen.total,
+        commit_dones=tracker.dones if tracker else [],
+        dones=seen.dones,
+        windows_seen=watcher.windows if watcher else 0,
+        windows_by_glob=tuple(watcher.windows_by_glob) if watcher else (),
+        temps=tuple(sorted(watcher.learned.items())) if isinstance(watcher, InotifyWatcher) else (),
+        rss_bytes_max=max((s.rss_bytes for s in samples), default=None),
+        uss_bytes_max=max((s.uss_bytes for s in samples), default=None),
+        vms_bytes_max=seen.vms_bytes_max,
+        note=_note(index, trigger, fired),
+    )
+
+
+def _attempt(
+    index: int,
+    resume: bool,
+    run: Run,
+    seen: _Observed,
+    fired: _Fired | None,
+    rc: int | None,
+    trigger: Trigger | None,
+    fault: str,
+    armed: str,
+) -> Attempt:
     if fired is not None:
         assert trigger is not None
         fault, armed, fault_at_done = trigger.fault, trigger.describe(), fired.at_done
     else:
         fault_at_done = seen.last_done if fault != FAULT_NONE else None
-    attempt = Attempt(
+    return Attempt(
         index=index,
         resume=resume,
         fault=fault,
@@ -356,37 +260,33 @@ def run_attempt(
         rc=rc,
         timed_out=run.timed_out,
         duration_s=round(run.duration_s, 3),
-        stderr_tail=stderr_tail,
+        total=seen.total or None,
+        fault_path=fired.path if fired is not None else "",
+        host_steal=run.host_steal_fraction,
     )
-    note = ""
+
+
+def _note(index: int, trigger: Trigger | None, fired: _Fired | None) -> str:
     if trigger is not None and fired is None:
-        note = f"attempt {index}: the job ended before the trigger ({trigger.describe()})"
-    elif fired is not None and fired.path:
-        note = f"attempt {index}: killed while writing {fired.path}"
-    return Outcome(
-        attempt=attempt,
-        total=seen.total,
-        commit_dones=tracker.dones if tracker else [],
-        dones=seen.dones,
-        windows_seen=watcher.windows if watcher else 0,
-        windows_by_glob=tuple(watcher.windows_by_glob) if watcher else (),
-        rss_bytes_max=max((s.rss_bytes for s in samples), default=None),
-        uss_bytes_max=max((s.uss_bytes for s in samples), default=None),
-        vms_bytes_max=seen.vms_bytes_max,
-        note=note,
-    )
+        return f"attempt {index}: the job ended before the trigger ({trigger.describe()})"
+    if fired is not None and fired.path:
+        return f"attempt {index}: killed while writing {fired.path}"
+    return ""
 
 
 def _watcher(
-    pid: int, globs: list[str], trigger: Trigger | None, watch_windows: bool
-) -> WriteWatcher | None:
-    if watch_windows and globs:
-        return WriteWatcher(pid, globs)  # the reference run counts the windows it can see
-    if trigger is None or trigger.nth_window is None:
+    pid: int, workdir: Path, globs: list[str], trigger: Trigger | None, watch_windows: bool
+) -> Watcher | None:
+    wanted = watch_windows or (trigger is not None and trigger.nth_window is not None)
+    if not wanted or not globs:
         return None
-    if trigger.window_glob is not None:
-        globs = globs[trigger.window_glob : trigger.window_glob + 1]
-    return WriteWatcher(pid, globs)
+    only = None if trigger is None else trigger.window_glob
+    if inotify_available():
+        learned = dict(trigger.temps) if trigger is not None else {}
+        return InotifyWatcher(pid, workdir, globs, only, learned)
+    if only is not None:
+        globs = globs[only : only + 1]
+    return WriteWatcher(pid, globs)  # polling: short writes may be missed
 
 
 @dataclass(frozen=True)
@@ -401,7 +301,7 @@ def _drive(
     run: Run,
     probe: ProgressProbe,
     trigger: Trigger | None,
-    watcher: WriteWatcher | None,
+    watcher: Watcher | None,
     tracker: CommitTracker | None,
 ) -> tuple[_Observed, _Fired | None, int | None]:
     """Poll until the attempt ends; (observations, how the trigger fired, rc or None)."""
@@ -411,34 +311,46 @@ def _drive(
     vms_every = max(1, int(0.1 / poll_s))
     for tick in range(int(ctx.bounds.attempt_timeout_s / poll_s) + 1):
         rc = run.poll()
-        seen.see(probe.read())
+        seen.see_all(probe.read_all())
         if tracker is not None:
             tracker.poll(seen.last_done)
         if rc is not None:
             return seen, None, rc
         if tick % vms_every == 0:
-            vms = _vms_bytes(run.pid)
+            vms = vms_bytes(run.pid)
             if vms is not None:
                 seen.vms_bytes_max = max(vms, seen.vms_bytes_max or 0)
         if trigger is None and watcher is not None:
             watcher.poll()
         elif trigger is not None and _due(trigger, time.monotonic() - started_s, seen, watcher):
-            fired = _Fired(
-                seen.last_done,
-                True if watcher else None,
-                watcher.path if watcher else "",
-            )
-            return seen, fired, _fire(ctx, run, trigger, probe, seen)
+            fired = _stop_inside(run, watcher, seen) if watcher is not None else None
+            if watcher is None or fired is not None:
+                fired = fired or _Fired(seen.last_done, None)
+                return seen, fired, _fire(ctx, run, trigger, probe, seen)
         if time.monotonic() - started_s > ctx.bounds.attempt_timeout_s:
             break
-        time.sleep(poll_s)
+        if watcher is not None:
+            watcher.wait(poll_s)
+        else:
+            time.sleep(poll_s)
     # Past the bound: Run.wait marks it timed out and kills the whole group.
     rc = run.wait(0.001)
-    seen.see(probe.read())
+    seen.see_all(probe.read_all())
     return seen, None, None if run.timed_out else rc
 
 
-def _due(trigger: Trigger, elapsed_s: float, seen: _Observed, watcher: WriteWatcher | None) -> bool:
+def _stop_inside(run: Run, watcher: Watcher, seen: _Observed) -> _Fired | None:
+    """Stop the group inside a write window: a _Fired when the file is still being
+    written (the kill will land inside the write), else None and the job continues."""
+    path = watcher.path
+    run.kill(signal.SIGSTOP)
+    if watcher.still_writing(path):
+        return _Fired(seen.last_done, True, path)
+    run.kill(signal.SIGCONT)
+    return None
+
+
+def _due(trigger: Trigger, elapsed_s: float, seen: _Observed, watcher: Watcher | None) -> bool:
     if trigger.at_s is not None:
         return elapsed_s >= trigger.at_s
     if trigger.at_done is not None:
@@ -457,126 +369,10 @@ def _fire(
     deadline_s = time.monotonic() + ctx.bounds.term_grace_s
     while time.monotonic() < deadline_s:
         rc = run.poll()
-        seen.see(probe.read())
+        seen.see_all(probe.read_all())
         if rc is not None:
             return rc
         time.sleep(POLL_S)
     run.kill(signal.SIGKILL)
     run.wait(REAP_TIMEOUT_S)
     return None
-
-
-# ---- sequences ---------------------------------------------------------------------------
-
-
-def resume_until_done(
-    ctx: Context,
-    workdir: Path,
-    attempts: list[Attempt],
-    *,
-    stop_on_failure: bool = False,
-    log_dir: Path | None = None,
-) -> list[Attempt]:
-    """Resume after the faults until exit 0, at most 1 + restarts_max times. A hang ends
-    the sequence (the liveness verdict fails); ``stop_on_failure`` ends it at the first
-    error exit (a refusal is deterministic: retrying it proves nothing)."""
-    for _ in range(1 + ctx.bounds.restarts_max):
-        if attempts and attempts[-1].rc == 0:
-            break
-        if attempts and attempts[-1].timed_out:
-            break
-        outcome = run_attempt(ctx, workdir, len(attempts), resume=True, log_dir=log_dir)
-        attempts.append(outcome.attempt)
-        rc = outcome.attempt.rc
-        if stop_on_failure and rc not in (0, 75):
-            break
-    return attempts
-
-
-@dataclass(frozen=True)
-class Finish:
-    verify_rc: int | None
-    fingerprint: str | None
-    notes: tuple[str, ...] = ()
-
-
-def finish(ctx: Context, workdir: Path) -> Finish:
-    """Run verify and fingerprint on a completed workdir, side by side (both only read the
-    workdir; each is a fresh interpreter whose start-up, e.g. importing torch, dominates),
-    each bounded by its own timeout."""
-    with ThreadPoolExecutor(2, thread_name_prefix="preflight-finish") as pool:
-        verify = pool.submit(_verify, ctx, workdir)
-        fingerprint = pool.submit(_fingerprint, ctx, workdir)
-        verify_rc, verify_notes = verify.result()
-        value, fingerprint_notes = fingerprint.result()
-    return Finish(verify_rc, value, (*verify_notes, *fingerprint_notes))
-
-
-def _verify(ctx: Context, workdir: Path) -> tuple[int | None, list[str]]:
-    if ctx.spec.verify is None:
-        return None, []
-    params = ctx.run_params(workdir)
-    try:
-        done = run_aux(ctx.spec, ctx.spec.verify, params, ctx.bounds.aux_timeout_s, key="verify")
-    except RunTimeoutError as exc:
-        return -1, [str(exc)]
-    notes = [f"verify: {done.stderr.strip()[-300:]}"] if done.returncode != 0 else []
-    return done.returncode, notes
-
-
-def _fingerprint(ctx: Context, workdir: Path) -> tuple[str | None, list[str]]:
-    if ctx.spec.fingerprint is None:
-        return None, []
-    params = ctx.run_params(workdir)
-    try:
-        done = run_aux(
-            ctx.spec, ctx.spec.fingerprint, params, ctx.bounds.aux_timeout_s, key="fingerprint"
-        )
-    except RunTimeoutError as exc:
-        return None, [str(exc)]
-    if done.returncode == 0:
-        return done.stdout.strip(), []
-    return None, [f"fingerprint exit {done.returncode}: {done.stderr.strip()[-300:]}"]
-
-
-def recover_s(attempts: list[Attempt]) -> float | None:
-    """Seconds from the last fault to the successful exit (the resumed attempts' time)."""
-    faulted = [a.index for a in attempts if a.fault != FAULT_NONE]
-    if not faulted or not attempts or attempts[-1].rc != 0:
-        return None
-    return round(sum(a.duration_s for a in attempts if a.index > faulted[-1]), 3)
-
-
-def build_history(
-    ctx: Context,
-    exp: Experiment,
-    seed: int,
-    workdir: Path,
-    attempts: list[Attempt],
-    notes: list[str],
-    started_s: float,
-    *,
-    corruptions: tuple[Corruption, ...] = (),
-) -> History:
-    """Finish (verify, fingerprint) a completed workdir and assemble the history."""
-    done = finish(ctx, workdir) if attempts and attempts[-1].rc == 0 else None
-    return History(
-        experiment_id=exp.id,
-        kind=exp.kind,
-        seed=seed,
-        schedule=exp.schedule,
-        attempts=tuple(attempts),
-        corruptions=corruptions,
-        verify_rc=done.verify_rc if done else None,
-        fingerprint=done.fingerprint if done else None,
-        notes=tuple(n for n in notes if n) + (done.notes if done else ()),
-        fault_exit=str(exp.schedule.get("fault_exit", "")),
-        duration_s=round(time.monotonic() - started_s, 3),
-        recover_s=recover_s(attempts),
-    )
-
-
-def skipped_history(exp: Experiment, seed: int, reason: str = "") -> History:
-    """An experiment that could not run: a note with its reason, never a failure."""
-    why = reason or str(exp.schedule.get("skip", "skipped"))
-    return History(exp.id, exp.kind, seed, exp.schedule, skipped=why)

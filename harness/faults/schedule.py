@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.faults.history import KINDS
+from harness.faults.history import KINDS, KNOWN_KINDS
 
 SEED_MAX = (1 << 63) - 1
 
@@ -25,7 +25,7 @@ class Experiment:
     schedule: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        assert self.kind in KINDS, f"unknown fault kind {self.kind!r}"
+        assert self.kind in KNOWN_KINDS, f"unknown fault kind {self.kind!r}"
         assert self.id and " " not in self.id, f"bad experiment id {self.id!r}"
 
 
@@ -38,12 +38,13 @@ def stream(seed: int, name: str) -> random.Random:
 def parse_kinds(text: str) -> tuple[str, ...]:
     """``kill,corrupt`` -> the kinds in battery order; ValueError names an unknown one."""
     asked = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [k for k in asked if k not in KINDS]
+    known = [*KINDS, *sorted(KNOWN_KINDS - set(KINDS))]  # registered kinds after ours
+    unknown = [k for k in asked if k not in KNOWN_KINDS]
     if unknown or not asked:
         raise ValueError(
-            f"unknown fault kind(s) {unknown or [text]}; choose from {','.join(KINDS)}"
+            f"unknown fault kind(s) {unknown or [text]}; choose from {','.join(known)}"
         )
-    return tuple(k for k in KINDS if k in asked)
+    return tuple(k for k in known if k in asked)
 
 
 def progress_target(rng: random.Random, total: int, low: float, high: float) -> int:

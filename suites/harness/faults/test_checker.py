@@ -121,12 +121,50 @@ def test_lost_work_unknown_without_a_published_resume_point() -> None:
 
 
 @pytest.mark.parametrize(
-    ("rc", "status"), [(75, PASS), (0, PASS), (-15, FAIL), (1, FAIL), (None, FAIL)]
+    ("rc", "graceful", "anything"),
+    [(75, PASS, PASS), (-15, FAIL, PASS), (1, FAIL, PASS), (None, FAIL, FAIL)],
 )
-def test_sigterm_must_stop_cleanly_with_75_or_0(rc: int | None, status: str) -> None:
+def test_sigterm_is_judged_by_the_specs_stop_behaviour(
+    rc: int | None, graceful: str, anything: str
+) -> None:
+    # The resume starts where the stop was (a checkpoint at the stop): nothing lost.
     term = replace(killed(fault=FAULT_SIGTERM), rc=rc)
-    verdicts = by_name(check(history(term, finished(), fault_exit="preempt"), REF))
-    assert verdicts["fault_exit"].status == status
+    h = history(term, finished(start=12), fault_exit="preempt")
+    assert by_name(check(h, REF, sigterm="graceful"))["fault_exit"].status == graceful
+    assert by_name(check(h, REF, sigterm="any"))["fault_exit"].status == anything
+    assert by_name(check(h, REF))["fault_exit"].status == anything  # the default: any
+
+
+def test_graceful_exit_75_must_have_saved_a_checkpoint_at_the_stop() -> None:
+    term = replace(killed(fault=FAULT_SIGTERM, at=12), rc=75)
+    h = history(term, finished(start=10), fault_exit="preempt")
+    verdict = by_name(check(h, REF, sigterm="graceful"))["fault_exit"]
+    assert verdict.status == FAIL and "lost 2" in verdict.detail
+
+
+@pytest.mark.parametrize("mode", ["graceful", "any"])
+def test_exit_0_on_sigterm_before_the_total_is_neither_a_clean_stop_nor_completed(
+    mode: str,
+) -> None:
+    # 41 of 96 steps, exit 0, no resume (a scheduler takes exit 0 as done).
+    ref = replace(REF, total=96)
+    early = Attempt(
+        0, False, fault=FAULT_SIGTERM, start_done=0, last_done=41, total=96, fault_at_done=40, rc=0
+    )
+    verdicts = by_name(check(history(early, fault_exit="preempt"), ref, sigterm=mode))
+    assert verdicts["fault_exit"].status == FAIL
+    assert "41/96" in verdicts["fault_exit"].detail
+    assert verdicts["completed"].status == FAIL
+    assert "41/96" in verdicts["completed"].detail
+
+
+def test_exit_0_on_sigterm_after_finishing_the_work_is_fine() -> None:
+    done = Attempt(
+        0, False, fault=FAULT_SIGTERM, start_done=0, last_done=30, total=30, fault_at_done=29, rc=0
+    )
+    verdicts = by_name(check(history(done, fault_exit="preempt"), REF, sigterm="graceful"))
+    assert verdicts["fault_exit"].status == PASS
+    assert verdicts["completed"].status == PASS
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,35 @@ def test_kills_land_inside_the_run() -> None:
             for trigger in exp.schedule.get("triggers", []):
                 assert 0 < trigger.get("at_done", 1) < REF.total
                 assert 0 < trigger.get("at_s", 1) < REF.duration_s
-                assert 1 <= trigger.get("nth_window", 1) <= 3
+                assert 1 <= trigger.get("nth_window", 1) <= 10  # REF saw 10 per glob
+
+
+def test_every_write_window_the_reference_saw_is_reachable() -> None:
+    # Capping n at 3 made the 4th write (often the first overwrite of last.ckpt) unreachable.
+    drawn = {
+        e.schedule["triggers"][0]["nth_window"]
+        for seed in range(200)
+        for e in kill.plan(REF, seed, 2)
+        if e.id == "kill-write-0"
+    }
+    assert drawn == set(range(1, 11))
+
+
+def test_kills_on_progress_land_past_the_first_checkpoint() -> None:
+    # Planned on units done, not on a time fraction measured under another load.
+    for seed in range(50):
+        for exp in kill.plan(REF, seed, 2):
+            if exp.id in ("kill-time", "kill-progress", "kill-sigterm"):
+                (trigger,) = exp.schedule["triggers"]
+                assert "at_s" not in trigger
+                assert REF.ckpt_interval < trigger["at_done"] < REF.total
+
+
+def test_temp_files_seen_renamed_onto_a_checkpoint_travel_with_the_write_kill() -> None:
+    ref = replace(REF, write_temps=(("./tmp?.pt", 1),))
+    plans = {e.id: e for e in kill.plan(ref, 0, 2)}
+    assert "temps" not in plans["kill-write-0"].schedule["triggers"][0]
+    assert plans["kill-write-1"].schedule["triggers"][0]["temps"] == [["./tmp?.pt", 1]]
 
 
 def test_a_spec_without_checkpoints_gets_a_note_for_write_kills() -> None:
