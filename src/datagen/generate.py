@@ -199,7 +199,9 @@ def _open_ledger(out: Path, new: bool) -> Ledger:
     try:
         return Ledger(out / LEDGER_NAME)
     except DurableError as exc:
-        if new:  # starting over: an unusable ledger is simply replaced
+        if isinstance(exc, VerifyError) and not new:
+            raise  # a symlinked ledger: the refusal already says what to do
+        if new:  # starting over: an unusable (or symlinked) ledger is simply replaced
             for name in BOOKKEEPING[1:]:
                 with contextlib.suppress(FileNotFoundError):
                     (out / name).unlink()
