@@ -413,6 +413,7 @@ class DistFitRun(FitRun):
         self.world = world
         if not world.leader:
             self.metrics = _NullMetrics()  # type: ignore[assignment]
+            self.display.enabled = False  # one job, one progress display: rank 0's
         self.param_sync = os.environ.get(ENV_PARAM_SYNC) == "1"
         self.param_checks = 0
 
@@ -546,6 +547,7 @@ def run_fit_distributed(
                 raise
             finally:
                 run.metrics.close()
+                run.display.close()
             if world.leader:
                 assert run.progress is not None
                 run.progress.write(cfg.steps, state="done", force=True)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from durable import BadInputError, RunLock, VerifyError, config_hash, faults, remove_stale_temps
 from telemetry import Telemetry
+from telemetry.console import ProgressDisplay
 from trainer import early_signals, rng
 from trainer.checkpoint import (
     KIND_CHECKPOINT,
@@ -281,6 +282,8 @@ class FitRun:
         self.summary = Summary(start_step=0, steps=cfg.steps)
         self.progress: ProgressWriter | None = None
         self.done_step = 0  # the last step that completed (counted in PROGRESS.json)
+        # A bar on a terminal, a line a second in a log; nothing when JSON logs own stderr.
+        self.display = ProgressDisplay("trainer", "steps", enabled=self.telemetry.log_json != "-")
         self._last_log_s = 0.0
         self._last_log_step = 0
 
@@ -350,6 +353,7 @@ class FitRun:
         )
         self.progress.write(start, force=True)
         self.telemetry.progress(start, self.cfg.steps)
+        self.display.update(start, self.cfg.steps, 0.0, None, force=True)
 
     def _describe(self) -> str:
         t = self.trainer
@@ -398,6 +402,7 @@ class FitRun:
                     f"{what}; stopped, keeping the last good checkpoint; "
                     "rerun with --skip-nonfinite to skip such steps"
                 )
+            self.display.clear()
             warn(f"{what}: step skipped ({self.trainer.skipped} so far)")
             if self.trainer.skipped > cfg.max_skips:
                 raise NonFiniteError(
@@ -412,6 +417,7 @@ class FitRun:
         rate_per_s = self.progress.rate_per_s(step)
         eta_s = (cfg.steps - step) / rate_per_s if rate_per_s > 0 else None
         self.telemetry.progress(step, cfg.steps, rate_per_s, eta_s)
+        self.display.update(step, cfg.steps, rate_per_s, eta_s, force=step == cfg.steps)
 
     def log_metrics(self, result: StepResult) -> None:
         now_s = time.monotonic()
@@ -572,6 +578,7 @@ def run_fit(
                 raise
             finally:
                 run.metrics.close()
+                run.display.close()  # the bar's line ends before any message or summary
             assert run.progress is not None
             run.progress.write(cfg.steps, state="done", force=True)
             emit(run.summary.to_json())
