@@ -283,7 +283,8 @@ def generate(cfg: GenConfig, opts: RunOptions, reporter: Reporter) -> int:
     refuse_symlinks(opts.out, OWNED_DIRS)
     # Rank 0 (or the only process) locks --out; other ranks lock their own ranks/rank-N/.
     lock_dir = opts.out if ranks.leader else ranks.rank_dir(opts.out)
-    refuse_symlink(lock_dir)
+    if lock_dir != opts.out:  # --out itself may be a link (a dataset on another disk)
+        refuse_symlink(lock_dir)
     _make_dir(lock_dir)
     with RunLock(lock_dir), stop_on_signals(StopFlag()) as stop:
         if ranks.leader:
