@@ -119,11 +119,13 @@ class FaultBattery:
         param = ctx.spec.readiness.checkpoint_param
         if param is not None:
             interval = int(ctx.spec.params(ctx.tier)[param]) or None
+        work_root = ctx.base_dir / f"work-{self.kind}"
+        work_root.mkdir(parents=True, exist_ok=True)
         result = run_check(CheckOptions(
             workload=ctx.spec.name, spec_file=str(ctx.spec.source), scale=ctx.tier,
             faults=(self.kind,), seed=ctx.seed,
             report_dir=str(ctx.base_dir / f"check-{ctx.spec.name}-{self.kind}"),
-            ckpt_interval=interval, work_root=str(ctx.base_dir / f"work-{self.kind}"),
+            ckpt_interval=interval, work_root=str(work_root),
             quiet=True))
         report = result.report
         if interval is None and report.reference is not None:
