@@ -34,6 +34,7 @@ class Inode:
     data: bytearray = field(default_factory=bytearray)  # volatile content (files)
     synced: bytes | None = None  # content at the last fsync; None: never durable
     untracked: bool = False  # changed in a way the model cannot replay (mmap, links)
+    cut: bool = False  # truncated below its synced size since the last fsync
 
 
 @dataclass
@@ -128,7 +129,7 @@ class FsModel:
         if ino is None:
             self.children[parent][name] = self._new(Inode(False))
         elif op.trunc:
-            self.inodes[ino].data = bytearray()
+            self._truncate(self.inodes[ino], 0)
 
     def _op_write(self, op: Op) -> None:
         inode = self._file(op.path)
@@ -142,12 +143,17 @@ class FsModel:
 
     def _op_trunc(self, op: Op) -> None:
         inode = self._file(op.path)
-        if inode is None or inode.is_dir:
-            return
-        if op.size <= len(inode.data):
-            del inode.data[op.size :]
+        if inode is not None and not inode.is_dir:
+            self._truncate(inode, op.size)
+
+    @staticmethod
+    def _truncate(inode: Inode, size: int) -> None:
+        if size < len(inode.synced or b""):
+            inode.cut = True
+        if size <= len(inode.data):
+            del inode.data[size:]
         else:
-            inode.data.extend(b"\0" * (op.size - len(inode.data)))
+            inode.data.extend(b"\0" * (size - len(inode.data)))
 
     def _op_fsync(self, op: Op) -> None:
         rel = self.rel(op.path)
@@ -160,13 +166,14 @@ class FsModel:
             self.durable[ino] = dict(self.children[ino])  # its entries, as they are now
         else:
             self.inodes[ino].synced = bytes(self.inodes[ino].data)
+            self.inodes[ino].cut = False
 
     def _op_sync(self, op: Op) -> None:
         for ino, inode in self.inodes.items():
             if inode.is_dir:
                 self.durable[ino] = dict(self.children[ino])
             else:
-                inode.synced = bytes(inode.data)
+                inode.synced, inode.cut = bytes(inode.data), False
 
     def _op_rename(self, op: Op) -> None:
         src, dst = self.rel(op.path), self.rel(op.path2)
@@ -240,10 +247,12 @@ class FsModel:
 
 
 def durable_content(inode: Inode, mode: str, rng: random.Random) -> bytes:
-    """A file's bytes after the cut: as of its last fsync; ``torn`` mixes in later pages."""
+    """A file's bytes after the cut: as of its last fsync; ``torn`` mixes in later pages.
+    Where metadata persists (keep-names, torn), a truncation since the fsync persisted too
+    (ext4's zero-length file after an in-place rewrite): the old bytes are gone."""
     if inode.untracked:
         return bytes(inode.data)
-    old = inode.synced or b""
+    old = b"" if inode.cut and mode != "drop" else inode.synced or b""
     new = bytes(inode.data)
     if mode != "torn" or old == new:
         return old
@@ -291,7 +300,7 @@ def findings(
             out.append(f"{rel}: an older file (the rename onto it was never fsynced)")
         elif files[rel] != bytes(inode.data):
             kept = len(files[rel])
-            out.append(f"{rel}: {kept} of {len(inode.data)} bytes as written (not fsynced)")
+            out.append(f"{rel}: {kept} bytes, not the {len(inode.data)} written (not fsynced)")
     durable_only = sorted(set(files) - set(volatile))
     out += [f"{rel}: came back (its removal or rename was never fsynced)" for rel in durable_only]
     if len(out) > FINDINGS_MAX:

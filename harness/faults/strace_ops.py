@@ -348,7 +348,11 @@ def durability_events(lines: Iterable[str], cwd0: str, root: str) -> list[tuple[
         what = _describe(state, pid, call.group(1), split_args(call.group(2)))
         reached.append((counts[pid], what))
     prefix = root.rstrip("/") + "/"
-    return [(n, what) for n, what in reached if what.split(" ", 1)[-1].startswith(prefix)]
+    return [(n, what) for n, what in reached if _under(what.split(" ", 1)[-1], root, prefix)]
+
+
+def _under(path: str, root: str, prefix: str) -> bool:
+    return path == root.rstrip("/") or path.startswith(prefix)
 
 
 def _describe(state: ParseState, pid: str, name: str, args: list[str]) -> str:
