@@ -246,8 +246,9 @@ class Battery:
         return CheckReport(self.spec.name, meta, self.reference, tuple(rows), wall_s, errors)
 
 
-class Interrupted(Exception):
-    """The check itself was told to stop (SIGTERM/SIGHUP, e.g. by its time bound)."""
+class Interrupted(BaseException):
+    """The check itself was told to stop (SIGTERM/SIGHUP, e.g. by its time bound). A
+    BaseException, like KeyboardInterrupt: no experiment's error handler may swallow it."""
 
 
 @contextmanager

@@ -71,8 +71,8 @@ def _register_optional() -> None:
             if exc.name != module_name:
                 raise  # the module exists but is broken: never hide that
             continue
-        found = getattr(module, "KIND", None)
-        register(found if found is not None else ModuleKind.from_module(name, module))
+        found = getattr(module, "KIND", None)  # a FaultKind object, or just its name
+        register(found if isinstance(found, FaultKind) else ModuleKind.from_module(name, module))
 
 
 for _kind in (kill.KIND, crashpoints.KIND, corrupt.KIND, memory.KIND, disk.KIND, rank.KIND):
