@@ -11,13 +11,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+MIB = 1 << 20
+
 
 @dataclass(frozen=True)
 class Tier:
+    """Everything that differs by tier, in one place."""
+
     name: str
     rank: int  # order of cost: a tier runs when its rank is at most the selected one's
     meaning: str
     run_timeout_s: float  # default bound on one workload run at this tier
+    test_timeout_s: float  # bound on one readiness test (pytest-timeout)
+    suite_timeout_s: float  # bound on a project's pytest suites run by the gate
+    fuzz_examples: int  # hypothesis examples per parser in the security fuzz suites
+    # Detectors (harness.analysis.settings): a stretch without progress that is a stall,
+    # and the memory growth below which no leak is called (allocators wander more at size).
+    stall_s: float
+    memory_growth_floor_bytes: float
+    # Alert thresholds (harness.alerts.rules.PROFILES): seconds-long runs get the fast ones.
+    alert_profile: str
 
     @property
     def slow(self) -> bool:
@@ -25,10 +38,21 @@ class Tier:
         return self.rank > 0
 
 
+# Suite bounds are far above the usual figures (small: 3 min, 10pct: 9 min): a host that
+# takes 70% of the CPU triples them. Small-tier jobs report progress many times a second,
+# so a second of silence is a stall there; a real checkpoint can take minutes.
 TIERS: tuple[Tier, ...] = (
-    Tier("small", 0, "functional, seconds: fixed tiny sizes from the workload spec", 300.0),
-    Tier("10pct", 1, "the pre-launch rehearsal: 10% of every production size", 6 * 3600.0),
-    Tier("production", 2, "the real run: the production sizes in the workload spec", 72 * 3600.0),
+    Tier("small", 0, "functional, seconds: fixed tiny sizes from the workload spec",
+         run_timeout_s=300.0, test_timeout_s=120.0, suite_timeout_s=2400.0, fuzz_examples=60,
+         stall_s=1.0, memory_growth_floor_bytes=1.0 * MIB, alert_profile="small"),
+    Tier("10pct", 1, "the pre-launch rehearsal: 10% of every production size",
+         run_timeout_s=6 * 3600.0, test_timeout_s=900.0, suite_timeout_s=3600.0,
+         fuzz_examples=2_000, stall_s=120.0, memory_growth_floor_bytes=16.0 * MIB,
+         alert_profile="production"),
+    Tier("production", 2, "the real run: the production sizes in the workload spec",
+         run_timeout_s=72 * 3600.0, test_timeout_s=12 * 3600.0, suite_timeout_s=6 * 3600.0,
+         fuzz_examples=20_000, stall_s=600.0, memory_growth_floor_bytes=64.0 * MIB,
+         alert_profile="production"),
 )
 TIER_NAMES: tuple[str, ...] = tuple(t.name for t in TIERS)
 DEFAULT_TIER = "small"

@@ -7,7 +7,7 @@ profile instead of patching constants.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from harness import tiers
 
@@ -61,32 +61,20 @@ class DetectorSettings:
         raise ValueError(f"no leak settings for metric {metric!r}")
 
 
-_SMALL = DetectorSettings(
-    # 1 KiB per unit of work is far below any real leak worth a launch decision, yet far
-    # above the noise of a flat series; 1 MiB total keeps allocator arenas out of it.
-    memory=LeakSettings(per_unit_max=1024.0, growth_floor=1.0 * MIB),
-    open_files=LeakSettings(per_unit_max=0.01, growth_floor=16),
-    threads=LeakSettings(per_unit_max=0.01, growth_floor=8),
-    throughput=ThroughputSettings(),
-    # Small-tier jobs report progress many times a second; a second of silence is a stall.
-    stall=StallSettings(stall_s=1.0),
-)
+def _for_tier(tier: tiers.Tier) -> DetectorSettings:
+    return DetectorSettings(
+        # 1 KiB per unit of work is far below any real leak worth a launch decision, yet far
+        # above the noise of a flat series; the tier's growth floor keeps allocator arenas
+        # out of it.
+        memory=LeakSettings(per_unit_max=1024.0, growth_floor=tier.memory_growth_floor_bytes),
+        open_files=LeakSettings(per_unit_max=0.01, growth_floor=16),
+        threads=LeakSettings(per_unit_max=0.01, growth_floor=8),
+        throughput=ThroughputSettings(),
+        stall=StallSettings(stall_s=tier.stall_s),
+    )
 
-PROFILES: dict[str, DetectorSettings] = {
-    "small": _SMALL,
-    # Real sizes: allocators and caches wander by more, and a checkpoint can take minutes.
-    "10pct": replace(
-        _SMALL,
-        memory=LeakSettings(per_unit_max=1024.0, growth_floor=16.0 * MIB),
-        stall=StallSettings(stall_s=120.0),
-    ),
-    "production": replace(
-        _SMALL,
-        memory=LeakSettings(per_unit_max=1024.0, growth_floor=64.0 * MIB),
-        stall=StallSettings(stall_s=600.0),
-    ),
-}
-assert set(PROFILES) == set(tiers.TIER_NAMES), "every tier needs a detector profile"
+
+PROFILES: dict[str, DetectorSettings] = {t.name: _for_tier(t) for t in tiers.TIERS}
 
 
 def settings_for(tier: str) -> DetectorSettings:

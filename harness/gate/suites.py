@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# Far above the usual figures (small: 3 min): a host taking 70% of the CPU triples them.
-SUITE_TIMEOUT_S = {"small": 2400.0, "10pct": 3600.0, "production": 6 * 3600.0}
+from harness import tiers
+
 REPORT_BYTES_MAX = 64 << 20
 
 
@@ -30,10 +30,11 @@ def run_suites(suites: list[str], scale: str, workers: str, scratch: Path, cwd: 
     scratch.mkdir(parents=True)
     try:
         done = subprocess.run(pytest_argv(suites, scale, workers, scratch, extra), cwd=cwd,
-                              timeout=SUITE_TIMEOUT_S[scale], check=False)
+                              timeout=tiers.get_tier(scale).suite_timeout_s, check=False)
         code = done.returncode
     except subprocess.TimeoutExpired:
-        print(f"preflight gate: suites {suites} exceeded {SUITE_TIMEOUT_S[scale]} s",
+        print(f"preflight gate: suites {suites} exceeded "
+              f"{tiers.get_tier(scale).suite_timeout_s} s",
               file=sys.stderr)
         code = 1
     tests: list[dict[str, Any]] = []

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from harness import tiers
+
 # Each tier's bound on one test (pytest-timeout; the default is for small-tier tests).
-TIER_TIMEOUT_S = {"small": 120, "10pct": 900, "production": 12 * 3600}
+TIER_TIMEOUT_S = {t.name: t.test_timeout_s for t in tiers.TIERS}
 # A timing test first waits for the tests running beside it to finish (suites.timing_plugin):
 # at most the longest of them, a fault battery (test_faults.py bounds it at 1800 s).
 MACHINE_WAIT_S = 1800

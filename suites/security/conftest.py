@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from durable import faults
+from harness import tiers
 
 # Examples per parser test by session --scale: seconds at small, much longer at 10pct.
 # The smallest valid `datagen generate` sizes, for tests that need a real dataset fast.
@@ -37,7 +38,7 @@ TINY_DATAGEN = (
     "--workers",
     "1",
 )
-EXAMPLES_BY_SCALE = {"small": 60, "10pct": 2_000, "production": 20_000}
+EXAMPLES_BY_SCALE = {t.name: t.fuzz_examples for t in tiers.TIERS}
 EXAMPLE_TIMEOUT_S = 5.0
 
 
