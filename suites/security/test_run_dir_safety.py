@@ -8,11 +8,13 @@ inside run dirs and checks that no file outside them changes.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -55,8 +57,16 @@ def decoys(tmp_path: Path) -> Path:
     (root / "dir").mkdir(parents=True)
     (root / "victim").write_text("precious\n")
     (root / "dir" / "manifest.json").write_text('{"precious": true}\n')
-    (root / "db.sqlite").write_bytes(b"not a ledger, precious")
+    _outside_database(root / "db.sqlite")
     return root
+
+
+def _outside_database(path: Path) -> None:
+    """A real SQLite database: a ledger opened through a link would write into it."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE precious (x TEXT)")
+        db.execute("INSERT INTO precious VALUES ('precious')")
+        db.commit()
 
 
 def datagen(*argv: str) -> Result:
@@ -439,7 +449,7 @@ def test_random_damage_inside_run_dirs_never_touches_files_outside(
         (decoys / "dir").mkdir(parents=True)
         (decoys / "victim").write_text("precious\n")
         (decoys / "dir" / "manifest.json").write_text("{}\n")
-        (decoys / "db.sqlite").write_bytes(b"precious db")
+        _outside_database(decoys / "db.sqlite")
         run = copy_run(datagen_base if kind == "datagen" else trainer_base, case / "run")
         names = ENTRY_NAMES[kind]
         for action, index, target in damage:

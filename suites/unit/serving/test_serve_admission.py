@@ -3,6 +3,7 @@ time, /healthz reflects capacity, and an absurd ``shape`` is a 400."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import socket
@@ -96,9 +97,11 @@ def test_healthz_reflects_capacity(server: serve.ServerThread, state: serve.Serv
     assert status == 200 and health["status"] == "ok"
 
 
-@pytest.mark.parametrize("dims", [9, 65, 100_000])
+@pytest.mark.parametrize("dims", [65, 100_000])
 def test_an_absurd_shape_is_a_400(dims: int) -> None:
-    raw = json.dumps({"videos": "", "dtype": "uint8", "shape": [1] * dims}).encode()
+    # One byte fills a shape of ones: only the number of dimensions is absurd.
+    one_byte = base64.b64encode(b"\0").decode()
+    raw = json.dumps({"videos": one_byte, "dtype": "uint8", "shape": [1] * dims}).encode()
     with pytest.raises(RequestError) as caught:
         parse_request(raw, SHAPE, 4, 16 << 20)
     assert caught.value.status == 400 and "shape" in caught.value.message
