@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import sys
 from collections.abc import Sequence
@@ -31,14 +32,30 @@ DELEGATED: dict[str, tuple[str, str]] = {
 }
 
 
+EXIT_CODES = """\
+exit codes (every command; `preflight COMMAND --help` for its own):
+  0   ok: the check or soak passed, the gate is ready, the report was shown
+  1   failed: a check or soak verdict failed, the gate is not ready, a regression
+  2   bad input: a clear message (unknown workload, malformed spec or option), nothing run"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="preflight", description="Prove a long-running job is ready for production."
+        prog="preflight",
+        description="Prove a long-running job is ready for production.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_module, help_text) in DELEGATED.items():
         commands.add_parser(name, help=help_text, add_help=False)
-    report = commands.add_parser("report", help="show a session report (default: the latest)")
+    report = commands.add_parser(
+        "report",
+        help="show a session report (default: the latest)",
+        # Raw (the epilog's line breaks are kept), so broken by hand.
+        description="Show a session report (default: the latest), or compare gate and soak\n"
+        "results over time (history, trends, a baseline, --fail-on thresholds).",
+    )
     report.add_argument("run", nargs="?", default=LATEST, help="run id (default: latest)")
     report.add_argument("--dir", default=DEFAULT_REPORTS, type=Path, help="reports directory")
     report.add_argument(
@@ -94,7 +111,27 @@ def _delegate(name: str, argv: list[str]) -> int:
             print(f"preflight {name}: not available ({module_name} is missing)", file=sys.stderr)
             return EXIT_BAD_INPUT
         raise
-    return int(module.main(argv))
+    from durable.errors import BadInputError
+    from harness.spec import SpecError
+
+    try:
+        return int(module.main(argv))
+    except (BadInputError, SpecError) as exc:
+        # A command that lets bad input escape still exits 2 with its usage, not a traceback.
+        sys.stderr.write(_usage(name, module))
+        print(f"preflight {name}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _usage(name: str, module: object) -> str:
+    """The delegated command's usage line, from its own parser when it exposes one."""
+    build = getattr(module, "build_parser", None)
+    if not callable(build):
+        return f"usage: preflight {name} --help\n"
+    # harness.soak's build_parser fills a parser it is given; the others make their own.
+    wants_parser = bool(inspect.signature(build).parameters)
+    parser = build(argparse.ArgumentParser(prog=f"preflight {name}")) if wants_parser else build()
+    return str(parser.format_usage())
 
 
 def _read_text(path: Path) -> str:

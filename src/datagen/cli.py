@@ -14,10 +14,20 @@ from datagen.generate import RunOptions, generate, read_status
 from datagen.ranks import from_environment
 from datagen.report import Reporter
 from datagen.verify import scan
-from durable import BadInputError, LockedError, VerifyError
+from durable import BadInputError, ConfigDriftError, LockedError, VerifyError
 from telemetry import Telemetry, add_cli_options
+from telemetry.clihelp import finish_help, print_usage
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_REFUSED = 1, 2, 3, 4
+EXIT_CODES = """\
+exit codes:
+  0   done (verify: the dataset is complete and every checksum holds)
+  1   failed (a shard could not be generated; --retry-errors retries only those)
+  2   bad input: a clear message, nothing written
+  3   --out is locked by another live run
+  4   refused: data failed its checksum and cannot be repaired (verify: damaged or
+      incomplete)
+  75  stopped on SIGTERM after committing the finished shards; rerun to resume"""
 
 
 def _default_workers() -> int:
@@ -31,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="datagen", description="Generate a labelled dataset of trajectory videos."
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     gen = commands.add_parser("generate", help="generate or resume a dataset in --out")
     # str, not Path: Path("") is ".", and an empty --out must be refused, not mean "here".
     gen.add_argument("--out", required=True, help="dataset directory")
@@ -77,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("dir", type=Path)
+    finish_help(parser, EXIT_CODES)
     return parser
 
 
@@ -116,13 +127,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return _run(args)
     except LockedError as exc:
         print(f"datagen: {exc}", file=sys.stderr)
         return EXIT_LOCKED
     except BadInputError as exc:  # includes ConfigDriftError
+        if not isinstance(exc, ConfigDriftError):  # a drift is --out's, not the syntax's
+            print_usage(parser, args.command)
         print(f"datagen: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except VerifyError as exc:

@@ -8,10 +8,27 @@ textfile, replaced atomically), --metrics-interval, --log-json, --memory-budget-
 alerts/preflight.rules.yml and evaluated by the harness (harness/alerts).
 """
 
-from telemetry import names
-from telemetry.core import Telemetry, add_cli_options, new_run_id
-from telemetry.jsonlog import JsonLog, read_records
-from telemetry.median import RunningMedian
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from telemetry import names
+    from telemetry.core import Telemetry, add_cli_options, new_run_id
+    from telemetry.jsonlog import JsonLog, read_records
+    from telemetry.median import RunningMedian
+
+# Imported on first use (PEP 562): prometheus_client costs ~30 ms, and a command that only
+# builds its --help or runs `trainer rollback` (telemetry.clihelp) should not pay it.
+_EXPORTS = {
+    "JsonLog": "telemetry.jsonlog",
+    "RunningMedian": "telemetry.median",
+    "Telemetry": "telemetry.core",
+    "add_cli_options": "telemetry.core",
+    "new_run_id": "telemetry.core",
+    "read_records": "telemetry.jsonlog",
+}
 
 __all__ = [
     "JsonLog",
@@ -22,3 +39,11 @@ __all__ = [
     "new_run_id",
     "read_records",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "names":
+        return importlib.import_module("telemetry.names")
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'telemetry' has no attribute {name!r}")

@@ -29,7 +29,14 @@ from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import fields  # noqa: E402
 from typing import Any  # noqa: E402
 
-from durable import BadInputError, LockedError, VerifyError, read_progress  # noqa: E402
+from durable import (  # noqa: E402
+    BadInputError,
+    ConfigDriftError,
+    LockedError,
+    VerifyError,
+    read_progress,
+)
+from telemetry.clihelp import finish_help, print_usage  # noqa: E402
 from trainer import serving_cli  # noqa: E402
 
 EXIT_OK = 0
@@ -38,6 +45,19 @@ EXIT_BAD_INPUT = 2
 EXIT_LOCKED = 3
 EXIT_REFUSED = 4
 EXIT_STOPPED = 75
+EXIT_CODES = """\
+exit codes:
+  0   done
+  1   failed (verify, fingerprint: not complete yet; evaluate: below the regression gate)
+  2   bad input: a clear message, nothing written
+  3   RUN_DIR (or the deploy dir) is locked by a live run
+  4   refused: data, checkpoint or bundle failed its checksum and cannot be repaired
+  75  stopped on SIGTERM after a clean checkpoint; rerun the same command to resume"""
+# Shown raw (the exit codes' line breaks are kept), so broken by hand.
+DESCRIPTION = (
+    "Train a video classifier on a datagen dataset with bit-exact resume,\n"
+    "then export, evaluate, serve and deploy it."
+)
 
 
 def _add_fit(subparsers: Any) -> None:
@@ -110,8 +130,8 @@ def _add_fit(subparsers: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trainer", description=__doc__.splitlines()[0])
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="trainer", description=DESCRIPTION)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_fit(subparsers)
     serving_cli.add_commands(subparsers)
     for name, text in (
@@ -121,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = subparsers.add_parser(name, help=text)
         sub.add_argument("run_dir", metavar="RUN_DIR")
+    finish_help(parser, EXIT_CODES)
     return parser
 
 
@@ -246,7 +267,8 @@ def classify(exc: BaseException) -> tuple[int, bool]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "fit":
         early_signals.install()  # before torch is imported: preemption at start-up is exit 75
         if early_signals.under_launcher():
@@ -258,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, expected = classify(exc)
         if not expected:
             traceback.print_exc()
+        if code == EXIT_BAD_INPUT and not isinstance(exc, ConfigDriftError):
+            print_usage(parser, args.command)  # a drift is RUN_DIR's, not the syntax's
         print(f"trainer: {exc}", file=sys.stderr, flush=True)
         return code
 
