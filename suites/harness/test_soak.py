@@ -14,7 +14,7 @@ import pytest
 
 from durable import BadInputError
 from harness import hostload
-from harness.soak import main, parse_duration, read_series
+from harness.soak import SoakState, evaluate, main, parse_duration, read_series
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SPEC = str(FIXTURES / "workloads.toml")
@@ -142,3 +142,60 @@ def test_report_trend_flags_a_regression(tmp_path, capsys):
     assert cli_main(["report", "--dir", str(tmp_path), "--trend"]) == 1
     out = capsys.readouterr().out
     assert "REGRESSION" in out and "w.throughput_per_s" in out
+
+
+def _series(runs: int, points: int, fds_per_unit: float, slowdown: float) -> list[dict]:
+    """A recorded soak (synthetic, deterministic): each run does ``points`` units; its unit
+    time grows linearly to ``1 + slowdown`` times the first, and its fds by ``fds_per_unit``."""
+    rows, t_global, units_before = [], 0.0, 0
+    for run in range(runs):
+        t = 0.0
+        for unit in range(points):
+            t += 0.01 * (1.0 + slowdown * unit / (points - 1))
+            rows.append({"iteration": run, "t_s": t, "t_global_s": t_global + t,
+                         "progress_done": unit + 1, "units_global": units_before + unit + 1,
+                         "uss_bytes": 50 << 20, "rss_bytes": 60 << 20, "threads": 2,
+                         "open_files": 3 + int(fds_per_unit * unit)})
+        t_global += t
+        units_before += points
+    return rows
+
+
+def _state(series: list[dict]) -> SoakState:
+    runs = max(r["iteration"] for r in series) + 1
+    iterations = [{"returncode": 0, "units": 0, "duration_s": 1.0, "finished": True}] * runs
+    return SoakState("w", "small", 10.0, series[-1]["t_global_s"], iterations)
+
+
+def test_soak_judges_open_files_per_run() -> None:
+    verdicts = evaluate(_series(3, 240, 1.0, 0.0), _state(_series(3, 240, 1.0, 0.0)))
+    fds = [v for v in verdicts["leak"] if v["metric"] == "open_files"]
+    assert len(fds) == 3 and not any(v["ok"] for v in fds)
+    assert not verdicts["leak_ok"] and not verdicts["ok"]
+    clean = evaluate(_series(3, 240, 0.0, 0.0), _state(_series(3, 240, 0.0, 0.0)))
+    assert clean["ok"], clean
+
+
+def test_soak_sees_a_slowdown_inside_each_run_that_restarts_average_out() -> None:
+    series = _series(4, 240, 0.0, 2.0)  # each run ends 3x slower than it began
+    verdicts = evaluate(series, _state(series))
+    assert not verdicts["throughput_within_ok"]
+    assert all(not v["ok"] for v in verdicts["throughput_within"])
+    assert not verdicts["ok"]
+
+
+@pytest.mark.long
+def test_fd_leaking_soak_fails_on_open_files(tmp_path):
+    code, summary = _soak_settled(
+        tmp_path, "fd_leak", 2.5,
+        lambda code, summary: code == 1 and not summary["verdicts"]["leak_ok"])
+    bad = [v for v in summary["verdicts"]["leak"] if not v["ok"]]
+    assert code == 1 and {v["metric"] for v in bad} == {"open_files"}, bad
+
+
+@pytest.mark.long
+def test_slowing_soak_fails_on_throughput_within_runs(tmp_path):
+    code, summary = _soak_settled(
+        tmp_path, "slowing", 4.0,
+        lambda code, summary: code == 1 and not summary["verdicts"]["throughput_within_ok"])
+    assert code == 1 and not summary["verdicts"]["throughput_within_ok"], summary["verdicts"]
