@@ -174,31 +174,67 @@ def soak(spec: Any, state: SoakState, state_dir: Path, params: dict, interval_s:
         _run_iteration(spec, state, state_dir, params, interval_s)
 
 
+RESOURCES = ("uss_bytes", "open_files", "threads")  # what a leak grows, per unit of work
+
+
+def _by_iteration(series: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    runs: dict[int, list[dict[str, Any]]] = {}
+    for row in series:
+        runs.setdefault(row["iteration"], []).append(row)
+    return dict(sorted(runs.items()))
+
+
+def _within(part: list[dict[str, Any]], settings: Any) -> dict[str, Any]:
+    """Throughput inside one run: a slowdown that a restart resets averages out over the
+    whole soak, but shows in every run (too few points: inconclusive, which is ok)."""
+    known = [r for r in part if r.get("progress_done") is not None]
+    t_s = [r["t_s"] for r in known]
+    done = [r["progress_done"] for r in known]
+    return throughput_from_series(t_s, done, settings.throughput).to_json()
+
+
 def evaluate(series: list[dict[str, Any]], state: SoakState) -> dict[str, Any]:
-    """Pure: verdicts over the whole soak."""
+    """Pure: the stability experiment's detectors over the soak — per run: memory, open
+    files and threads against units of work, and throughput within the run; across runs:
+    throughput and stalls over the whole duration; and crashed runs."""
     settings = settings_for(state.scale)
-    leaks = []
-    for number in sorted({r["iteration"] for r in series}):
-        part = [r for r in series if r["iteration"] == number]
-        leaks.append(leak_verdict(part, tier=state.scale).to_json() | {"iteration": number})
+    leaks, within = [], []
+    for number, part in _by_iteration(series).items():
+        for metric in RESOURCES:
+            verdict = leak_verdict(part, metric=metric, tier=state.scale).to_json()
+            leaks.append(verdict | {"iteration": number})
+        within.append(_within(part, settings) | {"iteration": number})
     known = [r for r in series if r.get("units_global") is not None]
     t_s = [r["t_global_s"] for r in known]
     units = [r["units_global"] for r in known]
     throughput = throughput_from_series(t_s, units, settings.throughput).to_json()
     stall = stall_from_series(t_s, units, settings.stall, observed_s=state.elapsed_s).to_json()
     crashed = [it for it in state.iterations if it["finished"] and it["returncode"] != 0]
+    leak_ok = all(v["ok"] for v in leaks)
+    within_ok = all(v["ok"] for v in within)
     return {
         "leak": leaks,
-        "leak_ok": all(v["ok"] for v in leaks),
+        "leak_ok": leak_ok,
         "throughput": throughput,
+        "throughput_within": within,
+        "throughput_within_ok": within_ok,
         "stall": stall,
         "crashed_iterations": len(crashed),
-        "ok": all(v["ok"] for v in leaks) and throughput["ok"] and stall["ok"] and not crashed,
+        "ok": leak_ok and within_ok and throughput["ok"] and stall["ok"] and not crashed,
     }
 
 
+def _failing(verdicts: list[dict[str, Any]]) -> str:
+    bad = [v for v in verdicts if not v["ok"]]
+    return "; ".join(
+        f"run {v['iteration']}: {v.get('metric', 'throughput')}: {v['reason']}" for v in bad
+    )
+
+
 def to_junit(workload: str, verdicts: dict[str, Any], elapsed_s: float) -> str:
-    cases = [("no-leak", verdicts["leak_ok"], json.dumps([v["reason"] for v in verdicts["leak"]])),
+    cases = [("no-leak", verdicts["leak_ok"], _failing(verdicts["leak"]) or "no leak"),
+             ("throughput-within-runs", verdicts["throughput_within_ok"],
+              _failing(verdicts["throughput_within"]) or "steady in every run"),
              ("throughput", verdicts["throughput"]["ok"], verdicts["throughput"]["reason"]),
              ("no-stall", verdicts["stall"]["ok"], verdicts["stall"]["reason"]),
              ("no-crash", verdicts["crashed_iterations"] == 0,
@@ -233,7 +269,11 @@ def write_outputs(out_dir: Path, state: SoakState, series: list[dict], verdicts:
     lines = [f"# Soak {state.workload}: {status}", "",
              f"- duration: {state.elapsed_s:.1f} s of {state.duration_s:.0f} s",
              f"- iterations: {len(state.iterations)}, units: {state.units_before}",
-             f"- leak: {'ok' if verdicts['leak_ok'] else 'LEAK'}",
+             f"- leak (memory, open files, threads per run): "
+             f"{'ok' if verdicts['leak_ok'] else 'LEAK: ' + _failing(verdicts['leak'])}",
+             "- throughput within runs: " + (
+                 "ok" if verdicts["throughput_within_ok"]
+                 else _failing(verdicts["throughput_within"])),
              f"- throughput: {verdicts['throughput']['reason']}",
              f"- stall: {verdicts['stall']['reason']}",
              f"- crashed iterations: {verdicts['crashed_iterations']}"]
@@ -249,7 +289,8 @@ def _record_history(reports: Path, state: SoakState, verdicts: dict, report_path
 
     throughput = verdicts["throughput"]
     metrics = [(f"{state.workload}.throughput_ratio", throughput.get("ratio") or 0.0)]
-    metrics += [(f"{state.workload}.leak_bytes_per_unit", v["per_unit"]) for v in verdicts["leak"]]
+    metrics += [(f"{state.workload}.leak_bytes_per_unit", v["per_unit"])
+                for v in verdicts["leak"] if v["metric"] == "uss_bytes"]
     with History(reports / "history.sqlite") as history:
         history.add(run_id=report_path.parent.name, kind="soak", workload=state.workload,
                     scale=state.scale, code_hash=code_hash(), config_hash=preflight_config_hash(),
@@ -279,7 +320,8 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--state", type=Path, default=None,
                         help="soak state directory (default reports/soak-WORKLOAD)")
     parser.add_argument("--report", type=Path, default=Path("reports"))
-    parser.add_argument("--sample-interval", type=float, default=0.5)
+    # Enough points inside each run for its own trends (a small run lasts seconds).
+    parser.add_argument("--sample-interval", type=float, default=0.1)
     return parser
 
 
