@@ -13,6 +13,7 @@ took or changed.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from harness.faults import powerloss_trace as trace
 from harness.faults.durable_state import MODES
@@ -21,6 +22,7 @@ from harness.faults.kind import InjectContext, PlanContext
 from harness.faults.runner import Context, run_attempt
 from harness.faults.schedule import Experiment, stream
 from harness.faults.sequence import Injected, Workspace, conclude, skipped_history
+from harness.faults.watch import is_checkpoint_write
 
 NAME = "powerloss"
 POINTS_MAX = 6  # crash points per seed; with the 2 after-exit cuts, 8 experiments
@@ -46,17 +48,28 @@ def plan(reference: Reference, seed: int) -> list[Experiment]:
     return exps
 
 
-def crash_point(ctx: Context, at: object) -> tuple[int | None, str]:
-    """(when, what) for a planned fraction of the census's crash points; (None, "exit")
+def crash_point(ctx: Context, at: object) -> tuple[trace.Point | None, str]:
+    """((syscall, n), where) for a planned fraction of the census's crash points; None
     for a cut after the exit. A census with no points raises LookupError."""
     if at == "exit":
         return None, "after the job's exit"
     assert isinstance(at, float) and 0.0 <= at < 1.0, at
-    events = trace.census(ctx).events
+    events = checkpoint_first(ctx, trace.census(ctx).events)
     if not events:
         raise LookupError(NO_POINTS)
-    when, what = events[min(len(events) - 1, int(at * len(events)))]
-    return when, f"{what} (durability call #{when} of its thread)"
+    name, n, path = events[min(len(events) - 1, int(at * len(events)))]
+    return (name, n), f"before {name} {path} (its thread's {name} #{n})"
+
+
+def checkpoint_first(
+    ctx: Context, events: tuple[tuple[str, int, str], ...]
+) -> tuple[tuple[str, int, str], ...]:
+    """The crash points on checkpoint files (or their temps) when there are any: a job's
+    advisory files (progress, logs) are renamed far more often and would crowd them out."""
+    root = Path("/census")
+    globs = ctx.spec.checkpoint_globs(ctx.run_params(root))
+    chosen = tuple(e for e in events if is_checkpoint_write(str(root / e[2]), globs))
+    return chosen or events
 
 
 def execute(ctx: Context, exp: Experiment, seed: int) -> History:
@@ -67,7 +80,7 @@ def execute(ctx: Context, exp: Experiment, seed: int) -> History:
     if reason:
         return skipped_history(exp, seed, reason)
     try:
-        when, where = crash_point(ctx, exp.schedule["at"])
+        point, where = crash_point(ctx, exp.schedule["at"])
     except LookupError as exc:
         return skipped_history(exp, seed, str(exc))
     space = Workspace.open(ctx, exp)
@@ -76,20 +89,27 @@ def execute(ctx: Context, exp: Experiment, seed: int) -> History:
     before = trace.read_tree(space.workdir)
     trace_path = space.logs / "attempt-0.strace"
     traced = trace.run_traced(
-        ctx, space.workdir, 0, when=when, trace_path=trace_path, log_dir=space.logs
+        ctx, space.workdir, 0, point=point, trace_path=trace_path, log_dir=space.logs
     )
     if traced.attempt.timed_out:
         never = Injected(False, f"the job hung before {where}")
         return conclude(ctx, exp, seed, space, [traced.attempt], [], injected=never, resume=False)
     notes: list[str] = []
-    if when is not None and not traced.crashed:
+    if point is not None and not traced.crashed:
         notes.append(f"the job ended before {where}; the power was cut after it ended")
         where = "after the job's exit"
     mode = str(exp.schedule["mode"])
     state = trace.cut_power(
         space.workdir, before, trace_path, ctx.spec.spec_dir, mode, f"{seed}:{exp.id}"
     )
-    attempts = [_record(traced.attempt, mode, where, state.findings)]
+    globs = ctx.spec.checkpoint_globs(ctx.run_params(space.workdir))
+    first = [
+        f
+        for f in state.findings
+        if is_checkpoint_write(str(space.workdir / f.split(": ", 1)[0]), globs)
+    ]
+    ordered = first + [f for f in state.findings if f not in first]
+    attempts = [_record(traced.attempt, mode, where, ordered)]
     notes += [f"power cut ({mode}) {where}"] + [f"lost by the cut: {f}" for f in state.findings]
     if attempts[0].rc == 0:
         # It had finished: a finished job must still be finished (or redo it) after a cut.
@@ -101,7 +121,7 @@ def execute(ctx: Context, exp: Experiment, seed: int) -> History:
 def _record(attempt: Attempt, mode: str, where: str, findings: list[str]) -> Attempt:
     """The attempt as the checker sees a kill; ``fault_path`` and the description name the
     files the cut took, so a failing verdict names them."""
-    files = [f.split(":", 1)[0] for f in findings if ":" in f and not f.startswith("...")]
+    files = [f.split(": ", 1)[0] for f in findings if ": " in f and not f.startswith("...")]
     took = f"; took {', '.join(files[:ARMED_FILES_MAX])}" if files else "; took nothing"
     return replace(
         attempt,

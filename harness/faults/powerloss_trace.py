@@ -31,6 +31,7 @@ from harness.faults.strace_ops import (
 from harness.faults.watch import ProgressProbe
 from harness.workload import Run
 
+Point = tuple[str, int]  # (durability syscall, n): the crash point
 TRACE_POLL_S = 0.005  # the kill lands within a poll; the other processes then stop
 TRACE_BYTES_MAX = 2 << 30  # a bigger trace is refused: trace mode is for small tiers
 TREE_BYTES_MAX = 1 << 30  # a work dir bigger than this is not snapshotted in memory
@@ -48,15 +49,16 @@ def unavailable() -> str:
     return ""
 
 
-def strace_argv(trace_path: Path, when: int | None) -> tuple[str, ...]:
-    """The launcher prefix: trace to ``trace_path``; with ``when``, kill at the entry of
-    the when-th durability call of a thread (EIO first, so the call does not run)."""
+def strace_argv(trace_path: Path, point: Point | None) -> tuple[str, ...]:
+    """The launcher prefix: trace to ``trace_path``; at ``point`` (syscall, n), kill the
+    first thread entering its nth call of that syscall (EIO first: the call never runs)."""
     exe = strace_path()
     assert exe is not None, "strace is not installed"
     argv = [exe, *STRACE_OPTIONS, "-o", str(trace_path)]
-    if when is not None:
-        assert when >= 1
-        argv += ["-e", f"inject={','.join(DURABILITY)}:error=EIO:signal=SIGKILL:when={when}"]
+    if point is not None:
+        name, n = point
+        assert name in DURABILITY and n >= 1, point
+        argv += ["-e", f"inject={name}:error=EIO:signal=SIGKILL:when={n}"]
     return (*argv, "--")
 
 
@@ -148,13 +150,13 @@ def run_traced(
     workdir: Path,
     index: int,
     *,
-    when: int | None,
+    point: Point | None,
     trace_path: Path,
     log_dir: Path,
     resume: bool = False,
 ) -> Traced:
-    """One attempt under strace, killed at the when-th durability call (bounded)."""
-    spec = replace(ctx.spec, launcher=(*strace_argv(trace_path, when), *ctx.spec.launcher))
+    """One attempt under strace, killed at ``point`` when it comes (bounded)."""
+    spec = replace(ctx.spec, launcher=(*strace_argv(trace_path, point), *ctx.spec.launcher))
     run = Run(
         spec, workdir, ctx.params, env=job_env(), resume=resume, sample_interval_s=0.1,
         log_dir=log_dir,
@@ -173,11 +175,11 @@ def run_traced(
                 last_done, total = seen[0], seen[1] or total
             if rc is not None:
                 break
-            if when is not None and watcher.saw_kill():
+            if point is not None and watcher.saw_kill():
                 _kill_tracees(run.pid)
                 rc = run.wait(REAP_TIMEOUT_S)
                 break
-            time.sleep(TRACE_POLL_S if when is not None else POLL_S)
+            time.sleep(TRACE_POLL_S if point is not None else POLL_S)
         else:
             run.wait(0.001)  # marks it timed out and kills the group
         stderr_tail = run.stderr_text()[-STDERR_TAIL_CHARS:]
@@ -186,7 +188,7 @@ def run_traced(
         index=index,
         resume=resume,
         fault=FAULT_SIGKILL,  # a power cut stops the job as SIGKILL does, then takes more
-        armed=f"power cut at durability call #{when}" if when else "power cut after exit",
+        armed=f"power cut at {point[0]} #{point[1]}" if point else "power cut after exit",
         start_done=start_done,
         last_done=last_done,
         fault_at_done=last_done,
@@ -240,7 +242,7 @@ def cut_power(
 class Census:
     """One traced run to the end: the crash points it offers, and what tracing cost."""
 
-    events: tuple[tuple[int, str], ...]  # (when, "fsync /path") per crash point
+    events: tuple[tuple[str, int, str], ...]  # (syscall, n, relpath) per crash point
     duration_s: float
     rc: int | None
 
@@ -259,7 +261,7 @@ def census(ctx: Context) -> Census:
     workdir, logs = base / "work", base / "logs"
     logs.mkdir(parents=True)
     trace = logs / "census.strace"
-    traced = run_traced(ctx, workdir, 0, when=None, trace_path=trace, log_dir=logs)
+    traced = run_traced(ctx, workdir, 0, point=None, trace_path=trace, log_dir=logs)
     with open(trace, errors="surrogateescape") as handle:
         events = durability_events(handle, str(ctx.spec.spec_dir), os.path.realpath(workdir))
     result = Census(tuple(events), traced.attempt.duration_s, traced.attempt.rc)

@@ -326,13 +326,16 @@ def parse_lines(lines: Iterable[str], cwd0: str) -> Iterator[Op]:
             yield op
 
 
-def durability_events(lines: Iterable[str], cwd0: str, root: str) -> list[tuple[int, str]]:
-    """The crash points a census trace offers: (n, what) for each n at which some thread
-    makes its nth durability call first (what ``inject=...:when=n`` would stop), keeping
-    those whose file lies under ``root``."""
-    counts: dict[str, int] = {}
-    reached: list[tuple[int, str]] = []
+def durability_events(lines: Iterable[str], cwd0: str, root: str) -> list[tuple[str, int, str]]:
+    """The crash points a census trace offers, in order: (syscall, n, path relative to
+    ``root``) for every durability call on a file under ``root`` that is the first nth call
+    of that syscall in any thread, which is what ``inject=SYSCALL:...:when=n`` stops
+    (strace counts per thread and per syscall)."""
+    counts: dict[tuple[str, str], int] = {}
+    seen: set[tuple[str, int]] = set()
+    points: list[tuple[str, int, str]] = []
     state = ParseState(cwd0)
+    root = root.rstrip("/")
     for raw in lines:
         match = LINE_RE.match(raw.rstrip("\n"))
         if not match:
@@ -342,24 +345,23 @@ def durability_events(lines: Iterable[str], cwd0: str, root: str) -> list[tuple[
         call = CALL_RE.match(text) or re.match(r"^([a-z_0-9]+)\((.*)$", text)
         if not call or call.group(1) not in DURABILITY or text.startswith("<..."):
             continue
-        counts[pid] = counts.get(pid, 0) + 1
-        if counts[pid] <= len(reached):
+        name = call.group(1)
+        n = counts[(pid, name)] = counts.get((pid, name), 0) + 1
+        if (name, n) in seen:
             continue
-        what = _describe(state, pid, call.group(1), split_args(call.group(2)))
-        reached.append((counts[pid], what))
-    prefix = root.rstrip("/") + "/"
-    return [(n, what) for n, what in reached if _under(what.split(" ", 1)[-1], root, prefix)]
-
-
-def _under(path: str, root: str, prefix: str) -> bool:
-    return path == root.rstrip("/") or path.startswith(prefix)
+        seen.add((name, n))
+        path = _describe(state, pid, name, split_args(call.group(2)))
+        if path == root or path.startswith(root + "/"):
+            points.append((name, n, os.path.relpath(path, root)))
+    return points
 
 
 def _describe(state: ParseState, pid: str, name: str, args: list[str]) -> str:
+    """The file a durability call is about: the fsynced one, or a rename's destination."""
     if name in ("fsync", "fdatasync"):
-        return f"{name} {_file_of(args[0])[1]}" if args else name
+        return _file_of(args[0])[1] if args else ""
     if name == "rename" and len(args) >= 2:
-        return f"rename {_path_arg(state, pid, args[1])}"
+        return _path_arg(state, pid, args[1])
     if len(args) >= 4:
-        return f"rename {_at_path(state, pid, args[2], args[3])}"
-    return name
+        return _at_path(state, pid, args[2], args[3])
+    return ""
