@@ -72,7 +72,7 @@ def toml_shape_problem(text: str) -> str | None:
         depth = depth + 1 if char in "[{" else max(0, depth - 1)
         deepest = max(deepest, depth)
         if deepest > TOML_DEPTH_MAX:
-            return f"brackets nested deeper than {TOML_DEPTH_MAX} levels"
+            return f"brackets nested too deeply (more than {TOML_DEPTH_MAX} levels)"
     return None
 
 

@@ -302,7 +302,7 @@ def generate(cfg: GenConfig, opts: RunOptions, reporter: Reporter) -> int:
             items = ledger.items(RUN_ID)
             status = {item: rec.status for item, rec in items.items()}
             mine = ranks.mine(specs)
-            store.cross_check(opts.out, mine, _ok_checksums(items))
+            store.cross_check(opts.out, cfg, mine, _ok_checksums(items))
             plan = classify_shards(
                 mine, status, _committed(opts.out, mine), retry_errors=opts.retry_errors
             )
@@ -425,7 +425,7 @@ class Session:
                 return outcome
         assert self.all_specs is not None
         # Every rank's shards, against what the ledger recorded when each was generated.
-        store.cross_check(out, self.all_specs, _ok_checksums(self.ledger.items(RUN_ID)))
+        store.cross_check(out, self.cfg, self.all_specs, _ok_checksums(self.ledger.items(RUN_ID)))
         store.finalize(out, self.cfg, self.all_specs)
         self.ledger.set_status(RUN_ID, "done")
         self.write_progress("done", force=True)

@@ -373,7 +373,9 @@ def uncommit_dataset(out: Path) -> bool:
     return True
 
 
-def cross_check(out: Path, specs: list[ShardSpec], checksums: dict[str, str | None]) -> None:
+def cross_check(
+    out: Path, cfg: GenConfig, specs: list[ShardSpec], checksums: dict[str, str | None]
+) -> None:
     """Every committed shard's videos sha256 must be the one the ledger recorded when the
     shard was generated. A shard whose data *and* shard manifest were changed consistently
     still verifies on its own; only this comparison finds it (VerifyError, exit 4)."""
@@ -382,7 +384,12 @@ def cross_check(out: Path, specs: list[ShardSpec], checksums: dict[str, str | No
         shard_dir = out / spec.dirname
         if recorded is None or not (shard_dir / manifest.MANIFEST_NAME).exists():
             continue
-        entry = manifest.read(shard_dir).entry(VIDEOS_NAME)
+        try:
+            found = manifest.read(shard_dir)
+            _check_meta(found, cfg, spec, str(shard_dir / manifest.MANIFEST_NAME))
+        except VerifyError:
+            continue  # unreadable, swapped or moved: damage that check_shard repairs
+        entry = found.entry(VIDEOS_NAME)
         if entry is None or entry.sha256 != recorded:
             found = entry.sha256[:16] if entry is not None else "nothing"
             raise VerifyError(

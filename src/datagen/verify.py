@@ -75,7 +75,7 @@ def _check_top_listing(out: Path, top: manifest.Manifest, specs: list[ShardSpec]
         raise VerifyError(str(out / first), f"{kind} {out / manifest.MANIFEST_NAME}")
 
 
-def _cross_check_ledger(out: Path, specs: list[ShardSpec]) -> None:
+def _cross_check_ledger(out: Path, cfg: GenConfig, specs: list[ShardSpec]) -> None:
     """When the generating ledger is still beside the dataset, every shard must hold what it
     recorded (a dataset copied without its ledger is checked against its manifests only)."""
     ledger = out / LEDGER_NAME
@@ -86,7 +86,7 @@ def _cross_check_ledger(out: Path, specs: list[ShardSpec]) -> None:
     except DurableError as exc:
         raise VerifyError(str(ledger), str(exc)) from None
     if checksums is not None:
-        store.cross_check(out, specs, checksums)
+        store.cross_check(out, cfg, specs, checksums)
 
 
 def scan(directory: str | Path) -> DatasetReport:
@@ -114,7 +114,7 @@ def scan(directory: str | Path) -> DatasetReport:
             str(out / store.DATASET_JSON),
             f"class counts {counts.tolist()} are not balanced as planned {expected.tolist()}",
         )
-    _cross_check_ledger(out, specs)
+    _cross_check_ledger(out, cfg, specs)
     fingerprint = store.fingerprint_digest(cfg, videos_hasher.digest(), labels_hasher.digest())
     return DatasetReport(
         str(out), cfg.samples, len(specs), tuple(int(c) for c in counts), fingerprint
