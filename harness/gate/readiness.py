@@ -225,10 +225,10 @@ def write_readiness(
     doc: dict[str, Any] = {"meta": meta, "verdict": verdict.to_json()}
     if bad_inputs:
         doc["bad_inputs"] = [asdict(row) for row in bad_inputs]
-    atomic_write(paths[0], doc)
     if tests:
         doc["experiments"] = [dict(zip(EXPERIMENT_HEADER, row, strict=True))
                               for row in experiment_rows(tests)]
+    atomic_write(paths[0], doc)
     atomic_write(paths[1], to_markdown(verdict, meta, bad_inputs, tests))
     atomic_write(paths[2], to_html(verdict, meta, plots, bad_inputs, tests))
     return paths
