@@ -25,6 +25,9 @@ STATUSES = (PASS, FAIL, INCONCLUSIVE, NOT_APPLICABLE)
 # than this share of the time it ran: on a host taking 70% in whole-second bursts a clean
 # datagen read a 1.5 s stall and a 0.52 throughput ratio.
 HOST_DISTURBED_SHARE = 0.25
+# Other processes using more than half of the machine (a neighbour's build on a 2-core CI
+# box) left the job less than the CPU it had when measured alone.
+NEIGHBOURS_DISTURBED_SHARE = 0.5
 AUX_TIMEOUT_FLOOR_S = 60.0
 AUX_TIMEOUT_FACTOR = 10.0  # a helper (verify, fingerprint) may take 10x the job's own run
 
@@ -46,6 +49,9 @@ class Finding:
     reason: str = ""  # why it failed, is inconclusive or not applicable
     host: str = ""  # what the host did while it ran (steal, frozen), when measured
     injected: bool | None = None  # for fault experiments: was every fault really injected
+    # Evidence files the experiment wrote (paths relative to its Context.base_dir): the
+    # samples or histories the readiness report plots (harness.gate.evidence).
+    artifacts: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -81,23 +87,50 @@ class Experiment(Protocol):
     def execute(self, ctx: Context) -> Finding: ...
 
 
-def host_text(steal: float | None, frozen: float | None) -> str:
+def host_text(steal: float | None, frozen: float | None,
+              neighbours: float | None = None) -> str:
     parts = [f"steal {steal:.0%}" if steal is not None else "steal unknown"]
     if frozen is not None:
         parts.append(f"harness frozen {frozen:.0%}")
+    if neighbours is not None:
+        parts.append(f"other processes {neighbours:.0%} of the machine")
     return ", ".join(parts)
 
 
-def disturbed(steal: float | None, frozen: float | None) -> bool:
-    """The host took enough of the machine that a wall-clock figure is the host's (pure)."""
-    return max(steal or 0.0, frozen or 0.0) > HOST_DISTURBED_SHARE
+def disturbed(steal: float | None, frozen: float | None,
+              neighbours: float | None = None) -> bool:
+    """The host (or the job's neighbours) took enough of the machine that a wall-clock
+    figure is theirs, not the job's (pure)."""
+    return (max(steal or 0.0, frozen or 0.0) > HOST_DISTURBED_SHARE
+            or (neighbours or 0.0) > NEIGHBOURS_DISTURBED_SHARE)
 
 
-def timing_status(failed: bool, steal: float | None, frozen: float | None) -> str:
-    """A timing verdict: a failure under a disturbed host is inconclusive (pure)."""
+def timing_status(failed: bool, steal: float | None, frozen: float | None,
+                  neighbours: float | None = None) -> str:
+    """A timing verdict: a failure on a disturbed machine is inconclusive (pure)."""
     if not failed:
         return PASS
-    return INCONCLUSIVE if disturbed(steal, frozen) else FAIL
+    return INCONCLUSIVE if disturbed(steal, frozen, neighbours) else FAIL
+
+
+def job_cpu_s(run: Run) -> float:
+    """CPU seconds of the job's tree (the sampler's last reading; 0 when unsampled)."""
+    samples = run.samples
+    return float(samples[-1].cpu_s) if samples else 0.0
+
+
+EVIDENCE_DIR = "evidence"
+
+
+def save_evidence(ctx: Context, name: str, doc: Mapping[str, Any]) -> str:
+    """Write one evidence document as JSON under ``ctx.base_dir/evidence``; returns its path
+    relative to ``ctx.base_dir`` (what Finding.artifacts carries)."""
+    from durable.atomic import atomic_write
+
+    directory = ctx.base_dir / EVIDENCE_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write(directory / name, dict(doc))
+    return f"{EVIDENCE_DIR}/{name}"
 
 
 def checkpoint_files(spec: WorkloadSpec, params: Mapping[str, object]) -> list[str]:
@@ -134,4 +167,5 @@ def replay_command(spec: WorkloadSpec, tier: str, experiment: str) -> str:
 def as_dict(finding: Finding) -> dict[str, Any]:
     return {"experiment": finding.experiment, "status": finding.status, "reason": finding.reason,
             "host": finding.host, "injected": finding.injected,
+            "artifacts": list(finding.artifacts),
             "measurements": [vars(m) for m in finding.measurements]}

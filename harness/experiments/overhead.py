@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness import hostload
+from harness.experiments import hostshare
 from harness.experiments.base import (
     FAIL,
     PASS,
@@ -14,6 +15,7 @@ from harness.experiments.base import (
     Finding,
     Measurement,
     host_text,
+    job_cpu_s,
     tail,
     timing_status,
 )
@@ -31,10 +33,11 @@ class OverheadObservation:
     frozen: float | None  # the share of the time the harness was frozen
     bound: float | None
     error: str = ""
+    neighbours: float | None = None  # the most other processes took during a run
 
 
 def judge_overhead(obs: OverheadObservation) -> Finding:
-    host = host_text(obs.steal, obs.frozen)
+    host = host_text(obs.steal, obs.frozen, obs.neighbours)
     if obs.error:
         return Finding("overhead", FAIL, (), obs.error, host)
     overhead = min(obs.sharded_s) / min(obs.single_s) - 1.0
@@ -42,12 +45,12 @@ def judge_overhead(obs: OverheadObservation) -> Finding:
              Measurement("checkpoint_overhead_raw", overhead, "fraction"),
              Measurement("checkpoint_overhead_runs", len(obs.single_s), "pairs"))
     over = obs.bound is not None and overhead > obs.bound
-    status = timing_status(over, obs.steal, obs.frozen)
+    status = timing_status(over, obs.steal, obs.frozen, obs.neighbours)
     reason = ""
     if over:
         reason = f"checkpointing costs {overhead:.3f} of the wall time, bound {obs.bound:g}"
         if status != FAIL:
-            reason = f"measured while the host took the CPU ({host}): {reason}"
+            reason = f"measured while the machine was taken ({host}): {reason}"
     return Finding("overhead", status if over else PASS, found, reason, host)
 
 
@@ -70,13 +73,16 @@ class Overhead:
                else readiness.checkpoint_off)
         single = {**sharded, str(readiness.checkpoint_param): off}
         walls: dict[str, list[float]] = {"sharded": [], "single": []}
-        frozen_s, steal, wall_total = 0.0, 0.0, 0.0
+        frozen_s, steal, wall_total, neighbours = 0.0, 0.0, 0.0, 0.0
         for rep in range(REPS_MAX):
             if rep >= REPS_MIN and sum(walls["single"]) >= SIDE_S:
                 break
             for label, params in (("sharded", sharded), ("single", single)):
+                before = hostshare.read_stat()
                 with hostload.FreezeMeter() as meter:
                     run = handle.run(params)
+                others = hostshare.neighbour_share(before, hostshare.read_stat(), job_cpu_s(run))
+                neighbours = max(neighbours, others or 0.0)
                 if run.returncode != 0:
                     return judge_overhead(OverheadObservation(
                         (), (), 0.0, None, None, None,
@@ -88,4 +94,4 @@ class Overhead:
         return judge_overhead(OverheadObservation(
             tuple(walls["sharded"]), tuple(walls["single"]), frozen_s, steal,
             frozen_s / wall_total if wall_total else None,
-            ctx.bounds.get("max_checkpoint_overhead")))
+            ctx.bounds.get("max_checkpoint_overhead"), neighbours=neighbours))

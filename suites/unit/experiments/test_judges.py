@@ -155,3 +155,19 @@ def test_policy_options_are_validated() -> None:
                   {"suites": "suites/x"}):
         with pytest.raises(BadInputError):
             policy_from_table(table, "<test>")
+
+
+def test_neighbours_share_is_busy_time_less_the_jobs_own() -> None:
+    from harness.experiments.hostshare import Jiffies, neighbour_share, parse_stat
+
+    before = parse_stat("cpu  100 0 100 700 50 0 0 50 0 0\ncpu0 1 2 3 4 5 6 7 8\n")
+    assert before == Jiffies(1000, 700, 50, 50)
+    after = Jiffies(2000, 1100, 100, 100)  # 1000 jiffies: 400 idle, 50 iowait, 50 steal
+    assert neighbour_share(before, after, job_cpu_s=1.0, ticks_per_s=100) == 0.4
+    assert neighbour_share(None, after, 1.0) is None
+
+
+def test_a_timing_failure_beside_busy_neighbours_is_inconclusive() -> None:
+    obs = StabilityObservation(0, stability(0.0, throughput=1).verdicts, 0.0, 0.0, 1, "", 0.8)
+    found = judge_stability(obs)
+    assert found.status == INCONCLUSIVE and "other processes 80%" in found.reason
