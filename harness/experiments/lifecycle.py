@@ -37,6 +37,7 @@ class CompletionObservation:
     verify_rc: int | None  # None: the spec has no verify command
     wall_s: float
     stderr_tail: str
+    leftovers: tuple[str, ...] = ()  # processes it left running outside its group
 
 
 def judge_completion(obs: CompletionObservation) -> Finding:
@@ -54,6 +55,9 @@ def judge_completion(obs: CompletionObservation) -> Finding:
         problems.append("no file matches the spec's checkpoints globs")
     if obs.verify_rc not in (None, 0):
         problems.append(f"verify exited {obs.verify_rc}")
+    if obs.leftovers:
+        problems.append(f"the job left {len(obs.leftovers)} process(es) running outside its "
+                        f"process group (killed; first: {obs.leftovers[0]})")
     measurements = (Measurement("wall_s", round(obs.wall_s, 3), "s"),
                     Measurement("checkpoint_files", obs.checkpoint_files, "files"))
     if obs.progress is not None:
@@ -74,7 +78,8 @@ class Completion:
         return judge_completion(CompletionObservation(
             run.returncode, run.timed_out, run.progress(), published == sorted(published),
             len(checkpoint_files(run.spec, run.params)), bool(run.spec.checkpoints),
-            verify_rc, run.duration_s, tail(run)))
+            verify_rc, run.duration_s, tail(run),
+            tuple(f"pid {p.pid} {p.cmdline!r}" for p in run.leftovers)))
 
 
 # ------------------------------------------------------------------------- exclusion

@@ -171,3 +171,8 @@ def test_a_timing_failure_beside_busy_neighbours_is_inconclusive() -> None:
     obs = StabilityObservation(0, stability(0.0, throughput=1).verdicts, 0.0, 0.0, 1, "", 0.8)
     found = judge_stability(obs)
     assert found.status == INCONCLUSIVE and "other processes 80%" in found.reason
+
+
+def test_a_job_that_leaves_processes_behind_did_not_complete_cleanly() -> None:
+    found = judge_completion(completion(leftovers=("pid 7 ['sleep', '99']",)))
+    assert found.status == FAIL and "outside its process group" in found.reason
