@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 from harness import checker
 from harness.faults import corrupt, registry
 from harness.faults.history import KINDS, History, Reference
+from harness.faults.interrupt import Interrupted, stop_on_signals
 from harness.faults.kind import InjectContext, PlanContext
 from harness.faults.live import Live
 from harness.faults.reference import run_reference
@@ -246,32 +245,6 @@ class Battery:
         return CheckReport(self.spec.name, meta, self.reference, tuple(rows), wall_s, errors)
 
 
-class Interrupted(BaseException):
-    """The check itself was told to stop (SIGTERM/SIGHUP, e.g. by its time bound). A
-    BaseException, like KeyboardInterrupt: no experiment's error handler may swallow it."""
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    """Turn SIGTERM/SIGHUP into an exception in the main thread, so the partial report is
-    written and the scratch dir removed on the way out (a no-op off the main thread)."""
-
-    def stop(signum: int, _frame: object) -> None:
-        raise Interrupted(f"stopped by {signal.Signals(signum).name}")
-
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def run_check(opts: CheckOptions) -> CheckResult:
     """The whole check; raises SpecError/ValueError on bad input (the CLI exits 2).
 
@@ -279,7 +252,7 @@ def run_check(opts: CheckOptions) -> CheckResult:
     signal) leaves the rows it finished and says why it stopped; the scratch directory is
     removed on every way out (unless --keep)."""
     out_dir = _out_dir(opts)
-    with _stop_on_signals(), Battery(opts) as battery:
+    with stop_on_signals(), Battery(opts) as battery:
         rows: list[Row] = []
         try:
             reference = battery.start()

@@ -23,7 +23,6 @@ pass. A failure only of the clock (liveness) while the host stole the CPU is inc
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import PurePath
@@ -31,6 +30,7 @@ from typing import Any
 
 from harness import hostload
 from harness.faults.history import FAULT_NONE, FAULT_SIGTERM, Attempt, History, Reference
+from harness.faults.messages import DISK_MESSAGE_RE, MEMORY_MESSAGE_RE, cause, tail_line
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 SIGTERM_GRACEFUL, SIGTERM_ANY = "graceful", "any"
@@ -38,17 +38,6 @@ SIGTERM_MODES = (SIGTERM_GRACEFUL, SIGTERM_ANY)
 RESTARTS_MAX = 2  # unplanned restarts a job may need after the faults (DESIGN "R")
 EXIT_STOPPED = 75  # DESIGN.md: stopped on SIGTERM after a clean checkpoint
 SIGKILL_RCS = (-9, 137)  # Popen reports -9; a shell wrapper reports 128 + 9
-
-MEMORY_MESSAGE_RE = re.compile(
-    r"MemoryError|out of memory|cannot allocate memory|can't allocate memory|ENOMEM|bad_alloc"
-    r"|memory allocation|failed to allocate|allocation failed|failed to map segment",
-    re.IGNORECASE,
-)
-DISK_MESSAGE_RE = re.compile(
-    r"no space left|ENOSPC|errno 28|disk full|file too large|EFBIG|errno 27|quota"
-    r"|free disk|disk space|not enough space",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -301,7 +290,7 @@ def _memory_exit(attempt: Attempt) -> Verdict:
         "fault_exit",
         FAIL,
         f"exit {attempt.rc} under memory pressure without a memory-error message"
-        + _tail_line(attempt.stderr_tail),
+        + tail_line(attempt.stderr_tail),
     )
 
 
@@ -317,7 +306,7 @@ def _disk_exit(attempt: Attempt) -> Verdict:
     return Verdict(
         "fault_exit",
         FAIL,
-        f"exit {attempt.rc} on a full disk without saying so" + _tail_line(attempt.stderr_tail),
+        f"exit {attempt.rc} on a full disk without saying so" + tail_line(attempt.stderr_tail),
     )
 
 
@@ -388,33 +377,6 @@ def _names_file(text: str, relpath: str) -> bool:
 
 def _short(digest: str) -> str:
     return digest[:12]
-
-
-def _tail_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return f": {lines[-1].strip()[:200]}" if lines else ""
-
-
-_EXCEPTION_RE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*$", re.MULTILINE)
-_PATH_RE = re.compile(r"""['"]?(/[^\s'":,]+)['"]?""")
-
-
-def cause(stderr: str) -> str:
-    """ ": <exception line> (file <path>)" from a stderr tail: the last exception raised and
-    the last data file a message names (not the code files of the traceback) (pure)."""
-    line = ""
-    for match in _EXCEPTION_RE.finditer(stderr):
-        line = match.group(0).strip()
-    if not line:
-        return _tail_line(stderr)
-    data_paths = [
-        m.group(1)
-        for text in stderr.splitlines()
-        if not text.lstrip().startswith("File ")
-        for m in _PATH_RE.finditer(text)
-    ]
-    where = f" (file {data_paths[-1]})" if data_paths else ""
-    return f": {line[:200]}{where}"
 
 
 def _after_fault(history: History) -> str:

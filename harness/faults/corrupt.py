@@ -27,6 +27,7 @@ from harness.faults.sequence import (
     conclude,
     finish,
     resume_until_done,
+    skippable,
     skipped_history,
 )
 from harness.faults.watch import expand
@@ -295,6 +296,7 @@ def _stop_trigger(stop: dict[str, object]) -> Trigger:
     )
 
 
+@skippable
 def execute(
     ctx: Context, exp: Experiment, seed: int, reference: Reference | None = None
 ) -> History:

@@ -11,7 +11,7 @@ from harness.faults.history import FAULT_POINT, Attempt, History, Reference
 from harness.faults.kind import InjectContext, PlanContext
 from harness.faults.runner import Context, run_attempt
 from harness.faults.schedule import Experiment, stream
-from harness.faults.sequence import Injected, Workspace, conclude
+from harness.faults.sequence import Injected, Workspace, conclude, skippable
 
 HITS_PER_POINT_MAX = 2  # the first hit and one seeded later hit
 EXPERIMENTS_MAX = 24  # a job with many points gets a seeded sample of them
@@ -38,6 +38,7 @@ def plan(reference: Reference, seed: int, action: str = "kill") -> list[Experime
     ]
 
 
+@skippable
 def execute(ctx: Context, exp: Experiment, seed: int) -> History:
     space = Workspace.open(ctx, exp)
     armed = str(exp.schedule["armed"])

@@ -24,7 +24,7 @@ from harness.faults.history import FAULT_DISK, Attempt, History, Reference
 from harness.faults.kind import InjectContext, PlanContext
 from harness.faults.runner import Context, run_attempt
 from harness.faults.schedule import Experiment, stream
-from harness.faults.sequence import Injected, Workspace, conclude, skipped_history
+from harness.faults.sequence import Injected, Workspace, conclude, skippable, skipped_history
 
 PAGE_BYTES = 4096
 FS_BYTES_MIN = 8 * PAGE_BYTES
@@ -120,6 +120,7 @@ def freed_size(base: Path, reference: Reference) -> int:
     return max(FREED_FACTOR * (reference.workdir_bytes or 0), free_bytes, FS_BYTES_MIN)
 
 
+@skippable
 def execute(
     ctx: Context, exp: Experiment, seed: int, reference: Reference, mechanism: DiskMechanism
 ) -> History:

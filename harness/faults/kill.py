@@ -17,7 +17,7 @@ from harness.faults.history import Attempt, History, Reference
 from harness.faults.kind import InjectContext, PlanContext
 from harness.faults.runner import Context, Trigger, run_attempt
 from harness.faults.schedule import Experiment, progress_target, stream
-from harness.faults.sequence import Injected, Workspace, conclude
+from harness.faults.sequence import Injected, Workspace, conclude, skippable
 
 STORM_KILLS = 3
 TIME_FRACTION_LOW, TIME_FRACTION_HIGH = 0.15, 0.85
@@ -149,6 +149,7 @@ def injected(triggers: list[Trigger], attempts: list[Attempt]) -> Injected:
     return Injected(True, detail + "; " + "; ".join(a.armed for a in fired))
 
 
+@skippable
 def execute(ctx: Context, exp: Experiment, seed: int) -> History:
     """Run the faulted attempts in order, resume until done, and record the history."""
     space = Workspace.open(ctx, exp)

@@ -23,7 +23,7 @@ from harness.faults.history import FAULT_MEMORY, FAULT_POINT, Attempt, History, 
 from harness.faults.kind import InjectContext, PlanContext
 from harness.faults.runner import Context, run_attempt
 from harness.faults.schedule import Experiment, stream
-from harness.faults.sequence import Injected, Workspace, conclude, skipped_history
+from harness.faults.sequence import Injected, Workspace, conclude, skippable, skipped_history
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
@@ -196,6 +196,7 @@ def plan(reference: Reference, seed: int) -> list[Experiment]:
     ]
 
 
+@skippable
 def execute(
     ctx: Context, exp: Experiment, seed: int, reference: Reference, mechanism: Mechanism
 ) -> History:

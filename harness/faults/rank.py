@@ -34,7 +34,7 @@ from harness.faults.runner import (
     job_env,
 )
 from harness.faults.schedule import Experiment, progress_target, stream
-from harness.faults.sequence import Injected, Workspace, conclude
+from harness.faults.sequence import Injected, Workspace, conclude, skippable
 from harness.faults.watch import ProgressProbe
 from harness.workload import Run
 
@@ -263,6 +263,7 @@ def _attempts(seen: _Observed, run: Run, rc: int | None, stderr_tail: str) -> li
     return [killed, restarted]
 
 
+@skippable
 def execute(ctx: Context, exp: Experiment, seed: int) -> History:
     """One launcher lifetime with one rank killed; the launcher must restart the group."""
     space = Workspace.open(ctx, exp)

@@ -61,6 +61,13 @@ def register(kind: FaultKind) -> FaultKind:
     return kind
 
 
+def unregister(name: str) -> None:
+    """Remove a kind registered for a while (tests); ours stay."""
+    assert name not in KINDS, f"{name} is one of the battery's own kinds"
+    _REGISTRY.pop(name, None)
+    KNOWN_KINDS.discard(name)
+
+
 def _register_optional() -> None:
     for name, module_name in OPTIONAL_MODULES:
         if name in _REGISTRY:

@@ -4,10 +4,13 @@ and the assembled history (with whether the fault was injected at all)."""
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from harness.faults.history import FAULT_NONE, Attempt, Corruption, History
 from harness.faults.runner import Context, run_attempt
@@ -15,6 +18,22 @@ from harness.faults.schedule import Experiment
 from harness.workload import RunTimeoutError, run_aux
 
 EXIT_STOPPED = 75  # DESIGN.md: stopped after a clean checkpoint; a resume is expected
+
+
+Execute = TypeVar("Execute", bound=Callable[..., History])
+
+
+def skippable(execute: Execute) -> Execute:
+    """The prologue every kind's ``execute(ctx, exp, seed, ...)`` shares: a planned skip
+    never starts the job and is recorded with its reason."""
+
+    @functools.wraps(execute)
+    def run(ctx: Context, exp: Experiment, seed: int, *args: object, **kw: object) -> History:
+        if "skip" in exp.schedule:
+            return skipped_history(exp, seed)
+        return execute(ctx, exp, seed, *args, **kw)
+
+    return run  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
