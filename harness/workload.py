@@ -5,9 +5,9 @@ import from here; each concept lives in its own module."""
 from __future__ import annotations
 
 from harness.handles import FAULTS_ENV, WorkloadHandle, Workloads
+from harness.procs import PARENT_GONE_EXIT
 from harness.progress import FileProgress, NoProgress, Progress, RegexProgress
 from harness.run import (
-    PARENT_GONE_EXIT,
     Run,
     RunError,
     RunTimeoutError,
