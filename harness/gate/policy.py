@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from durable.errors import BadInputError
-from harness.spec import toml_shape_problem
+from harness.tomlshape import toml_shape_problem
 
 POLICY_BYTES_MAX = 1 << 20
 THRESHOLD_ABS_MAX = 1e300
