@@ -7,13 +7,15 @@ has seen 60-97% steal for minutes, and a 2 s datagen run took 18 s. The harness 
 steal share of every run, so such a run can be told apart and measured again.
 
 Where /proc/stat or its steal column is missing (not Linux, old kernels), there is no
-figure (None), never a guess.
+figure (None), never a guess. A host that freezes the VM (or a container's cgroup) shows no
+steal; `FreezeMeter` measures that from inside: the share of a stretch this process tree
+could not run at all.
 
 Steal is measured after the fact. Before a measurement, `probe_cpu_share` asks the machine
 directly: one busy process per CPU for half a second, each reporting the CPU time it got.
 That share falls with steal, with a CPU quota (cgroup cpu.max) and with any other load, and
-it is what a job started now would get. `wait_for_cpu` waits (bounded) for a share worth
-measuring in; `dilation` turns a share into how much longer the job's seconds will be.
+it is what a job started now would get; `dilation` turns a share into how much longer the
+job's seconds will be (the alert experiments stretch their durations by it).
 """
 
 from __future__ import annotations
@@ -23,10 +25,8 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 PROC_STAT = Path("/proc/stat")
 READ_BYTES_MAX = 4096  # the aggregate "cpu" line comes first
@@ -40,7 +40,6 @@ PROBE_GRACE_S = 30.0  # a spinner's interpreter start-up on a starved machine, b
 # A share of a CPU at or above this is a machine worth measuring on (quiet: 0.95-1.0).
 QUIET_SHARE = 0.75
 DILATION_MAX = 4.0  # below a quarter of a CPU, wall-clock tests are not worth running
-WAIT_PROBE_EVERY_S = 5.0
 # A busy loop for argv[1] seconds; prints the CPU time it got over the wall time it spun.
 SPIN_SOURCE = """
 import sys, time
@@ -50,8 +49,6 @@ while time.monotonic() - wall0 < seconds:
     pass
 print((time.process_time() - cpu0) / (time.monotonic() - wall0))
 """
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -154,27 +151,6 @@ def dilation(share: float | None) -> float:
     return min(DILATION_MAX, 1.0 / max(share, 1.0 / DILATION_MAX))
 
 
-def wait_for_cpu(
-    budget_s: float,
-    probe: Callable[[], float | None] = probe_cpu_share,
-    *,
-    every_s: float = WAIT_PROBE_EVERY_S,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> list[float | None]:
-    """Probe until the machine gives a busy process QUIET_SHARE of a CPU, or until
-    ``budget_s`` is spent: every probe's share, the last one the machine as it is now.
-    No figure (None) ends the wait: there is nothing to wait for."""
-    deadline = clock() + budget_s
-    shares: list[float | None] = []
-    while True:
-        share = probe()
-        shares.append(share)
-        if share is None or share >= QUIET_SHARE or clock() + every_s > deadline:
-            return shares
-        sleep(every_s)
-
-
 FREEZE_TICK_S = 0.02
 # A tick this much later than asked: the process could not run (scheduler slices are
 # milliseconds; the host's steal and a frozen cgroup take whole seconds).
@@ -260,69 +236,3 @@ def ticker_main(argv: list[str]) -> None:
 
 
 TICKER_SOURCE = "import sys; from harness.hostload import ticker_main; ticker_main(sys.argv[1:])"
-
-
-@dataclass(frozen=True)
-class Disturbance:
-    """What the host did during one measurement: the steal share (/proc/stat) and the
-    share of the time this process could not run (FreezeMeter)."""
-
-    steal: float | None
-    frozen: float | None
-
-    @property
-    def disturbed(self) -> bool:
-        return disturbed(self.steal) or disturbed(self.frozen)
-
-    def __str__(self) -> str:
-        def share(value: float | None) -> str:
-            return "unknown" if value is None else f"{value:.0%}"
-
-        return f"steal {share(self.steal)}, frozen {share(self.frozen)}"
-
-
-def starved(seen: Disturbance | float | None, probe: Callable[[], float | None]) -> bool:
-    """Was a failed measurement made on a machine not worth timing on? The host took the
-    CPU during it (steal, or this process frozen), or a busy process gets too little of a
-    CPU now: other tenants and CPU quotas take it without showing as steal. Probes only
-    when the measurement itself says no."""
-    if isinstance(seen, Disturbance):
-        if seen.disturbed:
-            return True
-    elif disturbed(seen):
-        return True
-    share = probe()
-    return share is not None and share < QUIET_SHARE
-
-
-def measure_settled(
-    measure: Callable[[int], T],
-    passed: Callable[[T], bool],
-    attempts_max: int = 3,
-    probe: Callable[[], float | None] = probe_cpu_share,
-) -> tuple[T, list[Disturbance]]:
-    """``measure(attempt)`` again while it failed on a starved machine (`starved`; at most
-    ``attempts_max`` in all): (the last result, what the host did in each attempt).
-
-    A failure on a quiet machine is the job's and is returned at once; a pass is a pass
-    whatever the host did."""
-    assert attempts_max >= 1
-    seen: list[Disturbance] = []
-    for attempt in range(1, attempts_max + 1):
-        before = read_cpu_times()
-        with FreezeMeter() as meter:
-            result = measure(attempt)
-        seen.append(Disturbance(steal_fraction(before, read_cpu_times()), meter.fraction))
-        if passed(result) or not starved(seen[-1], probe):
-            break
-    return result, seen
-
-
-def unmeasurable(passed: bool, seen: list[Disturbance]) -> str | None:
-    """Why a failed measurement says nothing about the job (pure): every attempt ran while
-    the host took the CPU. None when it passed or any attempt ran on a quiet machine: then
-    the failure stands."""
-    if passed or not seen or not all(d.disturbed for d in seen):
-        return None
-    return (f"the host took the CPU in every attempt ({'; '.join(map(str, seen))}; limit "
-            f"{STEAL_DISTURBED:.0%}): these timings would describe the host, not the job")

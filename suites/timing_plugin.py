@@ -1,74 +1,49 @@
 """This repository's own test scheduling, loaded by the root conftest (never by the plugin
-users install): tests marked `timing` measure wall-time ratios, so under xdist each holds
-the machine alone (harness.exclusive), waits (bounded) for a machine worth timing on, and
-runs after the others. `preflight gate` does not need any of it: it schedules its own
-experiments (harness.experiments.schedule)."""
+users install): a test marked `timing` runs an experiment that measures wall time (the
+readiness suites' stability, overhead and alert experiments), so under pytest-xdist it
+holds the machine alone and runs after the others. `preflight gate` does not need any of
+it: it schedules its own experiments (harness.experiments.schedule), and a wall-clock
+figure taken while the host took the CPU is inconclusive there, not a failure.
+
+The lock is a readers-writer lock across xdist workers: every other test holds the machine
+shared, a timing test exclusively. Two lock files (flock, so a crashed worker releases
+them): a writer first takes the turnstile and keeps it, so readers that arrive later queue
+behind it instead of starving it; then it waits for the readers already running to leave.
+Every wait is bounded and polled, since flock itself has no timeout.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import pytest
 
-from harness import exclusive, hostload
+POLL_S = 0.05
+WAIT_S_DEFAULT = 3600.0  # longer than any test the suites run: a bound, not a schedule
 
-MACHINE_KEY = pytest.StashKey[exclusive.Holder]()
+
+class MachineLockTimeout(TimeoutError):
+    pass
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "timing: measures a wall-time ratio; runs alone (no other test of the run starts "
-        "while it runs) and after the other tests",
+        "timing: measures wall time; runs alone (no other test of the run starts while it "
+        "runs) and after the other tests",
     )
-    timing_cpu_wait_s(os.environ)  # a bad value fails at startup, not in the first test
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Timing tests last: each waits for the machine to itself (harness.exclusive), and at the
-    # end the other worker has less left to wait for.
+    # Timing tests last: each waits for the machine to itself, and at the end the other
+    # worker has less left to wait for.
     items[:] = sorted(items, key=lambda item: item.get_closest_marker("timing") is not None)
-
-
-# Before a timing measurement, how long to wait for the machine to give a busy process most
-# of a CPU (harness.hostload.wait_for_cpu). The host's steal here comes in bursts of
-# minutes; a measurement that starts in one reads the host. Bounded: after it, the test runs
-# on the machine as it is, and its own checks (stretching, re-measuring) take over.
-TIMING_CPU_WAIT_S = 120.0
-CPU_WAIT_ENV = "PREFLIGHT_TIMING_CPU_WAIT_S"  # seconds; 0 measures on the machine as it is
-
-
-def timing_cpu_wait_s(environ: Mapping[str, str]) -> float:
-    """The wait for a quiet machine before a timing test (pure over the environment)."""
-    raw = environ.get(CPU_WAIT_ENV, "")
-    if not raw:
-        return TIMING_CPU_WAIT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        message = f"{CPU_WAIT_ENV} must be a number of seconds, got {raw!r}"
-        raise pytest.UsageError(message) from None
-    if not 0 <= value <= 24 * 3600:
-        raise pytest.UsageError(f"{CPU_WAIT_ENV} must be between 0 and 86400 s, got {raw!r}")
-    return value
-
-
-
-def _machine_holder(config: pytest.Config) -> exclusive.Holder:
-    """This worker's hold on the machine lock (harness.exclusive), made on first use."""
-    holder = config.stash.get(MACHINE_KEY, None)
-    if holder is None:
-        # The lock files live beside the xdist workers' temp directories, which pytest cleans
-        # up; tmp_path_factory is the tmp_path fixture's own factory, set at configure time.
-        factory = getattr(config, "_tmp_path_factory", None)
-        worker = os.environ.get("PYTEST_XDIST_WORKER")
-        directory = None if factory is None else exclusive.lock_dir(factory.getbasetemp(), worker)
-        holder = config.stash[MACHINE_KEY] = exclusive.Holder(directory)
-    return holder
 
 
 # tryfirst: outside pytest-timeout's wrapper, so the wait for the machine is not counted
@@ -78,43 +53,76 @@ def _machine_holder(config: pytest.Config) -> exclusive.Holder:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """Under xdist: a timing test holds the machine alone, every other test shares it, from
-    its setup (including the module and session fixtures it is first to need) to its
-    teardown."""
+    its setup (including the module and session fixtures it is first to need, which count
+    as load) to its teardown."""
+    directory = _lock_dir(item.config)
     alone = item.get_closest_marker("timing") is not None
-    with _machine_holder(item.config).test(alone):
-        if alone:
-            _wait_for_cpu(item.user_properties)
+    with nullcontext() if directory is None else hold(directory, alone):
         return (yield)
 
 
-def _wait_for_cpu(properties: list[tuple[str, object]] | None = None) -> None:
-    """Wait (bounded) for a machine worth timing on; record what was seen in the report."""
-    started = time.monotonic()
-    shares = hostload.wait_for_cpu(timing_cpu_wait_s(os.environ))
-    if properties is None or shares[-1] is None:
-        return
-    from harness.gate.report import Recorder
-
-    record = Recorder(properties)
-    record("host.cpu_share_at_start", round(shares[-1], 3), unit="fraction")
-    record("host.cpu_wait_s", round(time.monotonic() - started, 1), unit="s")
+def _lock_dir(config: pytest.Config) -> Path | None:
+    # Beside the xdist workers' temp directories, which pytest cleans up; tmp_path_factory
+    # is the tmp_path fixture's own factory, set at configure time.
+    factory = getattr(config, "_tmp_path_factory", None)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return None if factory is None else lock_dir(factory.getbasetemp(), worker)
 
 
-@pytest.fixture(scope="session")
-def preflight_machine_alone(
-    pytestconfig: pytest.Config,
-) -> Callable[[], AbstractContextManager[None]]:
-    """For fixtures that measure: ``with preflight_machine_alone(): ...`` runs the block with
-    no other test of the run going on beside it (the test's own share is given up for the
-    block and taken back after). Outside xdist it holds nothing."""
-    holder = _machine_holder(pytestconfig)
+def lock_dir(worker_basetemp: Path, worker: str | None) -> Path | None:
+    """Where one run's xdist workers meet: beside their per-worker temp directories
+    (``.../pytest-N/popen-gw0``). None outside xdist: nothing runs beside a test there."""
+    if not worker:
+        return None
+    return worker_basetemp.parent / "preflight-machine"
 
-    @contextmanager
-    def alone() -> Iterator[None]:
-        with holder.alone():
-            _wait_for_cpu()
+
+def _flock(path: Path, mode: int, deadline_s: float, what: str) -> int:
+    """An fd holding ``mode`` (LOCK_SH/LOCK_EX) on ``path``; polled until ``deadline_s``."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() > deadline_s:
+                    raise MachineLockTimeout(f"{path}: {what} not granted in time") from None
+                time.sleep(POLL_S)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _release(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+@contextmanager
+def hold(directory: Path, exclusive: bool, wait_s: float = WAIT_S_DEFAULT) -> Iterator[None]:
+    """Hold the machine shared (ordinary tests) or exclusively (timing tests)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    turnstile, machine = directory / "turnstile.lock", directory / "machine.lock"
+    deadline_s = time.monotonic() + wait_s
+    gate = _flock(turnstile, fcntl.LOCK_EX, deadline_s, "the turnstile")
+    if exclusive:
+        try:
+            fd = _flock(machine, fcntl.LOCK_EX, deadline_s, "the machine, exclusively")
+        except BaseException:
+            _release(gate)
+            raise
+        try:
             yield
-
-    return alone
-
-
+        finally:
+            _release(fd)
+            _release(gate)
+        return
+    try:
+        fd = _flock(machine, fcntl.LOCK_SH, deadline_s, "the machine, shared")
+    finally:
+        _release(gate)  # passed through: the next reader (or a queued writer) may go
+    try:
+        yield
+    finally:
+        _release(fd)

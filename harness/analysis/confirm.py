@@ -7,20 +7,17 @@ A defect in the job reproduces in every run; the host's noise does not. So a tim
 stands only if an independent re-run raises it too. Verdicts that do not depend on the
 clock (memory, open files per unit of work) must pass in every run.
 
-A confirming run during which the host took much of the CPU (harness.hostload) proves
-nothing either way about the clock, so one more run is made (at most RUNS_MAX in all).
+Pure: the stability experiment (harness.experiments.stability) makes the runs; an alarm
+that stands while the host took the CPU is inconclusive there, not the job's failure.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Protocol, TypeVar
 
-from harness import hostload
-
 TIMING_DETECTORS = frozenset({"throughput", "stall"})
-RUNS_MAX = 3
 
 
 class Verdict(Protocol):
@@ -29,13 +26,6 @@ class Verdict(Protocol):
 
 
 V = TypeVar("V", bound=Verdict)
-
-
-def needs_rerun(verdicts: Mapping[str, Verdict]) -> bool:
-    """True when only timing detectors failed: a re-run can still clear them. A failed
-    clock-free detector fails the run whatever a re-run shows."""
-    failed = {name for name, verdict in verdicts.items() if not verdict.ok}
-    return bool(failed) and failed <= TIMING_DETECTORS
 
 
 def below_bound(verdict: V, value: float, minimum: float, what: str) -> V:
@@ -80,36 +70,3 @@ def _with_reason(verdict: V, reason: str, **changes: object) -> V:
     if dataclasses.is_dataclass(verdict) and not isinstance(verdict, type):
         return dataclasses.replace(verdict, reason=reason, **changes)  # type: ignore[return-value]
     return verdict
-
-
-def settle(
-    run_once: Callable[[], tuple[Mapping[str, V], hostload.Disturbance | float | None]],
-    runs_max: int = RUNS_MAX,
-    probe: Callable[[], float | None] = hostload.probe_cpu_share,
-) -> tuple[dict[str, V], list[str]]:
-    """Run until the verdicts are settled: (standing verdicts, one note per extra run).
-
-    ``run_once`` makes one run and returns its verdicts and what the host did during it
-    (a hostload.Disturbance, or the steal share alone). A second run confirms or clears
-    timing alarms; a third is made only when the second also alarmed on a starved
-    machine (hostload.starved)."""
-    assert runs_max >= 1
-    first, _steal = run_once()
-    standing = dict(first)
-    notes: list[str] = []
-    for number in range(2, runs_max + 1):
-        if not needs_rerun(standing):
-            break
-        again, steal = run_once()
-        standing = confirm(standing, again)
-        notes.append(f"run {number}: host {_host(steal)}")
-        still_alarmed = any(not standing[name].ok for name in TIMING_DETECTORS & set(standing))
-        if not (still_alarmed and hostload.starved(steal, probe)):
-            break
-    return standing, notes
-
-
-def _host(seen: hostload.Disturbance | float | None) -> str:
-    if isinstance(seen, hostload.Disturbance):
-        return str(seen)
-    return "steal unknown" if seen is None else f"steal {seen:.0%}"

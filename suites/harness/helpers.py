@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+from harness import hostload
+from harness.analysis.confirm import TIMING_DETECTORS
+from harness.experiments.base import disturbed, host_text
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures"
@@ -15,3 +22,41 @@ def write_spec(directory: Path, text: str, name: str = "workloads.toml") -> Path
     path = directory / name
     path.write_text(text)
     return path
+
+
+@dataclass
+class HostSeen:
+    """What the host did during a block: the steal share (/proc/stat) and the share of the
+    time this process tree could not run at all (hostload.FreezeMeter; it sees a frozen
+    cgroup, which shows no steal). None where there was no figure."""
+
+    steal: float | None = None
+    frozen: float | None = None
+
+    @property
+    def disturbed(self) -> bool:
+        """The product's rule (harness.experiments.base.disturbed)."""
+        return disturbed(self.steal, self.frozen)
+
+    def __str__(self) -> str:
+        return host_text(self.steal, self.frozen)
+
+
+@contextmanager
+def watching_host() -> Iterator[HostSeen]:
+    """``with watching_host() as host: ...``; ``host`` is filled in when the block ends."""
+    seen = HostSeen()
+    before = hostload.read_cpu_times()
+    with hostload.FreezeMeter() as meter:
+        yield seen
+    seen.steal = hostload.steal_fraction(before, hostload.read_cpu_times())
+    seen.frozen = meter.fraction
+
+
+def standing_status(name: str, ok: bool, conclusive: bool, host: HostSeen) -> str:
+    """One detector's verdict read as the gate reads it (pure): "failed" for an alarm that
+    stands, "inconclusive" for an alarm of a wall-clock detector (TIMING_DETECTORS) under a
+    disturbed host (docs/contract.md) or a verdict without enough points, else "passed"."""
+    if not ok:
+        return "inconclusive" if name in TIMING_DETECTORS and host.disturbed else "failed"
+    return "passed" if conclusive else "inconclusive"

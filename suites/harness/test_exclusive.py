@@ -1,14 +1,17 @@
-"""harness.exclusive: timing tests hold the machine alone; others share it; a queued writer
-is not starved by readers that arrive after it; every wait is bounded."""
+"""suites.timing_plugin's machine lock: timing tests hold the machine alone; others share it;
+a queued writer is not starved by readers that arrive after it; every wait is bounded.
+Ordered by the lock files' own state, never by how long a thread took to get somewhere."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from harness import exclusive
+from suites import timing_plugin as exclusive
 
 BOUND_S = 30.0  # a bound on each wait in this test, never a speed expectation
 
@@ -36,15 +39,36 @@ def _wait_for(log: list[str], entry: str) -> None:
     raise AssertionError(f"{entry!r} never happened: {log}")
 
 
+def _locked(path: Path) -> bool:
+    """Someone holds ``path`` exclusively (a probe that takes nothing it finds free)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing the description drops a lock the probe took
+    return False
+
+
+def _wait_until_locked(path: Path) -> None:
+    event = threading.Event()
+    for _ in range(int(BOUND_S / 0.01)):
+        if _locked(path):
+            return
+        event.wait(0.01)
+    raise AssertionError(f"{path} was never taken")
+
+
 def test_writer_waits_for_readers_and_later_readers_queue_behind_it(tmp_path: Path) -> None:
     log: list[str] = []
     go_r1, go_w, go_r2 = threading.Event(), threading.Event(), threading.Event()
     r1 = _in_thread(tmp_path, False, log, "r1", go_r1)
     _wait_for(log, "r1 in")
     w = _in_thread(tmp_path, True, log, "w", go_w)
-    threading.Event().wait(0.2)  # let the writer take the turnstile
+    _wait_until_locked(tmp_path / "turnstile.lock")  # the writer holds it, waiting for r1
     r2 = _in_thread(tmp_path, False, log, "r2", go_r2)
-    threading.Event().wait(0.2)
+    threading.Event().wait(0.2)  # a chance to break the order, if the lock allowed it
     assert log == ["r1 in"]  # the writer waits for r1; r2 waits behind the writer
     go_r1.set()
     _wait_for(log, "w in")
@@ -75,31 +99,3 @@ def test_wait_is_bounded(tmp_path: Path) -> None:
 def test_no_lock_outside_xdist(tmp_path: Path) -> None:
     assert exclusive.lock_dir(tmp_path / "popen-gw0", None) is None
     assert exclusive.lock_dir(tmp_path / "popen-gw0", "gw0") == tmp_path / "preflight-machine"
-
-
-def test_a_sharing_test_can_be_alone_for_a_block_and_shares_again_after(tmp_path: Path) -> None:
-    holder = exclusive.Holder(tmp_path, wait_s=BOUND_S)
-    with holder.test(alone=False):
-        assert holder.mode == "shared"
-        with holder.alone():  # would wait forever on its own share without giving it up
-            assert holder.mode == "alone"
-            with pytest.raises(exclusive.MachineLockTimeout):  # nobody else gets in
-                with exclusive.hold(tmp_path, False, wait_s=0.2):
-                    pass
-        assert holder.mode == "shared"
-        with exclusive.hold(tmp_path, False, wait_s=BOUND_S):  # others share again
-            pass
-        with pytest.raises(exclusive.MachineLockTimeout):  # ...and no writer gets in
-            with exclusive.hold(tmp_path, True, wait_s=0.2):
-                pass
-    assert holder.mode is None
-    with exclusive.hold(tmp_path, True, wait_s=BOUND_S):  # all given back
-        pass
-
-
-def test_alone_inside_a_timing_test_holds_nothing_more(tmp_path: Path) -> None:
-    holder = exclusive.Holder(tmp_path, wait_s=BOUND_S)
-    with holder.test(alone=True), holder.alone():
-        assert holder.mode == "alone"
-    with exclusive.Holder(None).test(alone=True):  # outside xdist: no lock, same bookkeeping
-        pass

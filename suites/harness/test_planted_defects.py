@@ -2,36 +2,48 @@
 the clean job passes every detector, and twenty clean runs raise no false alarm.
 
 The jobs (fixtures/*.py) run for real, as subprocesses under Run and the sampler, at the
-small tier; the verdicts come from the same pure detectors the readiness suites use.
+small tier; the verdicts come from the same pure detectors the readiness experiments use.
+The defects are far beyond any host noise (1 MiB per unit, a file per unit, a tenfold
+slowdown, a 6 s stall against a 1 s limit), so the proof is made once, on the machine as it
+is, and never skipped: on a host that steals most of the CPU each is still caught. A clean
+job may come out inconclusive there (a wall-clock alarm while the host took the CPU, read
+by the gate's own rule), never failed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness import hostload
 from harness.analysis import leak_verdict, settings_for, stall_verdict, throughput_verdict
-from harness.analysis.confirm import confirm, needs_rerun
+from harness.analysis.confirm import confirm
 from harness.gate.report import Recorder
 from harness.workload import Run, WorkloadSpec, load_specs
-from suites.harness.helpers import FIXTURE_SAMPLE_INTERVAL_S, FIXTURE_SPECS
+from suites.harness.helpers import (
+    FIXTURE_SAMPLE_INTERVAL_S,
+    FIXTURE_SPECS,
+    TIMING_DETECTORS,
+    HostSeen,
+    standing_status,
+    watching_host,
+)
 
-RUN_TIMEOUT_S = 60.0
+RUN_TIMEOUT_S = 120.0  # the longest job is ~8 s of work; a starved host may triple it
 PRODUCTION_UNITS = 30000
 SMALL = settings_for("small")
+MIB = 1 << 20
 CLEAN_RUNS = 20
 # Long enough for every detector to reach a conclusive verdict at this sample interval.
 CLEAN_PARAMS = {"units": 80, "unit_ms": 25}
 CLEAN_SAMPLE_INTERVAL_S = 0.04
 CONCLUSIVE_MIN = 15  # of CLEAN_RUNS, per detector
-MEASURE_ATTEMPTS = 3
-DETECTORS = {"memory", "open_files", "threads", "throughput", "stall"}
+DETECTORS = ("memory", "open_files", "threads", "throughput", "stall")
+PLANTED_STALL_S = 6.0  # fixtures/workloads.toml, stall's --stall-s
 
-# Which detectors each planted job must trip; every other detector must pass it.
+# Which detectors each planted job must trip; every other detector must not fail it.
 EXPECTED_FAILURES = {
     "clean": set(),
     "leaky": {"memory"},
@@ -39,6 +51,15 @@ EXPECTED_FAILURES = {
     "slowing": {"throughput"},
     "stall": {"stall"},
 }
+# The slowing job runs twice: the gate's stability experiment re-runs a job whose only
+# alarms are wall-clock ones, and a real slowdown must survive that confirming run.
+CONFIRMING = "slowing-again"
+
+
+@dataclass
+class Batch:
+    runs: dict[str, Run]  # by label
+    host: HostSeen  # what the host did while they ran
 
 
 def verdicts(run: Run) -> dict[str, Any]:
@@ -55,74 +76,62 @@ def verdicts(run: Run) -> dict[str, Any]:
     }
 
 
-def _run_batch(specs: list[tuple[WorkloadSpec, dict[str, int]]], base: Path, interval_s: float
-            ) -> list[Run]:
-    """Start every job at once (they mostly sleep), then wait for each, bounded."""
-    runs = [
-        Run(spec, base / f"{spec.name}-{i}", params, sample_interval_s=interval_s)
-        for i, (spec, params) in enumerate(specs)
-    ]
-    try:
-        for run in runs:
-            run.start()
-        for run in runs:
-            run.wait(RUN_TIMEOUT_S)
-    finally:
-        for run in runs:
-            run.close()
-    for run in runs:
+def run_batch(jobs: list[tuple[str, WorkloadSpec, dict[str, int]]], base: Path,
+              interval_s: float) -> Batch:
+    """Start every job at once (they mostly sleep), then wait for each, bounded; the host
+    is watched over the whole batch."""
+    runs = {label: Run(spec, base / label, params, sample_interval_s=interval_s)
+            for label, spec, params in jobs}
+    with watching_host() as host:
+        try:
+            for run in runs.values():
+                run.start()
+            for run in runs.values():
+                run.wait(RUN_TIMEOUT_S)
+        finally:
+            for run in runs.values():
+                run.close()
+    for run in runs.values():
         assert run.returncode == 0 and not run.timed_out, run.describe()
-    return runs
+    return Batch(runs, host)
 
 
-def failing(run: Run) -> set[str]:
-    return {name for name, verdict in verdicts(run).items() if not verdict.ok}
+def mismatches(job: str, found: dict[str, Any], host: HostSeen) -> list[str]:
+    """How one job's verdicts differ from what was planted (pure): each expected detector
+    flags it conclusively, whatever the host did; no other detector's alarm stands."""
+    wrong: list[str] = []
+    for name, verdict in found.items():
+        status = standing_status(name, verdict.ok, verdict.conclusive, host)
+        if name in EXPECTED_FAILURES[job]:
+            if verdict.ok or not verdict.conclusive:
+                wrong.append(f"{job}: {name} missed the planted defect: {verdict.reason}")
+        elif status == "failed":
+            wrong.append(f"{job}: {name} raised a false alarm: {verdict.reason}")
+    return wrong
 
 
-def as_expected(runs: list[Run], conclusive_min: float) -> bool:
-    """Every job tripped exactly its expected detectors, conclusively, and each detector
-    reached a conclusive verdict on at least ``conclusive_min`` of the runs (pure)."""
-    judged = [verdicts(run) for run in runs]
-    for run, found in zip(runs, judged, strict=True):
-        expected = EXPECTED_FAILURES[run.spec.name]
-        if {n for n, v in found.items() if not v.ok} != expected:
-            return False
-        if not all(found[name].conclusive for name in expected):
-            return False
-    return all(sum(found[name].conclusive for found in judged) >= conclusive_min * len(runs)
-               for name in DETECTORS)
-
-
-def run_all(specs: list[tuple[WorkloadSpec, dict[str, int]]], base: Path, interval_s: float,
-            conclusive_min: float = 0.0) -> list[Run]:
-    """The batch, made again (at most MEASURE_ATTEMPTS times in all) while it was not judged
-    as expected (EXPECTED_FAILURES) and the host took the CPU during it (harness.hostload):
-    sleep-paced 1-2 s jobs then read as stalls and slowdowns that are the host's, and a
-    frozen sampler sees too few points to judge. The last batch is returned and judged by
-    the tests as it is; when every attempt was disturbed, the tests are skipped, naming
-    what the host did: the measurement was not made, which is not a pass."""
-    runs, seen = hostload.measure_settled(
-        lambda attempt: _run_batch(specs, base / f"attempt-{attempt}", interval_s),
-        lambda batch: as_expected(batch, conclusive_min),
-        MEASURE_ATTEMPTS,
-    )
-    reason = hostload.unmeasurable(as_expected(runs, conclusive_min), seen)
-    if reason is not None:
-        pytest.skip(reason)
-    return runs
-
-
-@pytest.fixture(scope="module")
-def planted(
-    tmp_path_factory: pytest.TempPathFactory, preflight_machine_alone: Any
-) -> Iterator[dict[str, Run]]:
-    specs = load_specs(FIXTURE_SPECS)
-    chosen = [(specs[name], specs[name].params("small")) for name in EXPECTED_FAILURES]
-    # The samplers must keep up with 1-2 s jobs: a loaded neighbour once starved them into
-    # seeing a third of the leak (first `make test` on a fresh clone).
-    with preflight_machine_alone():
-        runs = run_all(chosen, tmp_path_factory.mktemp("planted"), FIXTURE_SAMPLE_INTERVAL_S)
-    yield {run.spec.name: run for run in runs}
+def measurement_errors(found: dict[str, dict[str, Any]]) -> list[str]:
+    """The planted sizes come out as planted (pure): the detectors measure, not just flag."""
+    errors: list[str] = []
+    memory = found["leaky"]["memory"]
+    # 1 MiB per unit plus the list slot and allocator rounding; a USS read that lags the
+    # progress read (the sampler's CPU budget) spreads the interval, not the slope.
+    if not 0.5 * MIB < memory.per_unit < 1.5 * MIB or memory.per_unit_low <= 0.25 * MIB:
+        errors.append(f"leak per unit not ~1 MiB: {memory.reason}")
+    if memory.projected_growth != pytest.approx(memory.per_unit * PRODUCTION_UNITS):
+        errors.append(f"leak not projected to {PRODUCTION_UNITS} units: {memory.reason}")
+    fds = found["fd_leak"]["open_files"]
+    if fds.per_unit != pytest.approx(1.0, abs=0.05):
+        errors.append(f"fd leak not 1 per unit: {fds.reason}")
+    throughput = found["slowing"]["throughput"]
+    if not throughput.ratio_last_first < 0.5:  # planted ~0.2; the limit is 0.8
+        errors.append(f"tenfold slowdown read as {throughput.reason}")
+    stall = found["stall"]["stall"]
+    # The job sleeps 6 s at 40% of its 150 units; sampling and the frozen gaps left out of
+    # the watched clock can only shorten what is seen.
+    if stall.stalled_at_done != 60 or not stall.longest_stall_s <= PLANTED_STALL_S + 0.1:
+        errors.append(f"stall not at 60 units or longer than planted: {stall.reason}")
+    return errors
 
 
 def _record(record: Recorder, name: str, run: Run, found: dict[str, Any]) -> None:
@@ -131,72 +140,57 @@ def _record(record: Recorder, name: str, run: Run, found: dict[str, Any]) -> Non
         record.verdict(f"{name}.{detector}", verdict)
 
 
-@pytest.mark.parametrize("job", sorted(EXPECTED_FAILURES))
-def test_each_detector_flags_its_defect_and_only_it(
-    planted: dict[str, Run], job: str, preflight_record: Recorder
-) -> None:
-    found = verdicts(planted[job])
-    _record(preflight_record, job, planted[job], found)
-    failing = {name for name, verdict in found.items() if not verdict.ok}
-    reasons = "\n".join(f"{name}: {v.reason}" for name, v in found.items())
-    assert failing == EXPECTED_FAILURES[job], reasons
-    for name in EXPECTED_FAILURES[job]:
-        assert found[name].conclusive
-
-
-def test_the_leak_is_measured_per_unit_and_projected_to_production(
-    planted: dict[str, Run],
-) -> None:
-    memory = verdicts(planted["leaky"])["memory"]
-    # About 20 KB retained per unit, plus the list slot and allocator rounding.
-    assert 15_000 < memory.per_unit_low <= memory.per_unit <= memory.per_unit_high < 30_000
-    assert memory.projected_growth == pytest.approx(memory.per_unit * PRODUCTION_UNITS)
-    fds = verdicts(planted["fd_leak"])["open_files"]
-    assert fds.per_unit == pytest.approx(1.0, abs=0.05)
-
-
-def test_the_slowdown_and_the_stall_are_measured(planted: dict[str, Run]) -> None:
-    throughput = verdicts(planted["slowing"])["throughput"]
-    assert throughput.ratio_last_first < 1 - SMALL.throughput.degradation_max
-    stall = verdicts(planted["stall"])["stall"]
-    # The job sleeps 2 s at 40% of its 150 units; sampling can only shorten what is seen.
-    assert stall.stalled_at_done == 60
-    assert SMALL.stall.stall_s < stall.longest_stall_s <= 2.1
-
-
-def test_the_slowdown_is_reproduced_by_the_confirming_run(
-    planted: dict[str, Run], tmp_path: Path, preflight_machine_alone: Any
-) -> None:
-    """The readiness suites re-run a job whose only alarms are wall-clock ones (host noise
-    does not reproduce): a real slowdown must survive that second run."""
-    first = verdicts(planted["slowing"])
-    assert needs_rerun(first)
-    spec = load_specs(FIXTURE_SPECS)["slowing"]
-    with preflight_machine_alone():
-        again = run_all([(spec, spec.params("small"))], tmp_path, FIXTURE_SAMPLE_INTERVAL_S)
-    standing = confirm(first, verdicts(again[0]))
-    assert {name for name, verdict in standing.items() if not verdict.ok} == {"throughput"}
-    assert "; reproduced" in standing["throughput"].reason
-
-
-@pytest.mark.timing  # sampled 1-2 s runs: alone, or a neighbour's load reads as a defect
-@pytest.mark.timeout(600)  # includes waiting for the tests beside it to finish
-def test_no_false_alarms_over_20_clean_runs(
+@pytest.mark.timeout(300)
+def test_each_planted_defect_is_caught_by_its_detector_and_no_other(
     tmp_path: Path, preflight_record: Recorder
 ) -> None:
+    """One batch, judged whole: split over tests, xdist could run it once per worker."""
+    specs = load_specs(FIXTURE_SPECS)
+    jobs = [(name, specs[name], specs[name].params("small")) for name in EXPECTED_FAILURES]
+    jobs.append((CONFIRMING, specs["slowing"], specs["slowing"].params("small")))
+    batch = run_batch(jobs, tmp_path, FIXTURE_SAMPLE_INTERVAL_S)
+    found = {label: verdicts(run) for label, run in batch.runs.items()}
+    for label, run in batch.runs.items():
+        _record(preflight_record, label, run, found[label])
+    wrong = [m for job in EXPECTED_FAILURES for m in mismatches(job, found[job], batch.host)]
+    wrong += measurement_errors(found)
+    standing = confirm(found["slowing"], found[CONFIRMING])
+    if "; reproduced" not in standing["throughput"].reason:
+        wrong.append(f"the slowdown did not survive its confirming run: "
+                     f"{standing['throughput'].reason}")
+    assert not wrong, "\n".join([*wrong, f"host: {batch.host}"])
+
+
+@pytest.mark.timeout(300)
+def test_no_false_alarms_over_20_clean_runs(tmp_path: Path, preflight_record: Recorder) -> None:
     spec = load_specs(FIXTURE_SPECS)["clean"]
-    runs = run_all([(spec, CLEAN_PARAMS)] * CLEAN_RUNS, tmp_path, CLEAN_SAMPLE_INTERVAL_S,
-                   conclusive_min=CONCLUSIVE_MIN / CLEAN_RUNS)
+    jobs = [(f"clean-{n}", spec, CLEAN_PARAMS) for n in range(CLEAN_RUNS)]
+    batch = run_batch(jobs, tmp_path, CLEAN_SAMPLE_INTERVAL_S)
     alarms: list[str] = []
-    conclusive = dict.fromkeys(DETECTORS, 0)
-    for number, run in enumerate(runs):
+    judged = dict.fromkeys(DETECTORS, 0)
+    for label, run in batch.runs.items():
         for name, verdict in verdicts(run).items():
-            conclusive[name] += verdict.conclusive
-            if not verdict.ok:
-                alarms.append(f"run {number} {name}: {verdict.reason}")
-    preflight_record("clean_runs", len(runs), unit="runs")
+            status = standing_status(name, verdict.ok, verdict.conclusive, batch.host)
+            judged[name] += status == "passed"
+            if status == "failed":
+                alarms.append(f"{label} {name}: {verdict.reason}")
+    preflight_record("clean_runs", len(batch.runs), unit="runs")
     preflight_record("false_alarms", len(alarms), unit="verdicts", threshold=0, ok=not alarms)
-    assert not alarms, "\n".join(alarms)
-    # An inconclusive verdict passes trivially, so most runs must really have been judged
-    # (a starved sampler on a busy machine may leave a few short of points).
-    assert min(conclusive.values()) >= CONCLUSIVE_MIN, conclusive
+    assert not alarms, "\n".join([*alarms, f"host: {batch.host}"])
+    # An inconclusive verdict passes trivially, so most runs must really have been judged.
+    # Memory and open files are judged against units of work: the host cannot take that
+    # away. The wall-clock detectors may be inconclusive while the host took the CPU.
+    short = {name: count for name, count in judged.items() if count < CONCLUSIVE_MIN
+             and not (name in TIMING_DETECTORS and batch.host.disturbed)}
+    assert not short, f"judged in fewer than {CONCLUSIVE_MIN} runs: {short}; host: {batch.host}"
+
+
+def test_a_wall_clock_alarm_under_a_disturbed_host_is_inconclusive_never_a_pass() -> None:
+    quiet, stolen, frozen = HostSeen(0.02, 0.0), HostSeen(0.7, None), HostSeen(None, 0.6)
+    assert standing_status("throughput", False, True, quiet) == "failed"
+    assert standing_status("stall", False, True, stolen) == "inconclusive"
+    assert standing_status("throughput", False, True, frozen) == "inconclusive"
+    assert standing_status("memory", False, True, stolen) == "failed"  # judged per unit
+    assert standing_status("memory", True, False, quiet) == "inconclusive"  # too few points
+    assert standing_status("stall", True, True, stolen) == "passed"
+    assert str(frozen) == "steal unknown, harness frozen 60%"
