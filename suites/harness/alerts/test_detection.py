@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import hostload
 from harness.alerts import thresholds_for
 from harness.alerts.experiment import record_attempt, run_dilated
 from harness.alerts.plants import FIXTURE_SPEC, FIXTURE_WORKLOAD, telemetry_plants
 from harness.gate.report import Recorder
 from harness.workload import load_specs
+from suites.harness.helpers import watching_host
 
 TIER = "small"
 TARGET_LATENCY_S = 5.0  # issue 10, small tier (the seed asks for a minute)
@@ -31,7 +31,7 @@ RUN_TIMEOUT_S = 90.0
 # "The clean run fires nothing" and latency are wall-clock facts: alone, or a neighbour's
 # load starves the jobs into a stall alert.
 @pytest.mark.timing
-@pytest.mark.timeout(1200)  # three attempts, each stretched up to 4x on a starved host
+@pytest.mark.timeout(600)  # one attempt, stretched up to 4x on a starved host
 def test_every_rule_fires_on_its_planted_condition_and_no_other(
     tmp_path: Path, preflight_record: Recorder
 ) -> None:
@@ -39,17 +39,18 @@ def test_every_rule_fires_on_its_planted_condition_and_no_other(
     params = spec.params(TIER)
     th = thresholds_for(TIER)
     step_ms = int(params["step_ms"])
-    # Every duration stretched by what the machine gives (run_dilated), and measured again
-    # while the host took the CPU (harness.hostload).
-    attempt, seen = hostload.measure_settled(
-        lambda n: run_dilated(spec, params, lambda stretched: telemetry_plants(stretched, step_ms),
-                              tmp_path / f"attempt-{n}", th, timeout_s=RUN_TIMEOUT_S, attempt=n),
-        lambda found: found.ok,
-    )
+    # Every duration stretched by what the machine gives (run_dilated). Latency and "the
+    # clean run fires nothing" are wall-clock facts: measured while the host took the CPU,
+    # a failure is inconclusive (docs/contract.md), recorded as such, never a pass.
+    with watching_host() as host:
+        attempt = run_dilated(spec, params, lambda stretched: telemetry_plants(stretched, step_ms),
+                              tmp_path / "attempt", th, timeout_s=RUN_TIMEOUT_S)
     failures = record_attempt(preflight_record, "alerts", attempt, TARGET_LATENCY_S)
-    assert not failures, "\n".join(
-        [*failures, f"host per attempt: {'; '.join(map(str, seen))}; "
-                    f"dilation {attempt.dilation:.2f}"])
+    if failures and host.disturbed:
+        preflight_record("alerts.status", "inconclusive")
+        print(f"inconclusive ({host}): {'; '.join(failures)}")
+        return
+    assert not failures, "\n".join([*failures, f"host: {host}; dilation {attempt.dilation:.2f}"])
 
     detections, th = attempt.detections, attempt.thresholds
     clean = detections[0]
