@@ -13,16 +13,17 @@ from pathlib import Path
 import pytest
 
 from durable import BadInputError
-from harness import hostload
 from harness.soak import SoakState, evaluate, main, parse_duration, read_series
+from suites.harness.helpers import HostSeen, watching_host
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SPEC = str(FIXTURES / "workloads.toml")
 WAIT_S = 60.0
 
 
-# The clean job at a third of its small size: a 2.5 s soak must see it finish and restart even
-# on a loaded machine (the 150-unit job once took 3.2 s for 81 units).
+# The clean job at a fifth of its small size, restarting every few tenths of a second: a 4 s
+# soak sees it finish and restart several times even on a host that freezes this VM 68% of
+# the time (tools/stealsim.sh 1.5 0.6 leaves ~1.3 s to run in).
 SHORT_CLEAN = f"""
 [workloads.clean]
 command = ["{{python}}", "{FIXTURES / 'clean.py'}", "--out", "{{workdir}}",
@@ -30,33 +31,30 @@ command = ["{{python}}", "{FIXTURES / 'clean.py'}", "--out", "{{workdir}}",
 progress = "{{workdir}}/PROGRESS.json"
 timeout_s = 60
 [workloads.clean.scale]
-small = {{ units = 50, unit_ms = 10 }}
+small = {{ units = 30, unit_ms = 10 }}
 """
+# Soak verdicts measured in wall time: inconclusive, not failed, while the host took the CPU.
+TIMING_VERDICTS = ("throughput", "stall")
 
 
-def _soak(tmp_path: Path, workload: str, duration: str, spec: str = SPEC) -> tuple[int, dict]:
-    code = main([workload, "--spec", spec, "--duration", duration, "--state",
-                 str(tmp_path / "state"), "--report", str(tmp_path / "reports"),
-                 "--sample-interval", "0.05"])
+def _soak(tmp_path: Path, workload: str, duration: str, spec: str = SPEC,
+          interval_s: float = 0.05) -> tuple[int, dict, HostSeen]:
+    """One soak, made once on the machine as it is: (exit code, summary, what the host did)."""
+    with watching_host() as host:
+        code = main([workload, "--spec", spec, "--duration", duration, "--state",
+                     str(tmp_path / "state"), "--report", str(tmp_path / "reports"),
+                     "--sample-interval", f"{interval_s:g}"])
     (summary,) = (tmp_path / "reports").glob("soak-*/soak-*.json")
-    return code, json.loads(summary.read_text())
+    return code, json.loads(summary.read_text()), host
 
 
-def _soak_settled(tmp_path: Path, workload: str, seconds: float, passed, spec: str = SPEC
-                  ) -> tuple[int, dict]:
-    """A soak of ``seconds``, made again twice and four times as long (harness.hostload
-    .measure_settled) while it failed on a starved machine: a soak's length is wall time,
-    and a host that freezes this VM 70% of the time leaves 2.5 s with 0.75 s of work.
-    Skipped, naming what the host did, when every attempt was disturbed."""
-    def attempt(number: int) -> tuple[int, dict]:
-        length = seconds * 2 ** (number - 1)
-        return _soak(tmp_path / f"attempt-{number}", workload, f"{length:g}s", spec)
-
-    result, seen = hostload.measure_settled(attempt, lambda done: passed(*done))
-    reason = hostload.unmeasurable(passed(*result), seen)
-    if reason is not None:
-        pytest.skip(reason)
-    return result
+def _timing_alarms(verdicts: dict) -> list[str]:
+    """The soak's wall-clock verdicts that alarmed (pure)."""
+    alarms = [f"{name}: {verdicts[name]['reason']}" for name in TIMING_VERDICTS
+              if not verdicts[name]["ok"]]
+    if not verdicts["throughput_within_ok"]:
+        alarms.append("throughput within a run")
+    return alarms
 
 
 @pytest.mark.parametrize(
@@ -76,23 +74,27 @@ def test_bad_durations_refused(text):
 def test_clean_soak_passes_with_junit(tmp_path):
     spec = tmp_path / "workloads.toml"
     spec.write_text(SHORT_CLEAN)
-    code, summary = _soak_settled(
-        tmp_path, "clean", 2.5,
-        lambda code, summary: code == 0 and len(summary["soak"]["iterations"]) >= 2, str(spec))
-    assert code == 0, summary["verdicts"]
-    assert summary["soak"]["elapsed_s"] >= 2.5
+    code, summary, host = _soak(tmp_path, "clean", "4s", str(spec))
+    verdicts = summary["verdicts"]
+    # Judged per unit of work and per exit code: no host can excuse these.
+    assert verdicts["leak_ok"] and verdicts["crashed_iterations"] == 0, verdicts
+    assert summary["soak"]["elapsed_s"] >= 4.0
     assert len(summary["soak"]["iterations"]) >= 2  # it restarted the finished job
-    junit = sorted(tmp_path.glob("attempt-*/reports/soak-*/*.junit.xml"))[-1]  # the last
+    alarms = _timing_alarms(verdicts)
+    if alarms:  # inconclusive while the host took the CPU (docs/contract.md); else failed
+        assert host.disturbed, "\n".join([*alarms, f"host: {host}"])
+        return
+    assert code == 0, verdicts
+    (junit,) = (tmp_path / "reports").glob("soak-*/*.junit.xml")
     assert 'failures="0"' in junit.read_text()
 
 
 def test_leaky_soak_fails_on_the_leak(tmp_path):
-    code, summary = _soak_settled(
-        tmp_path, "leaky", 2.5,
-        lambda code, summary: code == 1 and not summary["verdicts"]["leak_ok"])
-    assert code == 1
-    assert not summary["verdicts"]["leak_ok"]
-    junit = sorted(tmp_path.glob("attempt-*/reports/soak-*/*.junit.xml"))[-1]  # the last
+    # 1 MiB per unit, judged against units of work: caught whatever the host does. Fast
+    # sampling so that a starved first iteration still gives the detector its points.
+    code, summary, host = _soak(tmp_path, "leaky", "3s", interval_s=0.02)
+    assert code == 1 and not summary["verdicts"]["leak_ok"], (summary["verdicts"], str(host))
+    (junit,) = (tmp_path / "reports").glob("soak-*/*.junit.xml")
     assert "<failure" in junit.read_text()
 
 
@@ -186,16 +188,14 @@ def test_soak_sees_a_slowdown_inside_each_run_that_restarts_average_out() -> Non
 
 @pytest.mark.long
 def test_fd_leaking_soak_fails_on_open_files(tmp_path):
-    code, summary = _soak_settled(
-        tmp_path, "fd_leak", 2.5,
-        lambda code, summary: code == 1 and not summary["verdicts"]["leak_ok"])
+    code, summary, _host = _soak(tmp_path, "fd_leak", "3s", interval_s=0.02)
     bad = [v for v in summary["verdicts"]["leak"] if not v["ok"]]
     assert code == 1 and {v["metric"] for v in bad} == {"open_files"}, bad
 
 
 @pytest.mark.long
 def test_slowing_soak_fails_on_throughput_within_runs(tmp_path):
-    code, summary = _soak_settled(
-        tmp_path, "slowing", 4.0,
-        lambda code, summary: code == 1 and not summary["verdicts"]["throughput_within_ok"])
-    assert code == 1 and not summary["verdicts"]["throughput_within_ok"], summary["verdicts"]
+    # Tenfold within each run (fixtures/slowing.py): 6 s holds one whole 3 s run.
+    code, summary, host = _soak(tmp_path, "slowing", "6s", interval_s=0.02)
+    assert code == 1 and not summary["verdicts"]["throughput_within_ok"], (
+        summary["verdicts"], str(host))
