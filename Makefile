@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= small
 PYTEST_ARGS ?=
 
-.PHONY: test test-long gate bench soak lint clean venv promtool
+.PHONY: test test-long gate bench soak lint clean venv promtool chromium
 
 venv: $(STAMP)
 
@@ -25,7 +25,7 @@ RUN := env -u PYTHONDONTWRITEBYTECODE
 # The fast small tier of every suite. Tests that drive many real jobs (marker `long`) run in
 # `make test-long`; full fault batteries (marker `battery`) in the gate. CI runs all three.
 # pytest exits 5 when a selection collects nothing; that is not a failure.
-test: $(STAMP) promtool
+test: $(STAMP) promtool chromium
 	$(RUN) $(BIN)/python -m pytest -n auto -q -m "not battery and not long" $(PYTEST_ARGS); \
 	rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
@@ -47,6 +47,25 @@ promtool:
 	  || { apt-get update -q >/dev/null && $(APT_INSTALL) $(PROMTOOL_PKG) >/dev/null; } \
 	  || echo "*** WARNING: apt-get install $(PROMTOOL_PKG) failed; promtool tests skip" \
 	    "(fail under CI=true)." >&2
+
+# A headless chromium screenshots the readiness report of a failing gate in `make test`
+# (suites/unit/gate/test_readiness_screenshot.py, into reports/). Debian's `chromium` package;
+# the same rule as promtool: warn and go on without apt or root (the screenshot then skips,
+# naming why), except under CI=true, where the test fails.
+CHROMIUM_PKG := chromium
+chromium:
+	@command -v chromium >/dev/null 2>&1 && exit 0; \
+	if ! command -v apt-get >/dev/null 2>&1 || [ "$$(id -u)" -ne 0 ]; then \
+	  echo "*** WARNING: chromium is missing and cannot be installed here (needs apt-get as" \
+	    "root): sudo apt-get install $(CHROMIUM_PKG). The report screenshot skips (fails" \
+	    "under CI=true)." >&2; \
+	  exit 0; \
+	fi; \
+	echo "installing chromium: apt-get install $(CHROMIUM_PKG)"; \
+	$(APT_INSTALL) $(CHROMIUM_PKG) >/dev/null \
+	  || { apt-get update -q >/dev/null && $(APT_INSTALL) $(CHROMIUM_PKG) >/dev/null; } \
+	  || echo "*** WARNING: apt-get install $(CHROMIUM_PKG) failed; the report screenshot" \
+	    "skips (fails under CI=true)." >&2
 
 test-long: $(STAMP)
 	$(RUN) $(BIN)/python -m pytest -n auto -q -m "long and not battery" $(PYTEST_ARGS); \

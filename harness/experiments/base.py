@@ -119,18 +119,14 @@ def job_cpu_s(run: Run) -> float:
     return float(samples[-1].cpu_s) if samples else 0.0
 
 
-EVIDENCE_DIR = "evidence"
-
-
 def save_evidence(ctx: Context, name: str, doc: Mapping[str, Any]) -> str:
-    """Write one evidence document as JSON under ``ctx.base_dir/evidence``; returns its path
-    relative to ``ctx.base_dir`` (what Finding.artifacts carries)."""
+    """Write one evidence document as JSON into ``ctx.base_dir``; returns its path relative
+    to ``ctx.base_dir`` (what Finding.artifacts carries)."""
     from durable.atomic import atomic_write
 
-    directory = ctx.base_dir / EVIDENCE_DIR
-    directory.mkdir(parents=True, exist_ok=True)
-    atomic_write(directory / name, dict(doc))
-    return f"{EVIDENCE_DIR}/{name}"
+    ctx.base_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(ctx.base_dir / name, dict(doc))
+    return name
 
 
 def checkpoint_files(spec: WorkloadSpec, params: Mapping[str, object]) -> list[str]:

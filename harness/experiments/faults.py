@@ -5,7 +5,8 @@ fault was never injected (every row skipped) is inconclusive, not a pass."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from harness.experiments.base import (
     FAIL,
@@ -130,6 +131,15 @@ class FaultBattery:
         report = result.report
         if interval is None and report.reference is not None:
             interval = report.reference.ckpt_interval
-        return judge_battery(BatteryObservation(
+        finding = judge_battery(BatteryObservation(
             self.kind, tuple(summarize(r) for r in report.rows), interval,
             tuple(report.errors), report.wall_s))
+        # The check report's JSON holds every row's history: the report's timeline plot.
+        return replace(finding, artifacts=evidence_paths(result.paths, ctx.base_dir))
+
+
+def evidence_paths(paths: list[Path], base_dir: Path) -> tuple[str, ...]:
+    """The JSON among a check's written reports, relative to the experiment's base_dir
+    (pure)."""
+    return tuple(str(Path(p).relative_to(base_dir)) for p in paths
+                 if Path(p).suffix == ".json" and Path(p).is_relative_to(base_dir))

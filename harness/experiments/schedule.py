@@ -148,6 +148,9 @@ def entry(item: Planned, ctx: Context, finding: Finding, wall_s: float, attempts
         "attempts": attempts, "timing": item.experiment.timing,
         "metrics": list(item.experiment.metrics),
         "replay": replay_command(item.spec, ctx.tier, item.experiment.name),
+        # Where the experiment's evidence files are now; the gate moves them out of its
+        # scratch directory before deleting it (harness.gate.evidence.keep_evidence).
+        "artifacts": [str(ctx.base_dir / a) for a in finding.artifacts],
         "measurements": [{"name": f"{item.spec.name}.{m.name}", "value": m.value,
                           "unit": m.unit, "inconclusive": inconclusive}
                          for m in finding.measurements],

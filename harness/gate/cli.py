@@ -29,6 +29,7 @@ from durable import BadInputError
 from durable.atomic import atomic_write
 from harness import tiers
 from harness.experiments.schedule import plan, run_planned
+from harness.gate.evidence import keep_evidence
 from harness.gate.history import History
 from harness.gate.identity import code_hash, preflight_config_hash
 from harness.gate.policy import Policy, load_policy
@@ -181,7 +182,9 @@ def gate(args: argparse.Namespace) -> int:
     run_dir = reports / run_id
     run_dir.mkdir(parents=True)
     try:
-        tests = _evidence(args, specs, policy, run_dir)
+        # The experiments' evidence (samples, battery histories) outlives their scratch dir:
+        # the readiness report's plots are drawn from it, and it stays beside report.json.
+        tests = keep_evidence(_evidence(args, specs, policy, run_dir), run_dir / "work", run_dir)
     finally:
         shutil.rmtree(run_dir / "work", ignore_errors=True)
     report = {"experiments": True, "scale": args.scale, "tests": tests}

@@ -1,234 +1,149 @@
-"""Render the readiness verdict as JSON, Markdown and HTML (pure string builders + writer)."""
+"""Render the readiness verdict as JSON, Markdown and HTML from one model, and write them
+with their evidence plots.
+
+The model (harness.gate.readiness_model) is built purely from the verdict, the gate's report
+entries and its meta; HTML goes through a jinja2 template (harness.gate.readiness_html);
+Markdown is built here; JSON is the model itself, which keeps the ``meta`` and ``verdict``
+keys that readers of readiness.json already parse. Only write_readiness does I/O."""
 
 from __future__ import annotations
 
-import html
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from durable.atomic import atomic_write
-from harness.gate.verdict import RequirementResult, Verdict
+from harness.gate import readiness_html
+from harness.gate.readiness_model import (
+    BadInputRow,
+    Failure,
+    ReadinessModel,
+    RequirementRow,
+    bad_inputs_rows,
+    build_model,
+    fmt,
+)
+from harness.gate.verdict import Verdict
 
-SECURITY_PREFIX = "security."
-BAD_INPUT_FIELDS = {"inputs": 0, "refused": 1, "parser_crashes": 2}
-BAD_INPUTS_HEADER = ("parser", "inputs", "refused", "crashes")
-
-
-@dataclass(frozen=True)
-class BadInputRow:
-    """One parser's fuzz tally: inputs tried, how many were refused, crashes (must be 0)."""
-
-    parser: str
-    inputs: int
-    refused: int
-    crashes: int
-
-
-def bad_inputs_rows(report: dict[str, Any]) -> list[BadInputRow]:
-    """Sum the ``security.<parser>.{inputs,refused,parser_crashes}`` measurements of a
-    session report per parser (pure; tests may record one parser several times)."""
-    totals: dict[str, list[int]] = {}
-    for test in report.get("tests", []):
-        for item in test.get("measurements", []):
-            name, value = str(item.get("name", "")), item.get("value")
-            if not name.startswith(SECURITY_PREFIX) or isinstance(value, bool):
-                continue
-            parser, _, field = name[len(SECURITY_PREFIX) :].rpartition(".")
-            if parser and field in BAD_INPUT_FIELDS and isinstance(value, int | float):
-                totals.setdefault(parser, [0, 0, 0])[BAD_INPUT_FIELDS[field]] += int(value)
-    return [BadInputRow(p, *totals[p]) for p in sorted(totals)]
-
-
-def _bad_input_cells(row: BadInputRow) -> tuple[str, str, str, str]:
-    return (row.parser, str(row.inputs), str(row.refused), str(row.crashes))
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.4g}"
-
-
-def _evidence_text(result: RequirementResult, limit: int = 3) -> str:
-    if not result.evidence:
-        return result.note or "none"
-    names = sorted({e.nodeid.split("::")[-1] for e in result.evidence})
-    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
-def _rows(verdict: Verdict) -> list[tuple[str, str, str, str, str]]:
-    rows = [
-        (
-            r.description + (f" ({r.tier} tier)" if r.tier else ""),
-            _evidence_text(r),
-            _fmt(r.measured) + (f" {r.unit}" if r.measured is not None else ""),
-            f"{r.comparator} {_fmt(r.threshold)} {r.unit}",
-            _status_text(r),
-        )
-        for r in verdict.results
-    ]
-    failed = len(verdict.tests_failed)
-    rows.insert(
-        0,
-        (
-            "every readiness test passes",
-            f"{verdict.tests_total} tests",
-            f"{failed} failed",
-            "0 failed",
-            "PASS" if verdict.tests_total and not failed else "FAIL",
-        ),
-    )
-    return rows
-
+__all__ = ["BadInputRow", "bad_inputs_rows", "markdown", "to_html", "to_markdown",
+           "write_readiness"]
 
 HEADER = ("requirement", "evidence", "measured", "threshold", "result")
 EXPERIMENT_HEADER = ("workload", "experiment", "outcome", "why", "replay")
-_STATUS_TEXT = {"passed": "PASS", "failed": "FAIL", "inconclusive": "INCONCLUSIVE",
-                "not_applicable": "N/A"}
+WORKLOAD_HEADER = ("workload", "spec", "sizes", "host CPU steal", "experiments run",
+                   "not applicable")
+BAD_INPUTS_HEADER = ("parser", "inputs", "refused", "crashes")
 
 
-def _status_text(result: RequirementResult) -> str:
-    if result.status:
-        return _STATUS_TEXT.get(result.status, result.status.upper())
-    return "PASS" if result.ok else "FAIL"
+def _cell(text: object) -> str:
+    return str(text).replace("|", "/").replace("\n", " ")
 
 
-def experiment_rows(tests: Sequence[dict[str, Any]]) -> list[tuple[str, str, str, str, str]]:
-    """One row per gate experiment: the failures, inconclusives and not-applicables first,
-    each with its reason and the command that replays it (pure)."""
-    order = {"failed": 0, "error": 0, "inconclusive": 1, "not_applicable": 2}
-    rows = []
-    for t in sorted(tests, key=lambda t: order.get(str(t.get("outcome")), 3)):
-        if "experiment" not in t:
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows])
+
+
+def _requirement_cells(r: RequirementRow) -> tuple[str, ...]:
+    return (r.description + (f" ({r.tier} tier)" if r.tier else ""), r.evidence,
+            fmt(r.measured) + (f" {r.unit}" if r.measured is not None else ""),
+            f"{r.comparator} {fmt(r.threshold)} {r.unit}", r.label)
+
+
+def _failure_lines(f: Failure, heading: str) -> list[str]:
+    return [heading, "", "```text", f.reason, "```", "", f"replay: `{f.replay}`", ""]
+
+
+def _run_lines(model: ReadinessModel) -> list[str]:
+    run = model.run
+    lines = [f"- run id: {run.run_id}", f"- scale: {run.scale}", f"- spec: {run.spec}",
+             f"- git commit: {run.git_commit}", f"- code hash: {run.code_hash}",
+             f"- config hash: {run.config_hash}"]
+    return lines + [f"- {k}: {v}" for k, v in run.other]
+
+
+def _workload_lines(model: ReadinessModel) -> list[str]:
+    if not model.workloads:
+        return []
+    rows = [(w.name, w.spec, ", ".join(f"{k}={v}" for k, v in w.sizes) or "none", w.host,
+             ", ".join(w.run) or "none",
+             "; ".join(f"{e}: {why}" for e, why in w.not_applicable) or "—")
+            for w in model.workloads]
+    return ["", "## Workloads", "", *_table(WORKLOAD_HEADER, rows)]
+
+
+def _evidence_lines(model: ReadinessModel) -> list[str]:
+    lines = ["", "## Evidence per requirement", ""]
+    for r in model.requirements:
+        if r.plot is None and not r.failures:
             continue
-        outcome = str(t.get("outcome"))
-        why = str(t.get("reason") or "")
-        if t.get("host") and outcome in ("inconclusive", "failed"):
-            why += f" [host: {t['host']}]"
-        if t.get("injected") is False and outcome != "not_applicable":
-            why += " [fault not injected]"
-        replay = str(t.get("replay", "")) if outcome in ("failed", "inconclusive") else ""
-        rows.append((str(t.get("workload")), str(t.get("experiment")),
-                     _STATUS_TEXT.get(outcome, outcome.upper()), why, replay))
-    return rows
-
-
-def _workload_lines(meta: dict[str, Any]) -> list[str]:
-    lines = []
-    for name, info in (meta.get("workloads") or {}).items():
-        sizes = ", ".join(f"{k}={v}" for k, v in info.get("sizes", {}).items()) or "none"
-        lines.append(f"{name} ({info.get('spec')}): sizes {sizes}; experiments run: "
-                     f"{', '.join(info.get('run', [])) or 'none'}")
-        for exp, why in info.get("not_applicable", {}).items():
-            lines.append(f"{name}: {exp} not applicable: {why}")
+        lines += [f"### {r.label}: {r.description} ({r.id}"
+                  + (f", {r.tier} tier)" if r.tier else ")"), "",
+                  f"measured {fmt(r.measured)} {r.unit if r.measured is not None else ''}, "
+                  f"threshold {r.comparator} {fmt(r.threshold)} {r.unit}", ""]
+        for f in r.failures:
+            lines += _failure_lines(f, f"why `{f.nodeid}` {f.label.lower()}:")
+        if r.plot is not None:
+            lines += [f"![{r.plot.caption}]({r.plot.path})", ""]
     return lines
 
 
-def to_markdown(
-    verdict: Verdict, meta: dict[str, Any], bad_inputs: Sequence[BadInputRow] = (),
-    tests: Sequence[dict[str, Any]] = (),
-) -> str:
-    status = "READY" if verdict.ready else "NOT READY"
-    lines = [f"# Readiness: {status}", ""]
-    lines += [f"- {k}: {v}" for k, v in meta.items() if k != "workloads"]
-    workloads = _workload_lines(meta)
-    if workloads:
-        lines += ["", "## Workloads", ""] + [f"- {w}" for w in workloads]
-    lines += ["", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += [
-        "| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in _rows(verdict)
-    ]
-    if bad_inputs:
-        lines += ["", "## Bad inputs tried", "", "| " + " | ".join(BAD_INPUTS_HEADER) + " |"]
-        lines += ["|" + "---|" * len(BAD_INPUTS_HEADER)]
-        lines += ["| " + " | ".join(_bad_input_cells(row)) + " |" for row in bad_inputs]
-    rows = experiment_rows(tests)
-    if rows:
-        lines += ["", "## Experiments", "", "| " + " | ".join(EXPERIMENT_HEADER) + " |",
-                  "|" + "---|" * len(EXPERIMENT_HEADER)]
-        lines += ["| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in row[:4])
-                  + (f" | `{row[4]}` |" if row[4] else " |  |") for row in rows]
-    elif verdict.tests_failed:
-        lines += ["", "## Failed tests", ""] + [f"- `{n}`" for n in verdict.tests_failed]
-    if verdict.notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in verdict.notes]
+def markdown(model: ReadinessModel) -> str:
+    lines = [f"# Readiness: {model.status}", "", *_run_lines(model), *_workload_lines(model)]
+    summary = [("every readiness test passes", f"{model.tests_total} tests",
+                f"{model.tests_failed} failed", "0 failed",
+                "PASS" if model.tests_total and not model.tests_failed else "FAIL")]
+    summary += [_requirement_cells(r) for r in model.requirements]
+    lines += ["", "## Requirements", "", *_table(HEADER, summary)]
+    if model.failures:
+        lines += ["", f"## Failures ({len(model.failures)})", ""]
+        for f in model.failures:
+            lines += _failure_lines(f, f"### {f.label}: `{f.nodeid}`")
+    lines += _evidence_lines(model)
+    if model.experiments:
+        rows = [(e.workload, e.experiment, e.label, e.reason,
+                 f"`{e.replay}`" if e.replay else "") for e in model.experiments]
+        lines += ["", "## Experiments", "", *_table(EXPERIMENT_HEADER, rows)]
+    if model.bad_inputs:
+        rows = [(b.parser, b.inputs, b.refused, b.crashes) for b in model.bad_inputs]
+        lines += ["", "## Bad inputs tried", "", *_table(BAD_INPUTS_HEADER, rows)]
+    if model.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in model.notes]
+    if model.other_plots:
+        lines += ["", "## Plots", ""] + [f"![{p.caption}]({p.path})" for p in model.other_plots]
     return "\n".join(lines) + "\n"
 
 
-def _bad_inputs_html(rows: Sequence[BadInputRow]) -> str:
-    if not rows:
-        return ""
-    esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in BAD_INPUTS_HEADER)
-    body = "".join(
-        f"<tr class='{'fail' if row.crashes else 'pass'}'>"
-        + "".join(f"<td>{esc(c)}</td>" for c in _bad_input_cells(row))
-        + "</tr>"
-        for row in rows
-    )
-    return f"<h2>Bad inputs tried</h2><table><tr>{head}</tr>{body}</table>"
+def to_markdown(verdict: Verdict, meta: Mapping[str, Any],
+                bad_inputs: Sequence[BadInputRow] = (),
+                tests: Sequence[Mapping[str, Any]] = ()) -> str:
+    """Markdown of a verdict without drawn plots (pure)."""
+    return markdown(build_model(verdict, tests, meta, {}, bad_inputs))
 
 
-def to_html(
-    verdict: Verdict,
-    meta: dict[str, Any],
-    plots: list[str],
-    bad_inputs: Sequence[BadInputRow] = (),
-    tests: Sequence[dict[str, Any]] = (),
-) -> str:
-    status = "READY" if verdict.ready else "NOT READY"
-    esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in HEADER)
-    body = "".join(
-        f"<tr class='{row[-1].lower()}'>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
-        for row in _rows(verdict)
-    )
-    info = "".join(f"<li>{esc(str(k))}: {esc(str(v))}</li>" for k, v in meta.items()
-                   if k != "workloads")
-    info += "".join(f"<li>{esc(w)}</li>" for w in _workload_lines(meta))
-    exp_head = "".join(f"<th>{esc(h)}</th>" for h in EXPERIMENT_HEADER)
-    exp_body = "".join(
-        f"<tr class='{row[2].lower().replace('/', '')}'>"
-        + "".join(f"<td>{esc(c)}</td>" for c in row[:4]) + f"<td><code>{esc(row[4])}</code></td>"
-        + "</tr>" for row in experiment_rows(tests))
-    images = "".join(f"<figure><img src='{esc(p)}' alt='{esc(p)}'></figure>" for p in plots)
-    failed = "".join(f"<li><code>{esc(n)}</code></li>" for n in verdict.tests_failed)
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Readiness</title>"
-        "<style>body{font-family:sans-serif}td,th{border:1px solid #999;padding:4px}"
-        "table{border-collapse:collapse}.fail{background:#fdd}.pass{background:#dfd}"
-        "img{max-width:640px}</style></head><body>"
-        f"<h1>Readiness: {status}</h1><ul>{info}</ul>"
-        f"<table><tr>{head}</tr>{body}</table>"
-        + _bad_inputs_html(bad_inputs)
-        + (f"<h2>Experiments</h2><table><tr>{exp_head}</tr>{exp_body}</table>"
-           if exp_body else "")
-        + (f"<h2>Failed tests</h2><ul>{failed}</ul>" if failed and not exp_body else "")
-        + (f"<h2>Plots</h2>{images}" if images else "")
-        + "</body></html>\n"
-    )
+def to_html(verdict: Verdict, meta: Mapping[str, Any], plots: Sequence[str] = (),
+            bad_inputs: Sequence[BadInputRow] = (),
+            tests: Sequence[Mapping[str, Any]] = ()) -> str:
+    """HTML of a verdict; ``plots`` are extra PNGs shown at the end (pure)."""
+    return readiness_html.to_html(build_model(verdict, tests, meta, {}, bad_inputs, plots))
 
 
 def write_readiness(
     out_dir: Path,
     verdict: Verdict,
-    meta: dict[str, Any],
-    plots: list[str],
+    meta: Mapping[str, Any],
+    plots: Sequence[str] = (),
     bad_inputs: Sequence[BadInputRow] = (),
-    tests: Sequence[dict[str, Any]] = (),
+    tests: Sequence[Mapping[str, Any]] = (),
 ) -> list[Path]:
-    """Write readiness.json/.md/.html atomically into ``out_dir``; returns the paths."""
+    """Draw the evidence plots into ``out_dir`` (from the entries' artifacts, relative to
+    it), then write readiness.json/.md/.html atomically; returns the three paths."""
+    from harness.gate.evidence import draw_evidence
+
+    drawn = draw_evidence(tests, verdict, out_dir)
+    model = build_model(verdict, tests, meta, drawn, bad_inputs, plots)
     paths = [out_dir / "readiness.json", out_dir / "readiness.md", out_dir / "readiness.html"]
-    doc: dict[str, Any] = {"meta": meta, "verdict": verdict.to_json()}
-    if bad_inputs:
-        doc["bad_inputs"] = [asdict(row) for row in bad_inputs]
-    if tests:
-        doc["experiments"] = [dict(zip(EXPERIMENT_HEADER, row, strict=True))
-                              for row in experiment_rows(tests)]
-    atomic_write(paths[0], doc)
-    atomic_write(paths[1], to_markdown(verdict, meta, bad_inputs, tests))
-    atomic_write(paths[2], to_html(verdict, meta, plots, bad_inputs, tests))
+    atomic_write(paths[0], model.to_json())
+    atomic_write(paths[1], markdown(model))
+    atomic_write(paths[2], readiness_html.to_html(model))
     return paths
