@@ -80,7 +80,7 @@ def test_gate_on_a_repository_with_only_a_job_and_its_spec(
     if requirement is not None:
         assert requirement in failed_requirements(readiness), output
     row = rows[("myjob", experiment)]
-    assert row["outcome"] == "FAIL", row
+    assert row["status"] == "failed", row
     assert row["replay"].startswith("preflight gate") and "--only" in row["replay"]
     assert "replay:" in output
 
