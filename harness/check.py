@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import checker
+from harness import checker, tiers
 from harness.faults import corrupt, registry
 from harness.faults.history import KINDS, History, Reference
 from harness.faults.interrupt import Interrupted, stop_on_signals
@@ -321,13 +321,24 @@ def _finish(opts: CheckOptions, report: CheckReport, out_dir: Path) -> CheckResu
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from harness.faults import registry
+
+    kinds = ", ".join(registry.names())
     parser = argparse.ArgumentParser(
         prog="preflight check",
         description="Run WORKLOAD uninterrupted, then under every fault; judge the results.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(f"fault kinds (--faults, comma-separated): {kinds}\n"
+                f"tiers (--scale): {', '.join(tiers.TIER_NAMES)}\n"
+                "exit codes:\n"
+                "  0  every experiment passed\n"
+                "  1  an experiment failed (the report names it and its replay command)\n"
+                "  2  bad input: unknown workload or fault kind, malformed spec; nothing run"),
     )
     parser.add_argument("workload")
     parser.add_argument("--spec", help="workload spec file (default ./workloads.toml, pyproject)")
-    parser.add_argument("--scale", default=DEFAULT_SCALE, help="tier: small, 10pct, production")
+    parser.add_argument("--scale", default=DEFAULT_SCALE, choices=tiers.TIER_NAMES,
+                        help="the tier whose sizes the job runs at")
     parser.add_argument("--faults", default=",".join(KINDS), help="comma-separated fault kinds")
     parser.add_argument("--seed", type=int, default=0, help="seed of every fault schedule")
     parser.add_argument("--report", help="report directory (default reports/<run id>/)")
