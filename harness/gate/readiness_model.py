@@ -128,7 +128,10 @@ class ReadinessModel:
     tests_total: int
     tests_failed: int
     requirements: tuple[RequirementRow, ...]
-    failures: tuple[Failure, ...]
+    failures: tuple[Failure, ...]  # every failed or inconclusive experiment and test
+    # Those no failed or inconclusive requirement explains (a battery row that broke an
+    # invariant no threshold covers, a project test without measurements).
+    other_failures: tuple[Failure, ...]
     experiments: tuple[ExperimentRow, ...]
     bad_inputs: tuple[BadInputRow, ...]
     notes: tuple[str, ...]
@@ -342,14 +345,17 @@ def build_model(verdict: Verdict, tests: Sequence[Mapping[str, Any]], meta: Mapp
                 other_plots: Sequence[str] = ()) -> ReadinessModel:
     """The readiness report's model (pure): ``plots`` maps plot keys to drawn PNGs."""
     drawn = dict(plots or {})
+    requirements = requirement_rows(verdict, tests, drawn)
+    every = failures(tests, drawn) or tuple(
+        Failure(n, "failed", "FAIL", "(no reason recorded)", replay_for({"nodeid": n}))
+        for n in verdict.tests_failed)
+    explained = {f.nodeid for r in requirements for f in r.failures}
     return ReadinessModel(
         ready=verdict.ready, status="READY" if verdict.ready else "NOT READY",
         run=run_info(meta), workloads=workload_rows(meta, tests),
         tests_total=verdict.tests_total, tests_failed=len(verdict.tests_failed),
-        requirements=requirement_rows(verdict, tests, drawn),
-        failures=failures(tests, drawn) or tuple(
-            Failure(n, "failed", "FAIL", "(no reason recorded)",
-                    replay_for({"nodeid": n})) for n in verdict.tests_failed),
+        requirements=requirements, failures=every,
+        other_failures=tuple(f for f in every if f.nodeid not in explained),
         experiments=experiment_rows(tests, drawn), bad_inputs=tuple(bad_inputs),
         notes=verdict.notes, other_plots=tuple(Plot(p, p) for p in other_plots),
         verdict=verdict, meta=dict(meta))
