@@ -4,7 +4,7 @@ the clean job passes every detector, and twenty clean runs raise no false alarm.
 The jobs (fixtures/*.py) run for real, as subprocesses under Run and the sampler, at the
 small tier; the verdicts come from the same pure detectors the readiness experiments use.
 The defects are far beyond any host noise (1 MiB per unit, a file per unit, a tenfold
-slowdown, a 6 s stall against a 1 s limit), so the proof is made once, on the machine as it
+slowdown, a 4 s stall against a 1 s limit), so the proof is made once, on the machine as it
 is, and never skipped: on a host that steals most of the CPU each is still caught. A clean
 job may come out inconclusive there (a wall-clock alarm while the host took the CPU, read
 by the gate's own rule), never failed.
@@ -41,7 +41,10 @@ CLEAN_PARAMS = {"units": 80, "unit_ms": 25}
 CLEAN_SAMPLE_INTERVAL_S = 0.04
 CONCLUSIVE_MIN = 15  # of CLEAN_RUNS, per detector
 DETECTORS = ("memory", "open_files", "threads", "throughput", "stall")
-PLANTED_STALL_S = 6.0  # fixtures/workloads.toml, stall's --stall-s
+PLANTED_STALL_S = 4.0  # fixtures/workloads.toml, stall's --stall-s (watched seconds)
+# Freezes of 0.1-0.25 s: the job does not count them (_job.FROZEN_S), the harness's watched
+# clock does (harness.analysis.throughput.UNOBSERVED_MIN_S).
+STALL_SEEN_EXTRA_S = 1.0
 
 # Which detectors each planted job must trip; every other detector must not fail it.
 EXPECTED_FAILURES = {
@@ -127,10 +130,13 @@ def measurement_errors(found: dict[str, dict[str, Any]]) -> list[str]:
     if not throughput.ratio_last_first < 0.5:  # planted ~0.2; the limit is 0.8
         errors.append(f"tenfold slowdown read as {throughput.reason}")
     stall = found["stall"]["stall"]
-    # The job sleeps 6 s at 40% of its 150 units; sampling and the frozen gaps left out of
-    # the watched clock can only shorten what is seen.
-    if stall.stalled_at_done != 60 or not stall.longest_stall_s <= PLANTED_STALL_S + 0.1:
-        errors.append(f"stall not at 60 units or longer than planted: {stall.reason}")
+    # The job stalls 4 watched seconds at 40% of its 150 units; sampling can only shorten
+    # what is seen, short freezes lengthen it a little.
+    seen = stall.longest_stall_s
+    if stall.stalled_at_done != 60 or not 0.75 * PLANTED_STALL_S < seen <= (
+            PLANTED_STALL_S + STALL_SEEN_EXTRA_S):
+        errors.append(f"stall not at 60 units or not the {PLANTED_STALL_S:g} s planted: "
+                      f"{stall.reason}")
     return errors
 
 
