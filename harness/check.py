@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import checker, tiers
+from harness.check_options import validate
 from harness.faults import corrupt, registry
 from harness.faults.history import KINDS, History, Reference
 from harness.faults.interrupt import Interrupted, stop_on_signals
@@ -32,7 +33,7 @@ from harness.faults.live import Live
 from harness.faults.reference import run_reference
 from harness.faults.report import CheckReport, Row, replay_command, to_html, to_markdown
 from harness.faults.runner import Bounds, Context
-from harness.faults.schedule import SEED_MAX, Experiment, parse_kinds
+from harness.faults.schedule import Experiment, parse_kinds
 from harness.workload import RunError, SpecError, WorkloadSpec, load_spec, prepare
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -357,14 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from(args: argparse.Namespace) -> CheckOptions:
-    if not 0 <= args.seed <= SEED_MAX:
-        raise ValueError(f"--seed must be in [0, {SEED_MAX}]")
-    if args.ckpt_interval is not None and args.ckpt_interval < 1:
-        raise ValueError("--ckpt-interval must be a positive number of progress units")
-    if not 0 <= args.restarts <= 100:
-        raise ValueError("--restarts must be in [0, 100]")
-    if args.attempt_timeout_s is not None and not args.attempt_timeout_s > 0:
-        raise ValueError("--attempt-timeout-s must be positive")
+    validate(args)
     return CheckOptions(
         workload=args.workload,
         spec_file=args.spec,
