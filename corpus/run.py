@@ -1,0 +1,374 @@
+"""The corpus of real defects (issue 18): create the pinned virtual environments, then drive
+every case and its control through `preflight check` (and `preflight soak` for leaks and fd
+growth) over several seeds; write reports/corpus.json and reports/corpus.md.
+
+    python corpus/run.py setup                 # create corpus/.venvs/* from corpus/venvs.toml
+    python corpus/run.py run [--seeds 0,1,2] [--cases a,b] [--soak-s 40]
+    python corpus/run.py table                 # re-render reports/corpus.md from the JSON
+
+Each case is a folder corpus/CASE with workloads.toml (two workloads: the defect and its
+control), case.toml (what to run and the expected verdicts) and README.md (ground truth
+measured by hand). Every check and soak runs under a wall-clock bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "corpus"
+VENVS = CORPUS / ".venvs"
+REPORTS = ROOT / "reports"
+PREFLIGHT = ROOT / ".venv" / "bin" / "preflight"
+STAMP = ".corpus-stamp"
+PIP_TIMEOUT_S = 900
+CHECK_BOUND_S = 900  # one `preflight check` of one workload and seed
+SOAK_SLACK_S = 120  # a soak may overrun its duration by the time the last job takes to stop
+IMPORT_RETRY = 3  # `preflight` failing to import (others edit it right now): retry after a pause
+IMPORT_RETRY_PAUSE_S = 60
+
+
+# ---------------------------------------------------------------------------------- setup
+
+
+def _venv_steps(name: str, table: dict[str, Any]) -> list[list[str]]:
+    steps = table.get("steps")
+    if not isinstance(steps, list) or not all(isinstance(s, list) for s in steps):
+        raise SystemExit(f"corpus/venvs.toml: venvs.{name}.steps must be a list of lists")
+    first = steps[0] if steps else []
+    if first != ["torch==2.13.0"]:
+        raise SystemExit(f"corpus/venvs.toml: venvs.{name}: the first step must be torch==2.13.0")
+    return steps
+
+
+def setup(names: list[str] | None = None) -> int:
+    manifest = tomllib.loads((CORPUS / "venvs.toml").read_text())["venvs"]
+    VENVS.mkdir(parents=True, exist_ok=True)
+    for name, table in manifest.items():
+        if names and name not in names:
+            continue
+        steps = _venv_steps(name, table)
+        digest = hashlib.sha256(json.dumps(steps).encode()).hexdigest()[:16]
+        venv = VENVS / name
+        stamp = venv / STAMP
+        if stamp.is_file() and stamp.read_text().strip() == digest:
+            print(f"venv {name}: up to date")
+            continue
+        print(f"venv {name}: creating", flush=True)
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+        for step in steps:
+            subprocess.run(pip + step, check=True, timeout=PIP_TIMEOUT_S)
+        _assert_torch(venv)
+        stamp.write_text(digest + "\n")
+    return 0
+
+
+def _assert_torch(venv: Path) -> None:
+    """No library may have moved torch off 2.13.0."""
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import torch; print(torch.__version__)"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout.strip()
+    if not out.startswith("2.13.0"):
+        raise SystemExit(f"{venv}: torch is {out}, not 2.13.0")
+
+
+# ---------------------------------------------------------------------------------- cases
+
+
+def load_cases(only: list[str] | None) -> list[dict[str, Any]]:
+    cases = []
+    for path in sorted(CORPUS.glob("*/case.toml")):
+        name = path.parent.name
+        if only and name not in only:
+            continue
+        case = tomllib.loads(path.read_text())
+        case["name"] = name
+        case["spec"] = str((path.parent / "workloads.toml").relative_to(ROOT))
+        for key in ("project", "issue", "defect", "mode", "defect_workload", "control_workload"):
+            if key not in case:
+                raise SystemExit(f"{path}: missing key {key!r}")
+        if case["mode"] not in ("check", "soak"):
+            raise SystemExit(f"{path}: mode must be check or soak")
+        cases.append(case)
+    return cases
+
+
+def _preflight(args: list[str], bound_s: float, log: Path) -> tuple[int | None, float, str]:
+    """Run preflight with a wall-clock bound; retry when preflight itself fails to import."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for attempt in range(IMPORT_RETRY):
+        start = time.monotonic()
+        try:
+            proc = subprocess.run([str(PREFLIGHT), *args], cwd=ROOT, capture_output=True,
+                                  text=True, timeout=bound_s, env=env, start_new_session=True)
+            rc: int | None = proc.returncode
+            out = proc.stdout + proc.stderr
+        except subprocess.TimeoutExpired as exc:
+            rc = None
+            out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) \
+                else (exc.stdout or "")
+            out += f"\n*** bound of {bound_s:.0f} s reached\n"
+        wall = time.monotonic() - start
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(out)
+        import_failed = rc not in (0, 1, None) and ("ImportError" in out or "SyntaxError" in out
+                                                    or "ModuleNotFoundError" in out)
+        if not import_failed or attempt == IMPORT_RETRY - 1:
+            return rc, wall, out
+        print(f"    preflight failed to import (attempt {attempt + 1}); retry in "
+              f"{IMPORT_RETRY_PAUSE_S} s", flush=True)
+        time.sleep(IMPORT_RETRY_PAUSE_S)
+    raise AssertionError("unreachable")
+
+
+def _check_findings(report: Path) -> dict[str, Any]:
+    """Failed verdicts per experiment from a check report (JSON)."""
+    files = sorted(report.glob("check-*.json"))
+    if not files:
+        return {"rows": [], "failed_verdicts": [], "not_injected": []}
+    data = json.loads(files[0].read_text())
+    rows, failed, not_injected = [], set(), []
+    for row in data.get("rows", []):
+        bad = [v["name"] for v in row.get("verdicts", []) if v.get("status") == "fail"]
+        failed.update(bad)
+        if not row.get("injected", True):
+            not_injected.append(row["id"])
+        rows.append({"id": row["id"], "status": row.get("status"), "failed": bad,
+                     "detail": "; ".join(v.get("detail", "") for v in row.get("verdicts", [])
+                                         if v.get("status") == "fail")[:400],
+                     "injected": row.get("injected")})
+    return {"rows": rows, "failed_verdicts": sorted(failed), "not_injected": not_injected,
+            "errors": data.get("errors")}
+
+
+def _soak_findings(report: Path) -> dict[str, Any]:
+    """Every detector that fired in a soak report: leak:METRIC per iteration, and any other
+    top-level verdict (throughput, stall, crashed iterations)."""
+    fired: set[str] = set()
+    detail: list[str] = []
+    for f in sorted(report.rglob("soak-*.json")):
+        try:
+            verdicts = json.loads(f.read_text()).get("verdicts", {})
+        except (ValueError, AttributeError):
+            continue
+        for key, value in verdicts.items():
+            if key == "leak" and isinstance(value, list):
+                for v in value:
+                    if isinstance(v, dict) and v.get("ok") is False:
+                        fired.add(f"leak:{v.get('metric')}")
+                        detail.append(f"iteration {v.get('iteration')}: {v.get('reason')}")
+            elif isinstance(value, dict) and value.get("ok") is False:
+                fired.add(key)
+                detail.append(f"{key}: {value.get('reason', '')}")
+            elif key == "crashed_iterations" and value:
+                fired.add("crashed_iterations")
+                detail.append(f"{value} iteration(s) crashed")
+    return {"fired": sorted(fired), "detail": detail[:12]}
+
+
+def run_one(case: dict[str, Any], role: str, seed: int, soak_s: float) -> dict[str, Any]:
+    workload = case[f"{role}_workload"]["name"]
+    out = REPORTS / "corpus" / case["name"] / workload / f"seed{seed}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    if case["mode"] == "check":
+        args = ["check", workload, "--spec", case["spec"], "--faults", case.get("faults", "kill"),
+                "--seed", str(seed), "--report", str(out / "report")]
+        if case.get("only"):
+            args += ["--only", ",".join(case["only"])]
+        rc, wall, text = _preflight(args, case.get("bound_s", CHECK_BOUND_S), out / "preflight.log")
+        findings = _check_findings(out / "report")
+        expect = case.get("expect_verdicts", [])
+        if role == "defect":
+            found = rc == 1 and (not expect or bool(set(expect) & set(findings["failed_verdicts"])))
+        else:
+            found = rc != 0
+    else:
+        state = Path(tempfile.mkdtemp(prefix=f"corpus-soak-{workload}-"))
+        args = ["soak", workload, "--spec", case["spec"], "--duration", f"{soak_s:.0f}s",
+                "--scale", case.get("soak_scale", "10pct"), "--state", str(state),
+                "--report", str(out / "report")]
+        rc, wall, text = _preflight(args, soak_s + SOAK_SLACK_S + 60, out / "preflight.log")
+        findings = _soak_findings(out / "report")
+        shutil.rmtree(state, ignore_errors=True)
+        expect = case.get("expect_detectors", [])
+        if role == "defect":
+            found = rc == 1 and (not expect or bool(set(expect) & set(findings["fired"])))
+        else:
+            found = rc != 0
+    return {"case": case["name"], "role": role, "workload": workload, "seed": seed, "rc": rc,
+            "wall_s": round(wall, 1), "found": found, "findings": findings,
+            "tail": text[-1500:]}
+
+
+def measure(cases: list[dict[str, Any]], seeds: list[int], soak_s: float) -> dict[str, Any]:
+    results = []
+    started = time.monotonic()
+    for case in cases:
+        for role in ("defect", "control"):
+            for seed in seeds:
+                print(f"== {case['name']} {role} ({case[f'{role}_workload']['name']}) seed {seed}",
+                      flush=True)
+                res = run_one(case, role, seed, soak_s)
+                print(f"   rc {res['rc']}  found={res['found']}  {res['wall_s']} s  "
+                      f"{res['findings'].get('failed_verdicts') or res['findings'].get('fired')}",
+                      flush=True)
+                results.append(res)
+                _write(cases, seeds, results, time.monotonic() - started, soak_s)
+    return _write(cases, seeds, results, time.monotonic() - started, soak_s)
+
+
+def _summary(cases: list[dict[str, Any]], seeds: list[int], results: list[dict[str, Any]]):
+    rows = []
+    for case in cases:
+        mine = [r for r in results if r["case"] == case["name"]]
+        d = [r for r in mine if r["role"] == "defect"]
+        c = [r for r in mine if r["role"] == "control"]
+        rows.append({
+            "case": case["name"], "project": case["project"], "issue": case["issue"],
+            "defect": case["defect"], "mode": case["mode"],
+            "defect_workload": case["defect_workload"], "control_workload": case["control_workload"],
+            "expected": {"defect": "fail (" + ", ".join(case.get("expect_verdicts")
+                                                       or case.get("expect_detectors") or ["any"])
+                         + ")", "control": "pass"},
+            "defect_found_seeds": [r["seed"] for r in d if r["found"]],
+            "defect_missed_seeds": [r["seed"] for r in d if not r["found"]],
+            "control_false_alarm_seeds": [r["seed"] for r in c if r["found"]],
+            "defect_verdicts": sorted({v for r in d for v in (r["findings"].get("failed_verdicts")
+                                                                or r["findings"].get("fired") or [])}),
+            "control_verdicts": sorted({v for r in c for v in (r["findings"].get("failed_verdicts")
+                                                                 or r["findings"].get("fired") or [])}),
+            "wall_s": round(sum(r["wall_s"] for r in mine), 1),
+            "runs": len(mine),
+            "note": case.get("note", ""),
+        })
+    per_seed = {}
+    for seed in seeds:
+        ran = [row for row in rows if any(r["case"] == row["case"] and r["seed"] == seed
+                                          and r["role"] == "defect" for r in results)]
+        found = [row for row in ran if seed in row["defect_found_seeds"]]
+        per_seed[str(seed)] = {"cases": len(ran), "found": len(found),
+                               "rate": round(len(found) / len(ran), 3) if ran else None}
+    false_alarms = sum(len(row["control_false_alarm_seeds"]) for row in rows)
+    control_runs = sum(1 for r in results if r["role"] == "control")
+    return rows, per_seed, false_alarms, control_runs
+
+
+def _write(cases, seeds, results, wall_s, soak_s) -> dict[str, Any]:
+    rows, per_seed, false_alarms, control_runs = _summary(cases, seeds, results)
+    target = all(v["rate"] is not None and v["rate"] >= 0.9 for v in per_seed.values())
+    doc = {
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "host": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "seeds": seeds, "soak_s": soak_s, "wall_s": round(wall_s, 1),
+        "detection_per_seed": per_seed,
+        "detection_target_met": target and false_alarms == 0,
+        "false_alarms": false_alarms, "control_runs": control_runs,
+        "cases": rows, "runs": results,
+    }
+    REPORTS.mkdir(exist_ok=True)
+    tmp = REPORTS / "corpus.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, REPORTS / "corpus.json")
+    (REPORTS / "corpus.md").write_text(render(doc))
+    return doc
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    return ",".join(str(s) for s in seeds) or "-"
+
+
+def render(doc: dict[str, Any]) -> str:
+    lines = [
+        "# preflight corpus: real defects and their controls",
+        "",
+        f"Generated {doc['generated']} at commit `{doc['git_commit'][:12]}`; seeds "
+        f"{_seeds_text(doc['seeds'])}; soak {doc['soak_s']:.0f} s per run; wall "
+        f"{doc['wall_s']:.0f} s. Command: `make corpus` (`python corpus/run.py run`).",
+        "",
+        "| case | project / issue | mode | expected (defect / control) | defect found on seeds "
+        "| missed | control false alarms | verdicts on defect | verdicts on control | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in doc["cases"]:
+        lines.append(
+            f"| {row['case']} | {row['project']} {row['issue']} | {row['mode']} | "
+            f"{row['expected']['defect']} / {row['expected']['control']} | "
+            f"{_seeds_text(row['defect_found_seeds'])} | {_seeds_text(row['defect_missed_seeds'])} | "
+            f"{_seeds_text(row['control_false_alarm_seeds'])} | "
+            f"{', '.join(row['defect_verdicts']) or '-'} | {', '.join(row['control_verdicts']) or '-'} | "
+            f"{row['wall_s']:.0f} |")
+    lines += ["", "Detection per seed (cases whose defect was found / cases run):", ""]
+    for seed, v in doc["detection_per_seed"].items():
+        lines.append(f"- seed {seed}: {v['found']}/{v['cases']} ({v['rate']})")
+    lines += ["", f"False alarms on controls: {doc['false_alarms']} of {doc['control_runs']} "
+              "control runs.", "",
+              f"Target (>= 90% per seed, 0 false alarms) met: {doc['detection_target_met']}.", ""]
+    misses = [r for r in doc["runs"] if (r["role"] == "defect") != r["found"]]
+    if misses:
+        lines += ["## Misses and false alarms", ""]
+        for r in misses:
+            what = "missed" if r["role"] == "defect" else "false alarm"
+            detail = r["findings"].get("failed_verdicts") or r["findings"].get("fired") or []
+            lines.append(f"- {r['case']} {r['workload']} seed {r['seed']}: {what}; rc {r['rc']}; "
+                         f"verdicts {detail}")
+        lines.append("")
+    notes = [r for r in doc["cases"] if r["note"]]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {r['case']}: {r['note']}" for r in notes] + [""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("setup")
+    s.add_argument("venvs", nargs="*")
+    r = sub.add_parser("run")
+    r.add_argument("--seeds", default="0,1,2")
+    r.add_argument("--cases", default="")
+    r.add_argument("--soak-s", type=float, default=40.0)
+    sub.add_parser("table")
+    args = p.parse_args(argv)
+    if args.cmd == "setup":
+        return setup(args.venvs or None)
+    if args.cmd == "table":
+        doc = json.loads((REPORTS / "corpus.json").read_text())
+        (REPORTS / "corpus.md").write_text(render(doc))
+        return 0
+    if not PREFLIGHT.exists():
+        raise SystemExit(f"{PREFLIGHT} missing: run make venv first")
+    cases = load_cases([c for c in args.cases.split(",") if c] or None)
+    seeds = [int(x) for x in args.seeds.split(",") if x != ""]
+    doc = measure(cases, seeds, args.soak_s)
+    print((REPORTS / "corpus.md").read_text())
+    return 0 if doc["detection_target_met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
