@@ -236,7 +236,7 @@ class Attempt:
     thresholds: Thresholds
     dilation: float
     cpu_share: float | None
-    number: int = 1  # which try this was (hostload.measure_settled)
+    number: int = 1  # which try this was (a caller that tries again passes it)
 
     @property
     def ok(self) -> bool:
@@ -277,7 +277,7 @@ def run_dilated(
 
     Steal comes in bursts of whole seconds, so a short probe may land in a quiet moment; an
     ``attempt`` after the first (made only because the previous one failed on a starved
-    machine, hostload.measure_settled) stretches at least 2x, then 4x."""
+    machine) stretches at least 2x, then 4x."""
     share = probe()
     factor = max(hostload.dilation(share), escalation(attempt))
     stretched = thresholds.dilated(factor)
