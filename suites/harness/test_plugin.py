@@ -72,7 +72,7 @@ def test_tests_above_the_scale_are_deselected_not_skipped(
 
 
 def test_scale_from_ini(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\npreflight_scale = production\n")
+    pytester.makeini("[pytest]\npreflight_scale = production\npreflight_report_dir = reports\n")
     pytester.makepyfile(TIERED)
     _run(pytester).assert_outcomes(passed=3)
     assert _latest_report(pytester.path)["scale"] == "production"
@@ -121,7 +121,8 @@ def test_fixtures_record_into_the_session_report(pytester: pytest.Pytester) -> N
             assert run.returncode == 0 and run.progress() == (20, 20)
             preflight_record("answer", 42, unit="units", threshold=40, ok=True)
     """)
-    result = _run(pytester, "--scale", "10pct", "--sample-interval", "0.02")
+    result = _run(pytester, "--scale", "10pct", "--sample-interval", "0.02",
+                  "--preflight-report", "reports")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["preflight report: *report.html"])
     report = _latest_report(pytester.path)
@@ -133,6 +134,12 @@ def test_fixtures_record_into_the_session_report(pytester: pytest.Pytester) -> N
     assert names["clean#1.rss_bytes_max"]["value"] > 0
     assert job["tier"] == "small" and 0 < job["series"][0]["columns"]["progress_done"][-1] <= 20
     assert job["plots"] and (pytester.path / "reports" / "latest" / job["plots"][0]).is_file()
+
+
+def test_no_report_unless_asked(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(tier, preflight_record):\n    preflight_record('x', 1)\n")
+    _run(pytester).assert_outcomes(passed=1)
+    assert not (pytester.path / "reports").exists()
 
 
 def test_report_can_be_turned_off_or_moved(pytester: pytest.Pytester) -> None:
@@ -154,7 +161,8 @@ def test_measurements_from_xdist_workers_reach_the_report(pytester: pytest.Pytes
             preflight_record("n", n)
     """)
     result = pytester.runpytest_subprocess(
-        "--strict-markers", "-p", "no:cacheprovider", *_plugin_args(), "-n", "2", timeout=120
+        "--strict-markers", "-p", "no:cacheprovider", *_plugin_args(), "-n", "2",
+        "--preflight-report", "reports", timeout=120,
     )
     result.assert_outcomes(passed=4)
     report = _latest_report(pytester.path)
