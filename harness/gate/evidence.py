@@ -85,7 +85,8 @@ def standing_doc(docs: Sequence[Mapping[str, Any]], figure: str, reported: float
     """The run whose detector figure is the one the finding reported, else the last (pure)."""
     detector, name = STABILITY_FIGURES[figure][:2]
     for doc in docs:
-        if reported is not None and doc["verdicts"][detector].get(name) == reported:
+        found = (doc.get("verdicts") or {}).get(detector) or {}
+        if reported is not None and found.get(name) == reported:
             return doc
     return docs[-1]
 

@@ -58,7 +58,7 @@ def leak_fit(done: Sequence[float], values: Sequence[float], settings: LeakSetti
     start = float(x_all.min() + settings.warmup_fraction * (x_all.max() - x_all.min()))
     x, y = stats.median_by_key(x_all[x_all >= start], y_all[x_all >= start])
     x, y = stats.bin_by(x, y)
-    if len(x) < 2:
+    if len(x) < max(2, settings.points_min):  # the detector judged nothing: no fit to show
         return None
     trend = stats.mann_kendall(y)
     return LeakFit(x, y, stats.theil_sen(x, y, var_s=trend.var_s), start)
@@ -136,7 +136,7 @@ def rate_windows(t_s: np.ndarray, done: np.ndarray, settings: ThroughputSettings
     keep = t >= t[0] + settings.warmup_fraction * (t[-1] - t[0])
     t, d = t[keep], d[keep]
     windows = min(settings.windows, len(t) // SAMPLES_PER_WINDOW_MIN)
-    if windows < 2 or t[-1] <= t[0]:
+    if windows < max(2, settings.windows_min) or t[-1] <= t[0]:
         return None
     return window_rates(t, d, windows)
 
