@@ -4,7 +4,8 @@ Like a Jepsen checker it never trusts the job: it reads only what the harness ob
 (exit codes, published progress, stderr, the fingerprint and verify results) and compares
 the outcome with the uninterrupted reference run. DESIGN.md "Verdicts" defines them:
 
-- liveness: no attempt ran past its time bound (a hang is killed with its process group);
+- liveness: no attempt ran past its time bound (a hang is killed with its process group),
+  and none left processes running outside its group (setsid: killed, named, a failure);
 - completed: the job finished after at most R restarts beyond the ones the faults forced;
 - valid: ``verify`` exits 0;  exact: the fingerprint equals the reference's;
 - lost_work: per kill, progress at the kill minus the progress the resumed run starts from,
@@ -83,6 +84,8 @@ def _timing_only(history: History, verdicts: list[Verdict]) -> list[Verdict]:
     steal = history.host_steal
     if [v.name for v in failed] != ["liveness"] or not hostload.disturbed(steal):
         return verdicts
+    if _left_behind(history):
+        return verdicts  # escaped processes are the job's doing, whatever the host did
     assert steal is not None
     detail = f"inconclusive: {failed[0].detail}, under {steal:.0%} host CPU steal"
     return [Verdict("liveness", SKIP, detail) if v.failed else v for v in verdicts]
@@ -118,11 +121,22 @@ def passed(verdicts: Sequence[Verdict]) -> bool:
 
 
 def liveness(history: History) -> Verdict:
+    # A process left outside the group (setsid) would outlive the job in production too.
     hung = [a for a in history.attempts if a.timed_out]
-    if hung:
-        where = ", ".join(f"attempt {a.index} after {a.duration_s:.1f} s" for a in hung)
-        return Verdict("liveness", FAIL, f"ran past its time bound ({where}); group killed")
+    where = ", ".join(f"attempt {a.index} after {a.duration_s:.1f} s" for a in hung)
+    problems = [f"ran past its time bound ({where}); group killed"] if hung else []
+    for first in _left_behind(history)[:1]:
+        problems.append(
+            f"attempt {first.index} left {first.leftovers} process(es) running outside its "
+            f"process group (killed; first: {first.leftover})"
+        )
+    if problems:
+        return Verdict("liveness", FAIL, "; ".join(problems))
     return Verdict("liveness", PASS, f"{len(history.attempts)} attempt(s), all ended in bound")
+
+
+def _left_behind(history: History) -> list[Attempt]:
+    return [a for a in history.attempts if a.leftovers]
 
 
 def _planned_restarts(history: History) -> int:

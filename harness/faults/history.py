@@ -43,6 +43,10 @@ class Attempt:
     total: int | None = None  # the total this attempt published (0/None: none)
     fault_path: str = ""  # the file being written when the harness killed it
     host_steal: float | None = None  # share of the machine's CPU the host took meanwhile
+    # Processes it left running outside its process group (setsid, double fork), found and
+    # killed when it ended (harness.procs): how many, and the first one ("pid N 'argv'").
+    leftovers: int = 0
+    leftover: str = ""
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from harness.faults.strace_ops import (
     durability_events,
     parse_lines,
 )
-from harness.faults.watch import ProgressProbe
+from harness.faults.watch import ProgressProbe, leftover_fields
 from harness.workload import Run
 
 Point = tuple[str, int]  # (durability syscall, n): the crash point
@@ -198,6 +198,7 @@ def run_traced(
         stderr_tail=stderr_tail,
         total=total,
         host_steal=run.host_steal_fraction,
+        **leftover_fields(run),
     )
     return Traced(attempt, crashed, trace_path)
 

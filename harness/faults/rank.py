@@ -35,7 +35,7 @@ from harness.faults.runner import (
 )
 from harness.faults.schedule import Experiment, progress_target, stream
 from harness.faults.sequence import Injected, Workspace, conclude, skippable
-from harness.faults.watch import ProgressProbe
+from harness.faults.watch import ProgressProbe, leftover_fields
 from harness.workload import Run
 
 ENV_RANK = "RANK"
@@ -279,6 +279,8 @@ def execute(ctx: Context, exp: Experiment, seed: int) -> History:
         seen, rc = _drive(ctx, run, exp.schedule)
         stderr_tail = run.stderr_text()[-STDERR_TAIL_CHARS:]
     attempts = _attempts(seen, run, rc, stderr_tail)
+    # One group for both incarnations: what it left behind is found when the last one ends.
+    attempts[-1] = replace(attempts[-1], **leftover_fields(run))
     notes = _notes(seen, rc)
     if seen.killed is None:
         injected = Injected(False, notes[0])

@@ -28,6 +28,7 @@ from harness.faults.watch import (
     WriteWatcher,
     expand,
     is_checkpoint_write,
+    leftover_fields,
     vms_bytes,
 )
 from harness.faults.windows import InotifyWatcher, inotify_available
@@ -230,7 +231,7 @@ def run_attempt(
         stderr_tail = run.stderr_text()[-STDERR_TAIL_CHARS:]
         samples = run.samples
     attempt = _attempt(index, resume, run, seen, fired, rc, trigger, fault, armed)
-    attempt = replace(attempt, stderr_tail=stderr_tail)
+    attempt = replace(attempt, stderr_tail=stderr_tail, **leftover_fields(run))
     return Outcome(
         attempt=attempt,
         total=seen.total,

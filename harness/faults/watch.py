@@ -9,6 +9,7 @@ import os
 import time
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import TypedDict
 
 import psutil
 
@@ -175,6 +176,20 @@ class CommitTracker:
         if current != self.state and current and done is not None:
             self.dones.append(done)
         self.state = current
+
+
+class LeftoverFields(TypedDict):
+    leftovers: int
+    leftover: str
+
+
+def leftover_fields(run: Run) -> LeftoverFields:
+    """The Attempt fields for the processes an ended run left outside its process group:
+    the Run has killed them; the attempt records them so the checker fails it."""
+    if not run.leftovers:
+        return {"leftovers": 0, "leftover": ""}
+    first = run.leftovers[0]
+    return {"leftovers": len(run.leftovers), "leftover": f"pid {first.pid} {first.cmdline!r}"}
 
 
 def vms_bytes(pid: int) -> int | None:
