@@ -233,7 +233,20 @@ def lost_work(history: History, reference: Reference) -> Verdict:
         return Verdict("lost_work", SKIP, f"lost {text}; checkpoint interval unknown")
     worst = max(lost for _, lost in known)
     status = PASS if worst <= interval else FAIL
-    return Verdict("lost_work", status, f"lost {text} (bound: one interval = {interval})")
+    detail = f"lost {text} (bound: one interval = {interval})"
+    if status == FAIL:
+        detail += _worst_fault_file(history, known, worst)
+    return Verdict("lost_work", status, detail)
+
+
+def _worst_fault_file(history: History, known: list[tuple[int, int | None]], worst: int) -> str:
+    """ "; first file the fault hit: PATH" from the attempt that lost the most, when it
+    names its files (a kill's file in write; a power cut's files, checkpoints first)."""
+    index = next(i for i, lost in known if lost == worst)
+    attempt = next((a for a in history.attempts if a.index == index), None)
+    if attempt is None or not attempt.fault_path:
+        return ""
+    return f"; first file the fault hit: {attempt.fault_path.split(', ')[0]}"
 
 
 def _faulted(history: History) -> Attempt | None:
