@@ -5,8 +5,8 @@ run reproduces it, and an alarm raised while the host took the CPU is inconclusi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from harness import hostload
@@ -21,11 +21,14 @@ from harness.experiments.base import (
     Measurement,
     disturbed,
     host_text,
+    save_evidence,
     tail,
 )
 from harness.spec import SpecError, WorkloadSpec
 
 TIMING = ("throughput", "stall")
+# The sample fields the readiness report plots (harness.gate.evidence_plots).
+EVIDENCE_FIELDS = ("t_s", "progress_done", "uss_bytes", "rss_bytes", "open_files")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,17 @@ def _measurements(verdicts: Mapping[str, Any]) -> tuple[Measurement, ...]:
         found.append(Measurement("throughput_ratio", speed.ratio_last_first, "ratio"))
     found.append(Measurement("stall_s_max", stall.longest_stall_s, "s"))
     return tuple(found)
+
+
+def evidence_doc(samples: Sequence[Any], verdicts: Mapping[str, Any], *, workload: str,
+                 tier: str, run: int, attempt: int, total: int | None,
+                 bounds: Mapping[str, float]) -> dict[str, Any]:
+    """One run's evidence: its samples as columns and its detectors' verdicts (pure), so
+    the report can draw the fit and the rates the verdicts were judged on."""
+    columns = {name: [getattr(s, name) for s in samples] for name in EVIDENCE_FIELDS}
+    return {"experiment": "stability", "workload": workload, "tier": tier, "run": run,
+            "attempt": attempt, "total": total, "bounds": dict(bounds),
+            "verdicts": {k: v.to_json() for k, v in verdicts.items()}, "samples": columns}
 
 
 def judge_stability(obs: StabilityObservation) -> Finding:
@@ -105,7 +119,7 @@ class Stability:
         return params, total, production
 
     def _once(self, ctx: Context, number: int) -> tuple[dict[str, Any], int | None, float | None,
-                                                        float | None, str]:
+                                                        float | None, str, str]:
         handle = ctx.handle(f"{self.name}{number}", ctx.spec.readiness.stability_sample_s)
         params, total, production = self._params(ctx, handle)
         tier = ctx.tier
@@ -122,14 +136,21 @@ class Stability:
             "throughput": speed,
             "stall": stall_verdict(run.samples, tier=tier, total=total),
         }
-        return verdicts, run.returncode, run.host_steal_fraction, meter.fraction, tail(run)
+        evidence = save_evidence(ctx, f"{ctx.spec.name}-stability-a{ctx.attempt}-r{number}.json",
+                                 evidence_doc(run.samples, verdicts, workload=ctx.spec.name,
+                                              tier=tier, run=number, attempt=ctx.attempt,
+                                              total=total, bounds=ctx.bounds))
+        return (verdicts, run.returncode, run.host_steal_fraction, meter.fraction, tail(run),
+                evidence)
 
     def execute(self, ctx: Context) -> Finding:
-        verdicts, rc, steal, frozen, err = self._once(ctx, 1)
-        runs = 1
+        verdicts, rc, steal, frozen, err, evidence = self._once(ctx, 1)
+        runs, artifacts = 1, [evidence]
         alarmed = any(not verdicts[k].ok for k in TIMING)
         if rc == 0 and alarmed:  # a wall-clock alarm stands only if another run reproduces it
-            again, rc2, steal2, frozen2, err = self._once(ctx, 2)
+            again, rc2, steal2, frozen2, err, evidence = self._once(ctx, 2)
             verdicts, rc, runs = confirm(verdicts, again), rc2, 2
             steal, frozen = max(steal or 0, steal2 or 0), max(frozen or 0, frozen2 or 0)
-        return judge_stability(StabilityObservation(rc, verdicts, steal, frozen, runs, err))
+            artifacts.append(evidence)
+        finding = judge_stability(StabilityObservation(rc, verdicts, steal, frozen, runs, err))
+        return replace(finding, artifacts=tuple(artifacts))
