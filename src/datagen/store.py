@@ -9,6 +9,7 @@ data is read or copied again.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -32,7 +33,7 @@ from durable import (
     read_json,
     sha256_bytes,
 )
-from durable.atomic import encode
+from durable.atomic import encode, named
 from durable.errors import BadInputError
 from durable.manifest import FileEntry, Manifest
 
@@ -159,8 +160,8 @@ class PendingShard:
                 raise OSError(f"{self.spec.videos}: wrote {size} bytes, expected {expected}")
             faults.point("datagen.after_videos_write")
             # Syncing both files back to back coalesces their journal commits.
-            os.fsync(self.videos_fd)
-            os.fsync(self.labels_fd)
+            _fsync(self.videos_fd, shard_dir / VIDEOS_NAME)
+            _fsync(self.labels_fd, shard_dir / LABELS_NAME)
         finally:
             self.abandon()
         if self.created:
@@ -199,7 +200,7 @@ def start_shard(out: Path, cfg: GenConfig, spec: ShardSpec) -> PendingShard:
     labels_bytes = encode(labels)
     videos_fd = _open_new(shard_dir / VIDEOS_NAME)
     try:
-        writer = HashingWriter(videos_fd)
+        writer = HashingWriter(videos_fd, path=shard_dir / VIDEOS_NAME)
     except BaseException:
         os.close(videos_fd)
         raise
@@ -207,13 +208,28 @@ def start_shard(out: Path, cfg: GenConfig, spec: ShardSpec) -> PendingShard:
     pending = PendingShard(out, cfg, spec, created, videos_fd, -1, writer, entry)
     try:
         _render_into(writer, cfg, spec, labels)
-        pending.labels_fd = _open_new(shard_dir / LABELS_NAME)
-        if os.write(pending.labels_fd, labels_bytes) != len(labels_bytes):
-            raise OSError(f"{spec.labels}: short write")
+        _write_labels(pending, shard_dir / LABELS_NAME, labels_bytes)
     except BaseException:
         pending.abandon()
         raise
     return pending
+
+
+def _write_labels(pending: PendingShard, path: Path, data: bytes) -> None:
+    try:
+        pending.labels_fd = _open_new(path)
+        if os.write(pending.labels_fd, data) != len(data):
+            raise OSError(errno.EIO, "short write", str(path))
+    except OSError as exc:
+        raise named(exc, path) from None  # a write's ENOSPC names no file
+
+
+def _fsync(fd: int, path: Path) -> None:
+    """fsync naming the file: delayed allocation reports a full disk here, not at write."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise named(exc, path) from None
 
 
 def write_shard(out: Path, cfg: GenConfig, spec: ShardSpec) -> ShardWritten:

@@ -20,6 +20,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from durable.atomic import named
+
 ALIGN_BYTES = 4096
 # 1 MiB chunks: small enough that the hash and write of a shard's last chunk (which the
 # shard's commit must wait for) take about a millisecond, large enough for full disk speed.
@@ -66,13 +68,17 @@ class HashingWriter:
     """Append bytes to ``fd`` through a writer thread, computing their sha256 on the way.
 
     Use ``write`` any number of times, then ``close`` (returns size and hex digest) or,
-    on an error path, ``abort``. The caller owns ``fd`` (and fsyncs it).
+    on an error path, ``abort``. The caller owns ``fd`` (and fsyncs it). A failed write is
+    re-raised as an OSError with ``path`` as its filename (errno kept).
     """
 
-    def __init__(self, fd: int, *, chunk_bytes: int = CHUNK_BYTES) -> None:
+    def __init__(
+        self, fd: int, *, chunk_bytes: int = CHUNK_BYTES, path: str | os.PathLike[str] = ""
+    ) -> None:
         if chunk_bytes <= 0 or chunk_bytes % ALIGN_BYTES:
             raise ValueError(f"chunk_bytes must be a positive multiple of {ALIGN_BYTES}")
         self._fd = fd
+        self._path = path  # named in write errors: ENOSPC from os.write carries no file
         self._chunk_bytes = chunk_bytes
         self._digest = hashlib.sha256()
         self._size = 0
@@ -157,6 +163,8 @@ class HashingWriter:
                     self._digest.update(view)
                     self._write_all(view)
                     self._size += length
+            except OSError as exc:  # re-raised in the producer thread, naming the file
+                self._error = named(exc, self._path) if self._path else exc
             except BaseException as exc:  # re-raised in the producer thread
                 self._error = exc
             finally:

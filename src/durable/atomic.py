@@ -90,7 +90,10 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
 
 
 def _discard(handle: BinaryIO, tmp: Path) -> None:
-    handle.close()
+    # close() flushes again: on a full disk it fails again, and that error (naming no file)
+    # would replace the one being reported. The temp file is going away either way.
+    with contextlib.suppress(OSError):
+        handle.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from durable import VerifyError, faults, fsync_dir, manifest, sha256_bytes
+from durable.atomic import named
 from durable.manifest import MANIFEST_NAME
 from durable.paths import refuse_symlink
 
@@ -94,10 +95,15 @@ def write_committed(
     expected_sha256 = sha256_bytes(data)
     # No temp file and rename: the directory is not committed until its manifest is, so a
     # torn state.pt can never be used. The fsync orders the data before the manifest.
-    with open(directory / STATE_NAME, "xb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    state_path = directory / STATE_NAME
+    try:
+        with open(state_path, "xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        # A write's ENOSPC/EIO names no file; the message must say which disk filled up.
+        raise named(exc, state_path) from None
     faults.point(f"{point_prefix}_before_commit")
     committed = manifest.commit(directory, files=[STATE_NAME], config=config, meta=meta)
     # Pair assertion: the manifest hashed the file as it is on disk; it must be what we wrote.

@@ -464,8 +464,12 @@ class FitRun:
             self.persister.wait()
         except Exception as exc:  # noqa: BLE001 - the original error is the one to report
             warn(f"checkpoint persist also failed: {exc}")
-        if self.progress is not None:
+        if self.progress is None:
+            return
+        try:
             self.progress.write(self.done_step, state="failed", force=True)
+        except OSError as exc:  # a full disk fails this too; the original error is reported
+            warn(f"could not mark progress failed: {exc}")
 
 
 def _finished(paths: RunPaths, run_hash: str, steps: int) -> bool:
