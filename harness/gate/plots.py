@@ -1,6 +1,7 @@
 """PNG plots for the HTML report: memory against progress, throughput against time.
 
-One PNG per recorded run, two panels side by side. matplotlib is imported only when a test
+One PNG per recorded run, two panels side by side (memory alone when the run is too short
+for a rate: no empty panel). matplotlib is imported only when a test
 recorded something to plot, and only through its object API with the Agg canvas, so the
 report never touches pyplot's global state or needs a display.
 """
@@ -43,16 +44,20 @@ def _draw_memory(axes: Any, done: np.ndarray, uss: np.ndarray, rss: np.ndarray) 
     axes.legend(fontsize=8)
 
 
-def _draw_throughput(axes: Any, t_s: np.ndarray, done: np.ndarray) -> None:
-    axes.set_xlabel("time (s)")
-    axes.set_ylabel("units / s")
-    axes.set_title("throughput against time", fontsize=9)
+def _rates(t_s: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Window rates up to completion; None when the run is too short to have any."""
     t, d = until_complete(t_s, done)
     windows = min(RATE_WINDOWS_MAX, len(t) // 2)
     if windows < 2 or t[-1] <= t[0]:
-        return
-    mid, rates = window_rates(t, d, windows)
-    axes.plot(mid, rates, marker=".", linewidth=1)
+        return None
+    return window_rates(t, d, windows)
+
+
+def _draw_throughput(axes: Any, rates: tuple[np.ndarray, np.ndarray]) -> None:
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("units / s")
+    axes.set_title("throughput against time", fontsize=9)
+    axes.plot(*rates, marker=".", linewidth=1)
     axes.set_ylim(bottom=0)
 
 
@@ -69,9 +74,12 @@ def render_png(name: str, columns: Mapping[str, list[Any]]) -> bytes | None:
     # Fixed margins instead of bbox_inches="tight": that costs a second full draw.
     figure.subplots_adjust(left=0.07, right=0.98, bottom=0.17, top=0.85, wspace=0.25)
     figure.suptitle(name, fontsize=9)
-    memory_axes, rate_axes = figure.subplots(1, 2)
-    _draw_memory(memory_axes, done, uss, rss)
-    _draw_throughput(rate_axes, t_s, done)
+    rates = _rates(t_s, done)
+    # No empty panel: a run too short for rate windows gets the memory panel alone.
+    panels = figure.subplots(1, 2 if rates is not None else 1, squeeze=False)[0]
+    _draw_memory(panels[0], done, uss, rss)
+    if rates is not None:
+        _draw_throughput(panels[1], rates)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
