@@ -22,6 +22,7 @@ import numpy as np
 
 from durable import faults
 from durable.errors import BadInputError
+from durable.paths import refuse_directory
 
 TEMP_MARK = ".tmp-"
 
@@ -65,6 +66,7 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         raise BadInputError(f"atomic_write: {str(path)!r} is not a file path")
     if not dest.parent.is_dir():
         raise BadInputError(f"atomic_write: directory {str(dest.parent)!r} does not exist")
+    refuse_directory(dest)  # os.replace onto a directory fails only after all the writing
     tmp = _temp_path(dest)
     try:
         faults.point("atomic.before_write")

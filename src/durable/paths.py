@@ -69,7 +69,8 @@ def refuse_symlinks(root: str | os.PathLike[str], names: Iterable[str]) -> None:
 
 
 def open_nofollow(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -> int:
-    """``os.open`` with O_NOFOLLOW|O_CLOEXEC; a symlink is a VerifyError naming it."""
+    """``os.open`` with O_NOFOLLOW|O_CLOEXEC; a symlink, a directory where the file should
+    be, or a file we may not open is a VerifyError naming it (exit 4, never a traceback)."""
     try:
         return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as exc:
@@ -77,4 +78,15 @@ def open_nofollow(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -
             raise VerifyError(
                 str(path), "is a symlink; refusing to follow it out of the run directory"
             ) from None
+        if exc.errno in (errno.EISDIR, errno.EACCES, errno.EPERM):
+            raise VerifyError(
+                str(path), f"cannot be opened: {exc.strerror} (move it away and rerun)"
+            ) from None
         raise
+
+
+def refuse_directory(path: str | os.PathLike[str]) -> None:
+    """VerifyError (exit 4) when a file a run writes is a directory: replacing or opening
+    it would fail with a bare IsADirectoryError."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise VerifyError(str(path), "is a directory, expected a file (move it away and rerun)")

@@ -72,7 +72,10 @@ def remove_dir(path: Path) -> None:
     """
     # A symlink here would make the unlink below delete another directory's manifest.
     refuse_symlink(path, "a run's directories are never links")
-    (path / MANIFEST_NAME).unlink(missing_ok=True)
+    manifest_path = path / MANIFEST_NAME
+    # A directory where manifest.json belongs commits nothing: the rmtree takes it.
+    if not manifest_path.is_dir() or manifest_path.is_symlink():
+        manifest_path.unlink(missing_ok=True)
     shutil.rmtree(path)
 
 

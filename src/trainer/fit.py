@@ -468,7 +468,8 @@ class FitRun:
             return
         try:
             self.progress.write(self.done_step, state="failed", force=True)
-        except OSError as exc:  # a full disk fails this too; the original error is reported
+        except (OSError, VerifyError) as exc:  # a full disk or a damaged run dir fails this
+            # too; the original error is the one to report
             warn(f"could not mark progress failed: {exc}")
 
 
