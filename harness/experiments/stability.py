@@ -12,6 +12,7 @@ from typing import Any
 from harness import hostload
 from harness.analysis import leak_verdict, stall_verdict, throughput_verdict
 from harness.analysis.confirm import below_bound, confirm
+from harness.experiments import hostshare
 from harness.experiments.base import (
     FAIL,
     INCONCLUSIVE,
@@ -21,6 +22,7 @@ from harness.experiments.base import (
     Measurement,
     disturbed,
     host_text,
+    job_cpu_s,
     save_evidence,
     tail,
 )
@@ -41,6 +43,7 @@ class StabilityObservation:
     frozen: float | None
     runs: int
     stderr_tail: str
+    neighbours: float | None = None  # other processes' share of the machine
 
 
 def _measurements(verdicts: Mapping[str, Any]) -> tuple[Measurement, ...]:
@@ -71,7 +74,7 @@ def evidence_doc(samples: Sequence[Any], verdicts: Mapping[str, Any], *, workloa
 def judge_stability(obs: StabilityObservation) -> Finding:
     """Pass when every detector passes; a failing timing detector on a disturbed host is
     inconclusive; an undecided detector (too few points) is inconclusive too (pure)."""
-    host = host_text(obs.steal, obs.frozen)
+    host = host_text(obs.steal, obs.frozen, obs.neighbours)
     if obs.returncode != 0:
         return Finding("stability", FAIL, (), f"the run failed (exit {obs.returncode}): "
                        f"{obs.stderr_tail}", host)
@@ -79,13 +82,13 @@ def judge_stability(obs: StabilityObservation) -> Finding:
     found = _measurements(obs.verdicts)
     hard = {k: v for k, v in failing.items() if k not in TIMING}
     timing = {k: v for k, v in failing.items() if k in TIMING}
-    if hard or (timing and not disturbed(obs.steal, obs.frozen)):
+    if hard or (timing and not disturbed(obs.steal, obs.frozen, obs.neighbours)):
         reasons = "; ".join(f"{k}: {v.reason}" for k, v in {**hard, **timing}.items())
         return Finding("stability", FAIL, found, reasons, host)
     if timing:
         reasons = "; ".join(f"{k}: {v.reason}" for k, v in timing.items())
         return Finding("stability", INCONCLUSIVE, found,
-                       f"measured while the host took the CPU ({host}): {reasons}", host)
+                       f"measured while the machine was taken ({host}): {reasons}", host)
     undecided = [k for k, v in obs.verdicts.items() if not getattr(v, "conclusive", True)]
     if undecided:
         return Finding("stability", INCONCLUSIVE, found,
@@ -119,12 +122,15 @@ class Stability:
         return params, total, production
 
     def _once(self, ctx: Context, number: int) -> tuple[dict[str, Any], int | None, float | None,
-                                                        float | None, str, str]:
+                                                        float | None, str, str,
+                                                        float | None]:
         handle = ctx.handle(f"{self.name}{number}", ctx.spec.readiness.stability_sample_s)
         params, total, production = self._params(ctx, handle)
         tier = ctx.tier
+        before = hostshare.read_stat()
         with hostload.FreezeMeter() as meter:
             run = handle.run(params)
+        neighbours = hostshare.neighbour_share(before, hostshare.read_stat(), job_cpu_s(run))
         speed = throughput_verdict(run.samples, tier=tier)
         ratio_min = ctx.bounds.get("min_throughput_ratio")
         if speed.conclusive and ratio_min is not None:
@@ -141,16 +147,18 @@ class Stability:
                                               tier=tier, run=number, attempt=ctx.attempt,
                                               total=total, bounds=ctx.bounds))
         return (verdicts, run.returncode, run.host_steal_fraction, meter.fraction, tail(run),
-                evidence)
+                evidence, neighbours)
 
     def execute(self, ctx: Context) -> Finding:
-        verdicts, rc, steal, frozen, err, evidence = self._once(ctx, 1)
+        verdicts, rc, steal, frozen, err, evidence, neighbours = self._once(ctx, 1)
         runs, artifacts = 1, [evidence]
         alarmed = any(not verdicts[k].ok for k in TIMING)
         if rc == 0 and alarmed:  # a wall-clock alarm stands only if another run reproduces it
-            again, rc2, steal2, frozen2, err, evidence = self._once(ctx, 2)
+            again, rc2, steal2, frozen2, err, evidence, neighbours2 = self._once(ctx, 2)
             verdicts, rc, runs = confirm(verdicts, again), rc2, 2
             steal, frozen = max(steal or 0, steal2 or 0), max(frozen or 0, frozen2 or 0)
+            neighbours = max(neighbours or 0, neighbours2 or 0)
             artifacts.append(evidence)
-        finding = judge_stability(StabilityObservation(rc, verdicts, steal, frozen, runs, err))
+        finding = judge_stability(StabilityObservation(rc, verdicts, steal, frozen, runs, err,
+                                                       neighbours))
         return replace(finding, artifacts=tuple(artifacts))
