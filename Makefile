@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= small
 PYTEST_ARGS ?=
 
-.PHONY: test test-long gate bench soak lint clean venv promtool chromium
+.PHONY: test test-long gate bench soak lint clean venv promtool corpus chromium
 
 venv: $(STAMP)
 
@@ -86,3 +86,10 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Real third-party defects beside their controls (corpus/, issue 18): creates the pinned
+# per-case venvs (corpus/.venvs, torch 2.13.0 in each), then preflight check/soak on every
+# case and control over 3 seeds -> reports/corpus.json, reports/corpus.md. Not part of test.
+corpus: $(STAMP)
+	$(BIN)/python corpus/run.py setup
+	$(BIN)/python corpus/run.py run --seeds $${SEEDS:-0,1,2}

@@ -217,10 +217,21 @@ def run_one(case: dict[str, Any], role: str, seed: int, soak_s: float) -> dict[s
             "tail": text[-1500:]}
 
 
-def measure(cases: list[dict[str, Any]], seeds: list[int], soak_s: float) -> dict[str, Any]:
-    results = []
+def measure(cases: list[dict[str, Any]], seeds: list[int], soak_s: float,
+            merge: bool = False) -> dict[str, Any]:
+    """Run the cases; with merge, keep the runs reports/corpus.json holds for other cases."""
+    results: list[dict[str, Any]] = []
+    shown = list(cases)
+    if merge and (REPORTS / "corpus.json").is_file():
+        names = {c["name"] for c in cases}
+        old = json.loads((REPORTS / "corpus.json").read_text())
+        results = [r for r in old["runs"] if r["case"] not in names]
+        kept = {r["case"] for r in results}
+        shown = [c for c in load_cases(None) if c["name"] in kept | names]
+    cases_run = cases
+    cases = shown
     started = time.monotonic()
-    for case in cases:
+    for case in cases_run:
         for role in ("defect", "control"):
             for seed in seeds:
                 print(f"== {case['name']} {role} ({case[f'{role}_workload']['name']}) seed {seed}",
@@ -353,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seeds", default="0,1,2")
     r.add_argument("--cases", default="")
     r.add_argument("--soak-s", type=float, default=40.0)
+    r.add_argument("--merge", action="store_true",
+                   help="keep reports/corpus.json's runs of the cases not run now")
     sub.add_parser("table")
     args = p.parse_args(argv)
     if args.cmd == "setup":
@@ -365,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{PREFLIGHT} missing: run make venv first")
     cases = load_cases([c for c in args.cases.split(",") if c] or None)
     seeds = [int(x) for x in args.seeds.split(",") if x != ""]
-    doc = measure(cases, seeds, args.soak_s)
+    doc = measure(cases, seeds, args.soak_s, args.merge)
     print((REPORTS / "corpus.md").read_text())
     return 0 if doc["detection_target_met"] else 1
 
