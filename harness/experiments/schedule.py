@@ -28,6 +28,10 @@ from harness.experiments.base import (
 from harness.spec import WorkloadSpec
 
 HEARTBEAT_S = 10.0
+# Without a previous run's durations, the relative cost of an experiment by its name: the
+# crash-point battery restarts the job at every fault point, corruption at every damage.
+DEFAULT_COST = {"faults.crashpoints": 10.0, "faults.corrupt": 5.0, "faults.kill": 4.0,
+                "faults.memory": 3.0, "faults.powerloss": 6.0, "faults.rank": 4.0}
 
 
 @dataclass(frozen=True)
@@ -157,15 +161,31 @@ def entry(item: Planned, ctx: Context, finding: Finding, wall_s: float, attempts
     }
 
 
+def longest_first(items: Sequence[tuple[int, Planned]], seen_s: Mapping[str, float]
+                  ) -> list[tuple[int, Planned]]:
+    """The side-by-side experiments, longest expected first (pure): a long battery started
+    last would run alone at the end while the other workers idle. Expected: the duration a
+    previous gate recorded for the same label, else DEFAULT_COST by name (in those units,
+    so the known durations come first, measured ones ordered among themselves)."""
+    def cost(pair: tuple[int, Planned]) -> tuple[float, float]:
+        label, name = pair[1].label, pair[1].experiment.name
+        return (seen_s.get(label, 0.0), DEFAULT_COST.get(name, 1.0))
+
+    return sorted(items, key=cost, reverse=True)
+
+
 def run_planned(items: Sequence[Planned], *, tier: str, base_dir: Path,
                 bounds: Mapping[str, float], seed: int = 0, reruns: int = 0,
-                out: TextIO | None = None, workers: int | None = None) -> list[dict[str, Any]]:
-    """Run every planned experiment; returns their report entries in plan order."""
+                out: TextIO | None = None, workers: int | None = None,
+                seen_s: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+    """Run every planned experiment; returns their report entries in plan order.
+    ``seen_s``: durations by label from an earlier gate, to start the longest first."""
     def ctx_for(item: Planned) -> Context:
         return Context(item.spec, tier, base_dir / item.spec.name, seed, bounds)
 
     results: dict[int, dict[str, Any]] = {}
-    side = [(i, it) for i, it in enumerate(items) if not it.experiment.timing]
+    side = longest_first([(i, it) for i, it in enumerate(items) if not it.experiment.timing],
+                         seen_s or {})
     alone = [(i, it) for i, it in enumerate(items) if it.experiment.timing]
     with Progress(len(items), out) as progress:
         with ThreadPoolExecutor(max_workers=workers or hostload.cpu_count()) as pool:

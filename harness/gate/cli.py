@@ -16,6 +16,7 @@ Exit codes: 0 READY; 1 NOT READY (or refused by --require); 2 bad input (spec, p
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -41,6 +42,7 @@ from harness.spec import PYPROJECT_FILE, WORKLOADS_FILE, SpecError, WorkloadSpec
 
 EXIT_READY, EXIT_NOT_READY, EXIT_BAD_INPUT = 0, 1, 2
 GIT_TIMEOUT_S = 10.0
+REPORT_BYTES_MAX = 64 << 20
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +105,23 @@ def _workloads(args: argparse.Namespace, spec_file: Path) -> list[WorkloadSpec]:
     return [specs[n] for n in chosen]
 
 
+def previous_durations(reports: Path, scale: str) -> dict[str, float]:
+    """Each experiment's wall time in the latest gate at this tier, by label ({} when there
+    is none or it cannot be read): the scheduler starts the longest first."""
+    path = reports / "latest" / "report.json"
+    try:
+        if path.stat().st_size > REPORT_BYTES_MAX:
+            return {}
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("scale") != scale:
+        return {}
+    return {str(t["nodeid"]): float(t["wall_s"]) for t in doc.get("tests", [])
+            if isinstance(t, dict) and isinstance(t.get("wall_s"), int | float)
+            and "nodeid" in t}
+
+
 def git_commit(directory: Path) -> str | None:
     try:
         done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True,
@@ -158,7 +177,8 @@ def _evidence(args: argparse.Namespace, specs: list[WorkloadSpec], policy: Polic
     bounds = {r.id: policy.threshold(r, args.scale) for r in policy.requirements}
     reruns = policy.inconclusive_reruns if policy.on_inconclusive == "rerun" else 0
     tests = run_planned(items, tier=args.scale, base_dir=run_dir / "work", bounds=bounds,
-                        seed=args.seed, reruns=reruns, out=sys.stdout)
+                        seed=args.seed, reruns=reruns, out=sys.stdout,
+                        seen_s=previous_durations(run_dir.parent, args.scale))
     suites = [] if args.no_suites or args.only else (args.suites or list(policy.suites))
     if suites:
         print(f"preflight gate: project suites {' '.join(suites)}", flush=True)

@@ -176,3 +176,17 @@ def test_a_timing_failure_beside_busy_neighbours_is_inconclusive() -> None:
 def test_a_job_that_leaves_processes_behind_did_not_complete_cleanly() -> None:
     found = judge_completion(completion(leftovers=("pid 7 ['sleep', '99']",)))
     assert found.status == FAIL and "outside its process group" in found.reason
+
+
+def test_the_longest_experiments_start_first() -> None:
+    from harness.experiments.faults import FaultBattery
+    from harness.experiments.lifecycle import Completion
+    from harness.experiments.schedule import Planned, longest_first
+
+    spec = SimpleNamespace(name="job")
+    items = [(0, Planned(spec, Completion(), None)),  # type: ignore[arg-type]
+             (1, Planned(spec, FaultBattery("kill"), None)),  # type: ignore[arg-type]
+             (2, Planned(spec, FaultBattery("crashpoints"), None))]  # type: ignore[arg-type]
+    assert [i for i, _ in longest_first(items, {})] == [2, 1, 0]
+    seen = {"job::faults.kill": 90.0, "job::faults.crashpoints": 20.0}
+    assert [i for i, _ in longest_first(items, seen)] == [1, 2, 0]
