@@ -182,7 +182,36 @@ def _soak_findings(report: Path) -> dict[str, Any]:
     return {"fired": sorted(fired), "detail": detail[:12]}
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat; (0, 0) where unreadable."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+def _host_figures(before: tuple[int, int], load_before: float) -> dict[str, Any]:
+    """The machine during one run: 1-min load average before and after, and the share of
+    all CPUs busy (this run's processes and everyone else's), for judging a wall-clock
+    detector's verdict (throughput, stall) against machine load."""
+    busy, total = _cpu_ticks()
+    share = (busy - before[0]) / (total - before[1]) if total > before[1] else None
+    return {"cpus": os.cpu_count(), "load1_before": round(load_before, 2),
+            "load1_after": round(os.getloadavg()[0], 2),
+            "cpu_busy_share": round(share, 3) if share is not None else None}
+
+
 def run_one(case: dict[str, Any], role: str, seed: int, soak_s: float) -> dict[str, Any]:
+    ticks, load = _cpu_ticks(), os.getloadavg()[0]
+    res = _run_one(case, role, seed, soak_s)
+    res["host"] = _host_figures(ticks, load)
+    return res
+
+
+def _run_one(case: dict[str, Any], role: str, seed: int, soak_s: float) -> dict[str, Any]:
     workload = case[f"{role}_workload"]["name"]
     out = REPORTS / "corpus" / case["name"] / workload / f"seed{seed}"
     shutil.rmtree(out, ignore_errors=True)
@@ -218,7 +247,7 @@ def run_one(case: dict[str, Any], role: str, seed: int, soak_s: float) -> dict[s
 
 
 def measure(cases: list[dict[str, Any]], seeds: list[int], soak_s: float,
-            merge: bool = False) -> dict[str, Any]:
+            merge: bool = False, deadline: datetime | None = None) -> dict[str, Any]:
     """Run the cases; with merge, keep the runs reports/corpus.json holds for other cases."""
     results: list[dict[str, Any]] = []
     shown = list(cases)
@@ -231,18 +260,28 @@ def measure(cases: list[dict[str, Any]], seeds: list[int], soak_s: float,
     cases_run = cases
     cases = shown
     started = time.monotonic()
-    for case in cases_run:
-        for role in ("defect", "control"):
-            for seed in seeds:
-                print(f"== {case['name']} {role} ({case[f'{role}_workload']['name']}) seed {seed}",
-                      flush=True)
+    # Seed-major: a measurement stopped early (a deadline, a bound) leaves whole seeds.
+    for seed in seeds:
+        for case in cases_run:
+            for role in ("defect", "control"):
+                if deadline is not None and datetime.now(UTC) >= deadline:
+                    print(f"== deadline {deadline:%H:%M} UTC reached: {case['name']} {role} "
+                          f"seed {seed} and later runs not started", flush=True)
+                    return _write(cases, seeds, results, time.monotonic() - started, soak_s,
+                                  stopped=deadline.isoformat(timespec="minutes"))
+                print(f"== {case['name']} {role} ({case[f'{role}_workload']['name']}) "
+                      f"seed {seed}", flush=True)
                 res = run_one(case, role, seed, soak_s)
                 print(f"   rc {res['rc']}  found={res['found']}  {res['wall_s']} s  "
-                      f"{res['findings'].get('failed_verdicts') or res['findings'].get('fired')}",
-                      flush=True)
+                      f"{res['findings'].get('failed_verdicts') or res['findings'].get('fired')}"
+                      f"  host {res['host']}", flush=True)
                 results.append(res)
                 _write(cases, seeds, results, time.monotonic() - started, soak_s)
     return _write(cases, seeds, results, time.monotonic() - started, soak_s)
+
+
+def _fired(run: dict[str, Any]) -> list[str]:
+    return run["findings"].get("failed_verdicts") or run["findings"].get("fired") or []
 
 
 def _summary(cases: list[dict[str, Any]], seeds: list[int], results: list[dict[str, Any]]):
@@ -251,20 +290,21 @@ def _summary(cases: list[dict[str, Any]], seeds: list[int], results: list[dict[s
         mine = [r for r in results if r["case"] == case["name"]]
         d = [r for r in mine if r["role"] == "defect"]
         c = [r for r in mine if r["role"] == "control"]
+        fired_d = sorted({v for r in d for v in _fired(r)})
+        fired_c = sorted({v for r in c for v in _fired(r)})
+        expect = case.get("expect_verdicts") or case.get("expect_detectors") or ["any"]
         rows.append({
             "case": case["name"], "project": case["project"], "issue": case["issue"],
             "defect": case["defect"], "mode": case["mode"],
-            "defect_workload": case["defect_workload"], "control_workload": case["control_workload"],
-            "expected": {"defect": "fail (" + ", ".join(case.get("expect_verdicts")
-                                                       or case.get("expect_detectors") or ["any"])
-                         + ")", "control": "pass"},
+            "defect_workload": case["defect_workload"],
+            "control_workload": case["control_workload"],
+            "expected": {"defect": "fail (" + ", ".join(expect) + ")", "control": "pass"},
             "defect_found_seeds": [r["seed"] for r in d if r["found"]],
             "defect_missed_seeds": [r["seed"] for r in d if not r["found"]],
+            "control_seeds": [r["seed"] for r in c],
             "control_false_alarm_seeds": [r["seed"] for r in c if r["found"]],
-            "defect_verdicts": sorted({v for r in d for v in (r["findings"].get("failed_verdicts")
-                                                                or r["findings"].get("fired") or [])}),
-            "control_verdicts": sorted({v for r in c for v in (r["findings"].get("failed_verdicts")
-                                                                 or r["findings"].get("fired") or [])}),
+            "defect_verdicts": fired_d,
+            "control_verdicts": fired_c,
             "wall_s": round(sum(r["wall_s"] for r in mine), 1),
             "runs": len(mine),
             "note": case.get("note", ""),
@@ -281,7 +321,7 @@ def _summary(cases: list[dict[str, Any]], seeds: list[int], results: list[dict[s
     return rows, per_seed, false_alarms, control_runs
 
 
-def _write(cases, seeds, results, wall_s, soak_s) -> dict[str, Any]:
+def _write(cases, seeds, results, wall_s, soak_s, stopped: str | None = None) -> dict[str, Any]:
     rows, per_seed, false_alarms, control_runs = _summary(cases, seeds, results)
     target = all(v["rate"] is not None and v["rate"] >= 0.9 for v in per_seed.values())
     doc = {
@@ -289,6 +329,7 @@ def _write(cases, seeds, results, wall_s, soak_s) -> dict[str, Any]:
         "git_commit": _git_commit(),
         "host": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "seeds": seeds, "soak_s": soak_s, "wall_s": round(wall_s, 1),
+        "stopped_at_deadline": stopped,
         "detection_per_seed": per_seed,
         "detection_target_met": target and false_alarms == 0,
         "false_alarms": false_alarms, "control_runs": control_runs,
@@ -314,26 +355,45 @@ def _seeds_text(seeds: list[int]) -> str:
     return ",".join(str(s) for s in seeds) or "-"
 
 
+def _verdicts_text(names: list[str], expected_pass: bool) -> str:
+    return "fail (" + ", ".join(names) + ")" if names else ("pass" if expected_pass else "-")
+
+
 def render(doc: dict[str, Any]) -> str:
+    stopped = doc.get("stopped_at_deadline")
     lines = [
         "# preflight corpus: real defects and their controls",
         "",
         f"Generated {doc['generated']} at commit `{doc['git_commit'][:12]}`; seeds "
         f"{_seeds_text(doc['seeds'])}; soak {doc['soak_s']:.0f} s per run; wall "
-        f"{doc['wall_s']:.0f} s. Command: `make corpus` (`python corpus/run.py run`).",
+        f"{doc['wall_s']:.0f} s; host {doc['host']['cpus']} CPUs. Command: `make corpus` "
+        "(`python corpus/run.py run --seeds 0,1,2`).",
         "",
-        "| case | project / issue | mode | expected (defect / control) | defect found on seeds "
-        "| missed | control false alarms | verdicts on defect | verdicts on control | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if stopped:
+        lines += [f"**Stopped at the deadline {stopped}**: the runs not started are not in the "
+                  "tables (see seeds tried).", ""]
+    lines += ["## Cases", "",
+              "| case | project, issue | mode | defect workload | control workload |",
+              "|---|---|---|---|---|"]
     for row in doc["cases"]:
+        d, c = row["defect_workload"], row["control_workload"]
+        lines.append(f"| {row['case']} | {row['project']} {row['issue']} | {row['mode']} | "
+                     f"`{d['name']}`: {d.get('versions', '')} | "
+                     f"`{c['name']}`: {c.get('versions', '')} |")
+    lines += ["", "## Verdicts", "",
+              "| case | expected (defect / control) | reached on defect | reached on control "
+              "| seeds tried | defect found on | missed on | control false alarms | wall s |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for row in doc["cases"]:
+        tried = sorted(set(row["defect_found_seeds"]) | set(row["defect_missed_seeds"]))
         lines.append(
-            f"| {row['case']} | {row['project']} {row['issue']} | {row['mode']} | "
-            f"{row['expected']['defect']} / {row['expected']['control']} | "
-            f"{_seeds_text(row['defect_found_seeds'])} | {_seeds_text(row['defect_missed_seeds'])} | "
-            f"{_seeds_text(row['control_false_alarm_seeds'])} | "
-            f"{', '.join(row['defect_verdicts']) or '-'} | {', '.join(row['control_verdicts']) or '-'} | "
-            f"{row['wall_s']:.0f} |")
+            f"| {row['case']} | {row['expected']['defect']} / {row['expected']['control']} | "
+            f"{_verdicts_text(row['defect_verdicts'], False)} | "
+            f"{_verdicts_text(row['control_verdicts'], bool(row.get('control_seeds')))} | "
+            f"{_seeds_text(tried)} | {_seeds_text(row['defect_found_seeds'])} | "
+            f"{_seeds_text(row['defect_missed_seeds'])} | "
+            f"{_seeds_text(row['control_false_alarm_seeds'])} | {row['wall_s']:.0f} |")
     lines += ["", "Detection per seed (cases whose defect was found / cases run):", ""]
     for seed, v in doc["detection_per_seed"].items():
         lines.append(f"- seed {seed}: {v['found']}/{v['cases']} ({v['rate']})")
@@ -346,8 +406,11 @@ def render(doc: dict[str, Any]) -> str:
         for r in misses:
             what = "missed" if r["role"] == "defect" else "false alarm"
             detail = r["findings"].get("failed_verdicts") or r["findings"].get("fired") or []
+            host = r.get("host") or {}
             lines.append(f"- {r['case']} {r['workload']} seed {r['seed']}: {what}; rc {r['rc']}; "
-                         f"verdicts {detail}")
+                         f"verdicts {detail}; host during the run: load1 "
+                         f"{host.get('load1_before')} -> {host.get('load1_after')}, CPUs busy "
+                         f"{host.get('cpu_busy_share')} of {host.get('cpus')}")
         lines.append("")
     notes = [r for r in doc["cases"] if r["note"]]
     if notes:
@@ -356,7 +419,8 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("setup")
     s.add_argument("venvs", nargs="*")
@@ -366,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--soak-s", type=float, default=40.0)
     r.add_argument("--merge", action="store_true",
                    help="keep reports/corpus.json's runs of the cases not run now")
+    r.add_argument("--deadline", default="",
+                   help="HH:MM (UTC, today): start no run after it; the report says so")
     sub.add_parser("table")
     args = p.parse_args(argv)
     if args.cmd == "setup":
@@ -378,7 +444,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{PREFLIGHT} missing: run make venv first")
     cases = load_cases([c for c in args.cases.split(",") if c] or None)
     seeds = [int(x) for x in args.seeds.split(",") if x != ""]
-    doc = measure(cases, seeds, args.soak_s, args.merge)
+    deadline = None
+    if args.deadline:
+        hh, mm = (int(x) for x in args.deadline.split(":"))
+        deadline = datetime.now(UTC).replace(hour=hh, minute=mm, second=0, microsecond=0)
+    doc = measure(cases, seeds, args.soak_s, args.merge, deadline)
     print((REPORTS / "corpus.md").read_text())
     return 0 if doc["detection_target_met"] else 1
 

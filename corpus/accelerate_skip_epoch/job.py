@@ -9,11 +9,10 @@ skip_first_batches. Same script under accelerate 1.14.0 (defect) and 1.15.0 (con
 Checkpoints: accelerator.save_state into ckpt/step-N.tmp, renamed to ckpt/step-N when
 complete (the job's own atomicity: a kill inside a save is not the defect under test).
 
-    python job.py run --out DIR --epochs E --samples N --batch B --ckpt-every K
-    python job.py fingerprint DIR
+    PYTHONPATH=corpus python job.py run --out DIR --epochs E --samples N --batch B --ckpt-every K
+    PYTHONPATH=corpus python job.py fingerprint DIR
 """
 
-import argparse
 import glob
 import hashlib
 import json
@@ -22,6 +21,7 @@ import shutil
 import sys
 
 import torch
+from _common import atomic_write, cli, hash_tensors, tensor_bytes, write_digest
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from torch import nn
@@ -43,14 +43,15 @@ def run(a):
     model, opt, loader = accelerator.prepare(model, opt, loader)
     per_epoch = len(loader)
     total = a.epochs * per_epoch
-    done = sorted(glob.glob(os.path.join(ckdir, "step-*[0-9]")), key=lambda d: int(d.rsplit("-", 1)[1]))
+    done = sorted(glob.glob(os.path.join(ckdir, "step-*[0-9]")),
+                  key=lambda d: int(d.rsplit("-", 1)[1]))
     step = 0
+    seen = b""  # hash chain over every batch trained on, in order
     if done:
         accelerator.load_state(done[-1])
-        step = json.load(open(os.path.join(done[-1], "progress.json")))["step"]
-    seen = b""  # hash chain over every batch trained on, in order
-    if step:
-        seen = bytes.fromhex(json.load(open(os.path.join(done[-1], "progress.json")))["seen"])
+        with open(os.path.join(done[-1], "progress.json")) as f:
+            progress = json.load(f)
+        step, seen = progress["step"], bytes.fromhex(progress["seen"])
     for epoch in range(step // per_epoch, a.epochs):
         loader.set_epoch(epoch)
         skip = step - epoch * per_epoch
@@ -61,47 +62,25 @@ def run(a):
             accelerator.backward(loss)
             opt.step()
             step += 1
-            seen = hashlib.sha256(seen + xb.numpy().tobytes()).digest()
+            seen = hashlib.sha256(seen + tensor_bytes(xb)).digest()
             if step % a.ckpt_every == 0 and step < total:
                 tmp = os.path.join(ckdir, f"step-{step}.tmp")
                 shutil.rmtree(tmp, ignore_errors=True)
                 accelerator.save_state(tmp)
-                with open(os.path.join(tmp, "progress.json"), "w") as f:
-                    json.dump({"step": step, "seen": seen.hex()}, f)
-                    f.flush()
-                    os.fsync(f.fileno())
+                atomic_write(os.path.join(tmp, "progress.json"),
+                             json.dumps({"step": step, "seen": seen.hex()}).encode())
                 os.replace(tmp, os.path.join(ckdir, f"step-{step}"))
             print(f"step {step}/{total}", flush=True)
-    h = hashlib.sha256(seen)
-    for name, t in sorted(accelerator.unwrap_model(model).state_dict().items()):
-        h.update(name.encode())
-        h.update(t.contiguous().numpy().tobytes())
-    tmp = os.path.join(a.out, "result.sha256.tmp")
-    with open(tmp, "w") as f:
-        f.write(h.hexdigest() + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, os.path.join(a.out, "result.sha256"))
+    h = hash_tensors(accelerator.unwrap_model(model).state_dict().items(), hashlib.sha256(seen))
+    write_digest(a.out, h.hexdigest())
 
 
-def main():
-    torch.set_num_threads(1)
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run")
-    r.add_argument("--out", required=True)
+def add_args(r):
     r.add_argument("--epochs", type=int, default=4)
     r.add_argument("--samples", type=int, default=192)
     r.add_argument("--batch", type=int, default=16)
     r.add_argument("--ckpt-every", type=int, default=5)
-    f = sub.add_parser("fingerprint")
-    f.add_argument("dir")
-    args = p.parse_args()
-    if args.cmd == "run":
-        run(args)
-    else:
-        print(open(os.path.join(args.dir, "result.sha256")).read().strip())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(add_args, run, description=__doc__))

@@ -8,16 +8,15 @@ renames it over the checkpoint (then fsyncs the directory): the control.
 A small MLP trained with Adam on synthetic batches drawn from the step number (no data state
 to restore); checkpoint = model + optimizer + step every --ckpt-every steps.
 
-    python job.py run --out DIR --steps N --ckpt-every K --save inplace|atomic
-    python job.py fingerprint DIR
+    PYTHONPATH=corpus python job.py run --out DIR --steps N --ckpt-every K --save inplace|atomic
+    PYTHONPATH=corpus python job.py fingerprint DIR
 """
 
-import argparse
-import hashlib
 import os
 import sys
 
 import torch
+from _common import atomic_torch_save, cli, hash_tensors
 from torch import nn
 
 WIDTH = 1024
@@ -39,18 +38,8 @@ def batch(step):
 def save(state, path, how):
     if how == "inplace":
         torch.save(state, path)  # the defect: truncate + write in place
-        return
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(os.path.dirname(path), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    else:
+        atomic_torch_save(state, path)
 
 
 def run(args):
@@ -76,31 +65,18 @@ def run(args):
 
 
 def fingerprint(out):
+    """The digest of the last checkpoint (the job writes no other result)."""
     state = torch.load(os.path.join(out, "ckpt", "state.pt"), weights_only=True)
-    h = hashlib.sha256(str(state["step"]).encode())
-    for name, t in sorted(state["model"].items()):
-        h.update(name.encode())
-        h.update(t.contiguous().numpy().tobytes())
+    h = hash_tensors(state["model"].items())
+    h.update(str(state["step"]).encode())
     print(h.hexdigest())
 
 
-def main():
-    torch.set_num_threads(1)
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run")
-    r.add_argument("--out", required=True)
+def add_args(r):
     r.add_argument("--steps", type=int, default=40)
     r.add_argument("--ckpt-every", type=int, default=5)
     r.add_argument("--save", choices=["inplace", "atomic"], required=True)
-    f = sub.add_parser("fingerprint")
-    f.add_argument("dir")
-    args = p.parse_args()
-    if args.cmd == "run":
-        run(args)
-    else:
-        fingerprint(args.dir)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(add_args, run, fingerprint, description=__doc__))

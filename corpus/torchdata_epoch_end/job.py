@@ -6,32 +6,22 @@ dataloader, potentially dropping an epoch"). A job that checkpoints at every epo
 natural place, resumes on another data order. Same script under torchdata 0.10.1 (defect)
 and 0.11.0 (control, the fixed release).
 
-    python job.py run --out DIR --epochs E --samples N --batch B
-    python job.py fingerprint DIR
+    PYTHONPATH=corpus python job.py run --out DIR --epochs E --samples N --batch B
+    PYTHONPATH=corpus python job.py fingerprint DIR
 """
 
-import argparse
 import hashlib
 import os
 import sys
 
 import torch
+from _common import atomic_torch_save, cli, hash_tensors, tensor_bytes
 from torch import nn
 from torch.utils.data import TensorDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 
-def save(state, path):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def run(a):
-    os.makedirs(a.out, exist_ok=True)
     path = os.path.join(a.out, "ckpt.pt")
     g = torch.Generator().manual_seed(7)
     x = torch.randn(a.samples, 8, generator=g)
@@ -54,39 +44,25 @@ def run(a):
             opt.zero_grad()
             nn.functional.mse_loss(model(xb), yb).backward()
             opt.step()
-            seen = hashlib.sha256(seen + bytes(xb.contiguous().view(torch.uint8).flatten().tolist())).digest()
+            seen = hashlib.sha256(seen + tensor_bytes(xb)).digest()
             print(f"step {epoch * per_epoch + i}/{total}", flush=True)
         # Checkpoint at the end of every epoch: the loader's state_dict after exhaustion.
-        save({"model": model.state_dict(), "opt": opt.state_dict(),
-              "loader": loader.state_dict(), "epoch": epoch + 1, "seen": seen}, path)
+        atomic_torch_save({"model": model.state_dict(), "opt": opt.state_dict(),
+                           "loader": loader.state_dict(), "epoch": epoch + 1, "seen": seen}, path)
 
 
 def fingerprint(out):
+    """The digest of the last checkpoint: batches seen (in order), epoch, weights."""
     state = torch.load(os.path.join(out, "ckpt.pt"), weights_only=False)
     h = hashlib.sha256(state["seen"] + str(state["epoch"]).encode())
-    for name, t in sorted(state["model"].items()):
-        h.update(name.encode())
-        h.update(bytes(t.contiguous().view(torch.uint8).flatten().tolist()))
-    print(h.hexdigest())
+    print(hash_tensors(state["model"].items(), h).hexdigest())
 
 
-def main():
-    torch.set_num_threads(1)
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run")
-    r.add_argument("--out", required=True)
+def add_args(r):
     r.add_argument("--epochs", type=int, default=8)
     r.add_argument("--samples", type=int, default=128)
     r.add_argument("--batch", type=int, default=16)
-    f = sub.add_parser("fingerprint")
-    f.add_argument("dir")
-    args = p.parse_args()
-    if args.cmd == "run":
-        run(args)
-    else:
-        fingerprint(args.dir)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(add_args, run, fingerprint, description=__doc__))
