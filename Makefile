@@ -90,6 +90,7 @@ clean:
 # Real third-party defects beside their controls (corpus/, issue 18): creates the pinned
 # per-case venvs (corpus/.venvs, torch 2.13.0 in each), then preflight check/soak on every
 # case and control over 3 seeds -> reports/corpus.json, reports/corpus.md. Not part of test.
+# CORPUS_ARGS passes options to `run.py run`, e.g. CORPUS_ARGS="--deadline 17:40 --cases a,b".
 corpus: $(STAMP)
 	$(BIN)/python corpus/run.py setup
-	$(BIN)/python corpus/run.py run --seeds $${SEEDS:-0,1,2}
+	$(BIN)/python corpus/run.py run --seeds $${SEEDS:-0,1,2} $${CORPUS_ARGS:-}
