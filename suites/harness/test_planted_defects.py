@@ -146,6 +146,7 @@ def _record(record: Recorder, name: str, run: Run, found: dict[str, Any]) -> Non
         record.verdict(f"{name}.{detector}", verdict)
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 @pytest.mark.timeout(300)
 def test_each_planted_defect_is_caught_by_its_detector_and_no_other(
     tmp_path: Path, preflight_record: Recorder
@@ -167,6 +168,7 @@ def test_each_planted_defect_is_caught_by_its_detector_and_no_other(
     assert not wrong, "\n".join([*wrong, f"host: {batch.host}"])
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 @pytest.mark.timeout(300)
 def test_no_false_alarms_over_20_clean_runs(tmp_path: Path, preflight_record: Recorder) -> None:
     spec = load_specs(FIXTURE_SPECS)["clean"]

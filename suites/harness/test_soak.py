@@ -71,6 +71,7 @@ def test_bad_durations_refused(text):
         parse_duration(text)
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_clean_soak_passes_with_junit(tmp_path):
     spec = tmp_path / "workloads.toml"
     spec.write_text(SHORT_CLEAN)
@@ -89,6 +90,7 @@ def test_clean_soak_passes_with_junit(tmp_path):
     assert 'failures="0"' in junit.read_text()
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_leaky_soak_fails_on_the_leak(tmp_path):
     # 1 MiB per unit, judged against units of work: caught whatever the host does. Fast
     # sampling so that a starved first iteration still gives the detector its points.

@@ -40,6 +40,7 @@ def assert_found(finding: Finding) -> None:
         print(f"inconclusive: {finding.reason}")
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 @pytest.mark.parametrize("experiment", ["completion", "exclusion", "drift"])
 @pytest.mark.parametrize("name", WORKLOAD_PARAMS)
 def test_lifecycle(tmp_path, preflight_record, tier, name, experiment):
@@ -48,6 +49,7 @@ def test_lifecycle(tmp_path, preflight_record, tier, name, experiment):
     assert_found(finding)
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 @pytest.mark.parametrize("experiment", ["accounting", "retry"])
 def test_datagen_accounting(tmp_path, preflight_record, tier, experiment):
     finding = run_experiment("datagen", experiment, tier.name, tmp_path)
@@ -55,6 +57,7 @@ def test_datagen_accounting(tmp_path, preflight_record, tier, experiment):
     assert_found(finding)
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 @pytest.mark.parametrize("name", WORKLOAD_PARAMS)
 @pytest.mark.timing  # throughput over the run: alone, or a neighbour's load reads as decay
 @pytest.mark.timeout(TIER_TIMEOUT_S["small"] * 3)

@@ -47,6 +47,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 @pytest.mark.parametrize("name", ["dataset.json", "manifest.json", "PROGRESS.json", ".lock"])
 def test_datagen_generate_refuses_a_directory_where_its_file_belongs(
     tmp_path: Path, dataset: Path, name: str
@@ -59,6 +60,7 @@ def test_datagen_generate_refuses_a_directory_where_its_file_belongs(
     assert f"{out / name}: " in done.stderr and "IsADirectoryError" not in done.stderr
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 @pytest.mark.parametrize("name", ["shards/00000/manifest.json", "shards/00001/videos.npy"])
 def test_datagen_verify_refuses_and_generate_repairs_a_shard_file_made_a_directory(
     tmp_path: Path, dataset: Path, name: str

@@ -112,6 +112,7 @@ DATAGEN_LINKS = {
 }
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 @pytest.mark.parametrize("name", sorted(DATAGEN_LINKS))
 def test_datagen_never_writes_through_a_symlink_in_out(
     tmp_path: Path, decoys: Path, name: str

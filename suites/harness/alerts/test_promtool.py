@@ -89,6 +89,7 @@ def _run(argv: list[str], cwd: Path) -> None:
     assert done.returncode == 0, f"{argv}: exit {done.returncode}\n{done.stderr[-2000:]}"
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_datagen_and_trainer_textfiles_are_promtool_clean(tmp_path: Path) -> None:
     """Real runs, their --metrics-file as the textfile collector would read it."""
     data, datagen_prom, trainer_prom = tmp_path / "data", tmp_path / "d.prom", tmp_path / "t.prom"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from harness.faults.corrupt import CorruptionSpec, corruptions
@@ -19,6 +20,7 @@ SPEC = str(Path(__file__).resolve().parents[3] / "fixtures" / "defects.toml")
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 @given(spec=corruptions())
 def test_the_correct_job_never_silently_accepts_a_corrupt_checkpoint(
     fault_battery: FaultBattery, spec: CorruptionSpec

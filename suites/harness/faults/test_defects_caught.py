@@ -80,6 +80,7 @@ def _clean(fault_battery: FaultBattery, *ids: str) -> dict[str, Row]:
     return {r.experiment.id: r for r in rows}
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_the_correct_job_passes_kills(fault_battery: FaultBattery) -> None:
     rows = _clean(fault_battery, "kill-write-0", "kill-progress")
     assert rows["kill-write-0"].history.attempts[0].in_write_window is True
@@ -98,6 +99,7 @@ def test_the_correct_job_refuses_corrupt_checkpoints(fault_battery: FaultBattery
     assert {v.status for r in rows.values() for v in r.verdicts if v.name == "corruption"} == {PASS}
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_the_correct_job_survives_memory_pressure_and_a_full_disk(
     fault_battery: FaultBattery,
 ) -> None:
@@ -110,6 +112,7 @@ def test_the_correct_job_survives_memory_pressure_and_a_full_disk(
         assert exits["disk-full"].status == PASS, exits["disk-full"].detail
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_without_cgroups_or_root_the_fallbacks_still_bite(
     fault_check: FaultCheck, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -146,6 +149,7 @@ open(os.path.join(out, "done"), "w").close()
 """
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_a_hung_resume_is_killed_with_its_group_and_fails_liveness(
     fault_check: FaultCheck, tmp_path: Path
 ) -> None:

@@ -35,6 +35,7 @@ def _all_samples(out: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(videos), np.concatenate(labels)
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 @pytest.mark.parametrize("workers,shard_size", [("2", "7"), ("3", "50")])
 def test_same_dataset_for_any_workers_and_shard_size(
     tmp_path: Path, reference: tuple[Path, str], workers: str, shard_size: str

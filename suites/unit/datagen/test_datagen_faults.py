@@ -81,6 +81,7 @@ def _start_slow_run(out: Path, workers: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_sigkill_at_a_random_moment_leaves_no_orphans_and_resumes(
     tmp_path: Path, reference: tuple[Path, str]
 ) -> None:
@@ -101,6 +102,7 @@ def test_sigkill_at_a_random_moment_leaves_no_orphans_and_resumes(
     _resume_matches(out, reference, workers="2")
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_sigterm_stops_cleanly_with_exit_75_then_resumes(
     tmp_path: Path, reference: tuple[Path, str]
 ) -> None:
@@ -155,6 +157,7 @@ def test_corrupted_shards_are_detected_and_regenerated(
     assert repaired.stderr.count("regenerating shard") == len(named)
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_failed_shards_are_recorded_and_retried_alone(
     tmp_path: Path, reference: tuple[Path, str]
 ) -> None:

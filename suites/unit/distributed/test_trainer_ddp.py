@@ -143,6 +143,7 @@ def test_killed_rank_recovers_exactly(data: Path, tmp_path: Path, preflight_reco
     print(f"trainer: recovery {row.history.recover_s} s; {row.history.notes}")
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_bad_nproc_is_bad_input_and_writes_nothing(data: Path, tmp_path: Path) -> None:
     done = _fit(data, tmp_path / "run", "--nproc", "0")
     assert done.returncode == 2 and "--nproc" in done.stderr
@@ -179,6 +180,7 @@ def test_launcher_refuses_what_rank_0_would_refuse(tmp_path: Path) -> None:
         refuse_like_a_rank(cfg, 2)
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_locked_run_exits_3_under_nproc(data: Path, tmp_path: Path) -> None:
     from durable import RunLock
 

@@ -112,6 +112,7 @@ def _screenshot(browser: str, page: Path, png: Path, profile: Path) -> None:
     assert done.returncode == 0 and png.is_file(), done.stderr[-2000:]
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_screenshot_of_the_failing_gate_report(tmp_path: Path) -> None:
     browser = _chromium()
     if browser is None:

@@ -115,6 +115,7 @@ def test_tampered_bundle_json_is_refused(bundle4: Path, tmp_path: Path) -> None:
         bundle_mod.load_bundle(bad)
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_path_escaping_manifest_is_refused(bundle4: Path, tmp_path: Path) -> None:
     bad = copy_bundle(bundle4, tmp_path / "bad")
     outside = tmp_path / "outside.bin"

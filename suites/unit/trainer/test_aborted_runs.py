@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from durable import manifest, read_progress
 from trainer.checkpoint import scan
 
@@ -27,6 +29,7 @@ def _newest_committed(run) -> int:
     return max(steps, default=0)
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_sigkill_mid_persist_and_at_a_random_step_resumes_bit_exact(
     dataset, tmp_path, trainer_main, reference
 ):
@@ -64,6 +67,7 @@ def _wait_for_hits(trace, point: str, hits: int, proc: subprocess.Popen) -> None
     raise AssertionError(f"child never reached hit {hits} of {point} (exit {proc.poll()})")
 
 
+@pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_sigterm_finishes_the_step_commits_and_exits_75_then_resumes_exactly(
     dataset, tmp_path, trainer_main, reference
 ):
