@@ -34,6 +34,7 @@ VENVS = CORPUS / ".venvs"
 REPORTS = ROOT / "reports"
 PREFLIGHT = ROOT / ".venv" / "bin" / "preflight"
 STAMP = ".corpus-stamp"
+NAME = "corpus"  # reports/NAME.json, reports/NAME.md, reports/NAME/ (run --name)
 PIP_TIMEOUT_S = 900
 CHECK_BOUND_S = 900  # one `preflight check` of one workload and seed
 SOAK_SLACK_S = 120  # a soak may overrun its duration by the time the last job takes to stop
@@ -213,7 +214,7 @@ def run_one(case: dict[str, Any], role: str, seed: int, soak_s: float) -> dict[s
 
 def _run_one(case: dict[str, Any], role: str, seed: int, soak_s: float) -> dict[str, Any]:
     workload = case[f"{role}_workload"]["name"]
-    out = REPORTS / "corpus" / case["name"] / workload / f"seed{seed}"
+    out = REPORTS / NAME / case["name"] / workload / f"seed{seed}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     if case["mode"] == "check":
@@ -251,9 +252,9 @@ def measure(cases: list[dict[str, Any]], seeds: list[int], soak_s: float,
     """Run the cases; with merge, keep the runs reports/corpus.json holds for other cases."""
     results: list[dict[str, Any]] = []
     shown = list(cases)
-    if merge and (REPORTS / "corpus.json").is_file():
+    if merge and (REPORTS / f"{NAME}.json").is_file():
         names = {c["name"] for c in cases}
-        old = json.loads((REPORTS / "corpus.json").read_text())
+        old = json.loads((REPORTS / f"{NAME}.json").read_text())
         results = [r for r in old["runs"] if r["case"] not in names]
         kept = {r["case"] for r in results}
         shown = [c for c in load_cases(None) if c["name"] in kept | names]
@@ -330,16 +331,17 @@ def _write(cases, seeds, results, wall_s, soak_s, stopped: str | None = None) ->
         "host": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "seeds": seeds, "soak_s": soak_s, "wall_s": round(wall_s, 1),
         "stopped_at_deadline": stopped,
+        "command": "python corpus/run.py " + " ".join(sys.argv[1:]),
         "detection_per_seed": per_seed,
         "detection_target_met": target and false_alarms == 0,
         "false_alarms": false_alarms, "control_runs": control_runs,
         "cases": rows, "runs": results,
     }
     REPORTS.mkdir(exist_ok=True)
-    tmp = REPORTS / "corpus.json.tmp"
+    tmp = REPORTS / f"{NAME}.json.tmp"
     tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, REPORTS / "corpus.json")
-    (REPORTS / "corpus.md").write_text(render(doc))
+    os.replace(tmp, REPORTS / f"{NAME}.json")
+    (REPORTS / f"{NAME}.md").write_text(render(doc))
     return doc
 
 
@@ -367,7 +369,7 @@ def render(doc: dict[str, Any]) -> str:
         f"Generated {doc['generated']} at commit `{doc['git_commit'][:12]}`; seeds "
         f"{_seeds_text(doc['seeds'])}; soak {doc['soak_s']:.0f} s per run; wall "
         f"{doc['wall_s']:.0f} s; host {doc['host']['cpus']} CPUs. Command: `make corpus` "
-        "(`python corpus/run.py run --seeds 0,1,2`).",
+        f"(`{doc.get('command') or 'python corpus/run.py run --seeds 0,1,2'}`).",
         "",
     ]
     if stopped:
@@ -432,13 +434,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep reports/corpus.json's runs of the cases not run now")
     r.add_argument("--deadline", default="",
                    help="HH:MM (UTC, today): start no run after it; the report says so")
-    sub.add_parser("table")
+    t = sub.add_parser("table")
+    for q in (r, t):
+        q.add_argument("--name", default="corpus",
+                       help="reports/NAME.json and reports/NAME.md (default corpus)")
     args = p.parse_args(argv)
+    global NAME
+    NAME = getattr(args, "name", NAME)
     if args.cmd == "setup":
         return setup(args.venvs or None)
     if args.cmd == "table":
-        doc = json.loads((REPORTS / "corpus.json").read_text())
-        (REPORTS / "corpus.md").write_text(render(doc))
+        doc = json.loads((REPORTS / f"{NAME}.json").read_text())
+        (REPORTS / f"{NAME}.md").write_text(render(doc))
         return 0
     if not PREFLIGHT.exists():
         raise SystemExit(f"{PREFLIGHT} missing: run make venv first")
@@ -449,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         hh, mm = (int(x) for x in args.deadline.split(":"))
         deadline = datetime.now(UTC).replace(hour=hh, minute=mm, second=0, microsecond=0)
     doc = measure(cases, seeds, args.soak_s, args.merge, deadline)
-    print((REPORTS / "corpus.md").read_text())
+    print((REPORTS / f"{NAME}.md").read_text())
     return 0 if doc["detection_target_met"] else 1
 
 
