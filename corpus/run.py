@@ -38,8 +38,8 @@ NAME = "corpus"  # reports/NAME.json, reports/NAME.md, reports/NAME/ (run --name
 PIP_TIMEOUT_S = 900
 CHECK_BOUND_S = 900  # one `preflight check` of one workload and seed
 SOAK_SLACK_S = 120  # a soak may overrun its duration by the time the last job takes to stop
-IMPORT_RETRY = 3  # `preflight` failing to import (others edit it right now): retry after a pause
-IMPORT_RETRY_PAUSE_S = 60
+HARNESS_RETRY = 3  # preflight crashing (others edit it right now): retry after a pause
+HARNESS_RETRY_PAUSE_S = 30
 
 
 # ---------------------------------------------------------------------------------- setup
@@ -110,10 +110,22 @@ def load_cases(only: list[str] | None) -> list[dict[str, Any]]:
     return cases
 
 
-def _preflight(args: list[str], bound_s: float, log: Path) -> tuple[int | None, float, str]:
-    """Run preflight with a wall-clock bound; retry when preflight itself fails to import."""
+def _harness_crashed(rc: int | None, out: str, report: Path) -> bool:
+    """preflight itself failed (a traceback out of the harness, no report written): not a
+    verdict on the job. Others edit the harness in this checkout while the corpus runs."""
+    if rc in (0, None):
+        return False
+    wrote = any(report.rglob("check-*.json")) or any(report.rglob("soak-*.json"))
+    return not wrote and "Traceback (most recent call last)" in out
+
+
+def _preflight(args: list[str], bound_s: float, log: Path,
+               report: Path) -> tuple[int | None, float, str, bool]:
+    """Run preflight with a wall-clock bound; retry when preflight itself crashes (an import
+    or a NameError while someone edits it). The last item: it still crashed every time."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    for attempt in range(IMPORT_RETRY):
+    for attempt in range(HARNESS_RETRY):
+        shutil.rmtree(report, ignore_errors=True)
         start = time.monotonic()
         try:
             proc = subprocess.run([str(PREFLIGHT), *args], cwd=ROOT, capture_output=True,
@@ -128,13 +140,13 @@ def _preflight(args: list[str], bound_s: float, log: Path) -> tuple[int | None, 
         wall = time.monotonic() - start
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(out)
-        import_failed = rc not in (0, 1, None) and ("ImportError" in out or "SyntaxError" in out
-                                                    or "ModuleNotFoundError" in out)
-        if not import_failed or attempt == IMPORT_RETRY - 1:
-            return rc, wall, out
-        print(f"    preflight failed to import (attempt {attempt + 1}); retry in "
-              f"{IMPORT_RETRY_PAUSE_S} s", flush=True)
-        time.sleep(IMPORT_RETRY_PAUSE_S)
+        crashed = _harness_crashed(rc, out, report)
+        if not crashed or attempt == HARNESS_RETRY - 1:
+            return rc, wall, out, crashed
+        print(f"    preflight itself crashed (attempt {attempt + 1}): "
+              f"{out.strip().splitlines()[-1][:160]}; retry in {HARNESS_RETRY_PAUSE_S} s",
+              flush=True)
+        time.sleep(HARNESS_RETRY_PAUSE_S)
     raise AssertionError("unreachable")
 
 
@@ -174,6 +186,12 @@ def _soak_findings(report: Path) -> dict[str, Any]:
                     if isinstance(v, dict) and v.get("ok") is False:
                         fired.add(f"leak:{v.get('metric')}")
                         detail.append(f"iteration {v.get('iteration')}: {v.get('reason')}")
+            elif isinstance(value, list):  # per-iteration verdicts: throughput_within
+                for v in value:
+                    if isinstance(v, dict) and v.get("ok") is False:
+                        fired.add(key)
+                        detail.append(f"{key} iteration {v.get('iteration')}: "
+                                      f"{v.get('reason', '')}")
             elif isinstance(value, dict) and value.get("ok") is False:
                 fired.add(key)
                 detail.append(f"{key}: {value.get('reason', '')}")
@@ -222,7 +240,8 @@ def _run_one(case: dict[str, Any], role: str, seed: int, soak_s: float) -> dict[
                 "--seed", str(seed), "--report", str(out / "report")]
         if case.get("only"):
             args += ["--only", ",".join(case["only"])]
-        rc, wall, text = _preflight(args, case.get("bound_s", CHECK_BOUND_S), out / "preflight.log")
+        rc, wall, text, crashed = _preflight(args, case.get("bound_s", CHECK_BOUND_S),
+                                             out / "preflight.log", out / "report")
         findings = _check_findings(out / "report")
         expect = case.get("expect_verdicts", [])
         if role == "defect":
@@ -234,7 +253,8 @@ def _run_one(case: dict[str, Any], role: str, seed: int, soak_s: float) -> dict[
         args = ["soak", workload, "--spec", case["spec"], "--duration", f"{soak_s:.0f}s",
                 "--scale", case.get("soak_scale", "10pct"), "--state", str(state),
                 "--report", str(out / "report")]
-        rc, wall, text = _preflight(args, soak_s + SOAK_SLACK_S + 60, out / "preflight.log")
+        rc, wall, text, crashed = _preflight(args, soak_s + SOAK_SLACK_S + 60,
+                                             out / "preflight.log", out / "report")
         findings = _soak_findings(out / "report")
         shutil.rmtree(state, ignore_errors=True)
         expect = case.get("expect_detectors", [])
@@ -243,26 +263,29 @@ def _run_one(case: dict[str, Any], role: str, seed: int, soak_s: float) -> dict[
         else:
             found = rc != 0
     return {"case": case["name"], "role": role, "workload": workload, "seed": seed, "rc": rc,
-            "wall_s": round(wall, 1), "found": found, "findings": findings,
-            "tail": text[-1500:]}
+            "wall_s": round(wall, 1), "found": found and not crashed, "harness_error": crashed,
+            "findings": findings, "tail": text[-1500:]}
 
 
 def measure(cases: list[dict[str, Any]], seeds: list[int], soak_s: float,
             merge: bool = False, deadline: datetime | None = None) -> dict[str, Any]:
-    """Run the cases; with merge, keep the runs reports/corpus.json holds for other cases."""
+    """Run the cases; with merge, keep the runs reports/NAME.json holds for other cases and
+    other seeds (a run of a case and seed asked for now replaces the stored one)."""
+    seeds_asked = list(seeds)
     results: list[dict[str, Any]] = []
     shown = list(cases)
     if merge and (REPORTS / f"{NAME}.json").is_file():
         names = {c["name"] for c in cases}
         old = json.loads((REPORTS / f"{NAME}.json").read_text())
-        results = [r for r in old["runs"] if r["case"] not in names]
+        results = [r for r in old["runs"] if not (r["case"] in names and r["seed"] in seeds)]
         kept = {r["case"] for r in results}
         shown = [c for c in load_cases(None) if c["name"] in kept | names]
-    cases_run = cases
+        seeds = sorted(set(seeds) | {r["seed"] for r in results})
+    cases_run, seeds_run = cases, list(seeds_asked)
     cases = shown
     started = time.monotonic()
     # Seed-major: a measurement stopped early (a deadline, a bound) leaves whole seeds.
-    for seed in seeds:
+    for seed in seeds_run:
         for case in cases_run:
             for role in ("defect", "control"):
                 if deadline is not None and datetime.now(UTC) >= deadline:
@@ -289,8 +312,9 @@ def _summary(cases: list[dict[str, Any]], seeds: list[int], results: list[dict[s
     rows = []
     for case in cases:
         mine = [r for r in results if r["case"] == case["name"]]
-        d = [r for r in mine if r["role"] == "defect"]
-        c = [r for r in mine if r["role"] == "control"]
+        errors = [r for r in mine if r.get("harness_error")]
+        d = [r for r in mine if r["role"] == "defect" and not r.get("harness_error")]
+        c = [r for r in mine if r["role"] == "control" and not r.get("harness_error")]
         fired_d = sorted({v for r in d for v in _fired(r)})
         fired_c = sorted({v for r in c for v in _fired(r)})
         expect = case.get("expect_verdicts") or case.get("expect_detectors") or ["any"]
@@ -308,17 +332,20 @@ def _summary(cases: list[dict[str, Any]], seeds: list[int], results: list[dict[s
             "control_verdicts": fired_c,
             "wall_s": round(sum(r["wall_s"] for r in mine), 1),
             "runs": len(mine),
+            "harness_errors": [f"{r['role']} seed {r['seed']}" for r in errors],
             "note": case.get("note", ""),
         })
     per_seed = {}
     for seed in seeds:
         ran = [row for row in rows if any(r["case"] == row["case"] and r["seed"] == seed
-                                          and r["role"] == "defect" for r in results)]
+                                          and r["role"] == "defect"
+                                          and not r.get("harness_error") for r in results)]
         found = [row for row in ran if seed in row["defect_found_seeds"]]
         per_seed[str(seed)] = {"cases": len(ran), "found": len(found),
                                "rate": round(len(found) / len(ran), 3) if ran else None}
     false_alarms = sum(len(row["control_false_alarm_seeds"]) for row in rows)
-    control_runs = sum(1 for r in results if r["role"] == "control")
+    control_runs = sum(1 for r in results if r["role"] == "control"
+                       and not r.get("harness_error"))
     return rows, per_seed, false_alarms, control_runs
 
 
@@ -402,7 +429,8 @@ def render(doc: dict[str, Any]) -> str:
     lines += ["", f"False alarms on controls: {doc['false_alarms']} of {doc['control_runs']} "
               "control runs.", "",
               f"Target (>= 90% per seed, 0 false alarms) met: {doc['detection_target_met']}.", ""]
-    misses = [r for r in doc["runs"] if (r["role"] == "defect") != r["found"]]
+    misses = [r for r in doc["runs"]
+              if (r["role"] == "defect") != r["found"] and not r.get("harness_error")]
     if misses:
         lines += ["## Misses and false alarms", ""]
         for r in misses:
@@ -413,6 +441,14 @@ def render(doc: dict[str, Any]) -> str:
                          f"verdicts {detail}; host during the run: load1 "
                          f"{host.get('load1_before')} -> {host.get('load1_after')}, CPUs busy "
                          f"{host.get('cpu_busy_share')} of {host.get('cpus')}")
+        lines.append("")
+    errors = [r for r in doc["runs"] if r.get("harness_error")]
+    if errors:
+        lines += ["## Harness errors (not verdicts; not counted)", ""]
+        for r in errors:
+            last = r["tail"].strip().splitlines()[-1] if r["tail"].strip() else ""
+            lines.append(f"- {r['case']} {r['workload']} seed {r['seed']}: preflight crashed "
+                         f"{HARNESS_RETRY} times: `{last[:160]}`")
         lines.append("")
     notes = [r for r in doc["cases"] if r["note"]]
     if notes:
@@ -445,6 +481,14 @@ def main(argv: list[str] | None = None) -> int:
         return setup(args.venvs or None)
     if args.cmd == "table":
         doc = json.loads((REPORTS / f"{NAME}.json").read_text())
+        for run in doc["runs"]:  # soak findings re-read with this version's parser
+            report = REPORTS / NAME / run["case"] / run["workload"] / f"seed{run['seed']}"
+            if "fired" in run["findings"] and (report / "report").is_dir():
+                run["findings"] = _soak_findings(report / "report")
+        cases = [c for c in load_cases(None) if c["name"] in {r["case"] for r in doc["runs"]}]
+        rows, _, _, _ = _summary(cases, doc["seeds"], doc["runs"])
+        doc["cases"] = rows
+        (REPORTS / f"{NAME}.json").write_text(json.dumps(doc, indent=1))
         (REPORTS / f"{NAME}.md").write_text(render(doc))
         return 0
     if not PREFLIGHT.exists():
