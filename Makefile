@@ -95,10 +95,12 @@ corpus: $(STAMP)
 	$(BIN)/python corpus/run.py setup
 	$(BIN)/python corpus/run.py run --seeds $${SEEDS:-0,1,2} $${CORPUS_ARGS:-}
 
-# CI's subset of the corpus: two cases that need only the torch venv (torch 2.13.0 from the
-# local wheel, numpy and psutil from PyPI), seed 0 -> reports/corpus-ci.{json,md}; fails
-# when a defect is missed or a control alarms. About 4 minutes with the venv build.
-CORPUS_CI_CASES ?= pytorch_save_inplace,pytorch_fd_sharing
+# CI's subset of the corpus: two cases from two projects whose verdicts are not wall-clock
+# ones (completed, exact), each needing one venv: pytorch_save_inplace (torch 2.13.0 from the
+# local wheel, numpy and psutil from PyPI) and lightning_resume_rng (lightning 2.6.6 from
+# PyPI). Seed 0 -> reports/corpus-ci.{json,md}; fails when a defect is missed or a control
+# alarms. About 4 minutes with both venvs built (corpus/README.md).
+CORPUS_CI_CASES ?= pytorch_save_inplace,lightning_resume_rng
 corpus-ci: $(STAMP)
-	$(BIN)/python corpus/run.py setup torch
+	$(BIN)/python corpus/run.py setup torch lightning-2.6.6
 	$(BIN)/python corpus/run.py run --cases $(CORPUS_CI_CASES) --seeds 0 --name corpus-ci
