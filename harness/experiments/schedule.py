@@ -63,9 +63,10 @@ class Progress:
     """Live progress: the current experiments, done/total and an ETA, printed as each one
     starts and ends and at least every HEARTBEAT_S (plain lines: CI logs are not TTYs)."""
 
-    def __init__(self, total: int, out: TextIO | None, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
+    def __init__(self, total: int, out: TextIO | None, clock: Callable[[], float] = time.monotonic,
+                 prior_s: float | None = None) -> None:
         self.total, self.out, self.clock = total, out, clock
+        self.prior_s = prior_s  # what the previous gate took, for an ETA before any result
         self.done, self.started = 0, clock()
         self.running: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -73,9 +74,12 @@ class Progress:
         self._thread: threading.Thread | None = None
 
     def eta_s(self) -> float | None:
-        """Mean time per finished experiment times those left (pure over the state)."""
+        """Mean time per finished experiment times those left; before the first result, the
+        previous gate's time less what has passed (pure over the state)."""
         if not self.done:
-            return None
+            if self.prior_s is None:
+                return None
+            return max(0.0, self.prior_s - (self.clock() - self.started))
         return (self.clock() - self.started) / self.done * (self.total - self.done)
 
     def line(self) -> str:
@@ -174,6 +178,19 @@ def longest_first(items: Sequence[tuple[int, Planned]], seen_s: Mapping[str, flo
     return sorted(items, key=cost, reverse=True)
 
 
+def expected_wall_s(side: Sequence[Planned], alone: Sequence[Planned],
+                    seen_s: Mapping[str, float], workers: int) -> float | None:
+    """The previous gate's durations as a wall time for this plan (pure): the side-by-side
+    work shared among the workers, the wall-clock experiments one after another. None when
+    any experiment has no recorded duration."""
+    labels = [it.label for it in (*side, *alone) if it.not_applicable is None]
+    if not labels or any(label not in seen_s for label in labels):
+        return None
+    shared = sum(seen_s[it.label] for it in side if it.not_applicable is None)
+    return shared / max(1, workers) + sum(seen_s[it.label] for it in alone
+                                          if it.not_applicable is None)
+
+
 def run_planned(items: Sequence[Planned], *, tier: str, base_dir: Path,
                 bounds: Mapping[str, float], seed: int = 0, reruns: int = 0,
                 out: TextIO | None = None, workers: int | None = None,
@@ -187,7 +204,9 @@ def run_planned(items: Sequence[Planned], *, tier: str, base_dir: Path,
     side = longest_first([(i, it) for i, it in enumerate(items) if not it.experiment.timing],
                          seen_s or {})
     alone = [(i, it) for i, it in enumerate(items) if it.experiment.timing]
-    with Progress(len(items), out) as progress:
+    prior = expected_wall_s([it for _, it in side], [it for _, it in alone], seen_s or {},
+                            workers or hostload.cpu_count())
+    with Progress(len(items), out, prior_s=prior) as progress:
         with ThreadPoolExecutor(max_workers=workers or hostload.cpu_count()) as pool:
             futures = {i: pool.submit(_run_one, it, ctx_for(it), 0, progress) for i, it in side}
             results.update({i: f.result() for i, f in futures.items()})

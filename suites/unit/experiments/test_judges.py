@@ -190,3 +190,15 @@ def test_the_longest_experiments_start_first() -> None:
     assert [i for i, _ in longest_first(items, {})] == [2, 1, 0]
     seen = {"job::faults.kill": 90.0, "job::faults.crashpoints": 20.0}
     assert [i for i, _ in longest_first(items, seen)] == [1, 2, 0]
+
+
+def test_the_eta_before_any_result_comes_from_the_previous_gate() -> None:
+    from harness.experiments.schedule import Progress
+
+    now = [100.0]
+    progress = Progress(4, None, clock=lambda: now[0], prior_s=300.0)
+    now[0] = 160.0
+    assert progress.eta_s() == 240.0
+    progress.end("a", "passed")
+    assert progress.eta_s() == 180.0  # 60 s for one of four: 3 x 60 left
+    assert Progress(4, None, clock=lambda: 0.0).eta_s() is None
