@@ -24,6 +24,8 @@ from durable.errors import BadInputError
 from durable.jsonio import read_json
 from harness.analysis import leak_verdict, stall_from_series, throughput_from_series
 from harness.analysis.settings import settings_for
+from harness.experiments import hostshare
+from harness.experiments.base import disturbed, job_cpu_s
 from harness.workload import Run, load_spec
 
 SLICE_S = 1.0
@@ -141,6 +143,7 @@ def _run_iteration(spec: Any, state: SoakState, state_dir: Path, params: dict, i
     workdir.mkdir(parents=True)
     start_s = state.elapsed_s
     seen = 0
+    before = hostshare.read_stat()
     with Run(spec, workdir, params, sample_interval_s=interval_s,
              log_dir=state_dir / "logs").start() as run:
         slice_start = time.monotonic()
@@ -160,9 +163,12 @@ def _run_iteration(spec: Any, state: SoakState, state_dir: Path, params: dict, i
         progress = run.progress()
     units = progress[0] if progress else 0
     state.units_before += units
+    # What the machine did meanwhile: a wall-clock alarm raised under it is inconclusive.
+    neighbours = hostshare.neighbour_share(before, hostshare.read_stat(), job_cpu_s(run))
     state.iterations.append(
         {"returncode": code, "units": units, "duration_s": run.duration_s,
-         "finished": run.returncode is not None and state.elapsed_s < state.duration_s}
+         "finished": run.returncode is not None and state.elapsed_s < state.duration_s,
+         "steal": run.host_steal_fraction, "neighbours": neighbours}
     )
     atomic_write(state_dir / STATE_NAME, state.to_json())
 
@@ -211,7 +217,16 @@ def evaluate(series: list[dict[str, Any]], state: SoakState) -> dict[str, Any]:
     stall = stall_from_series(t_s, units, settings.stall, observed_s=state.elapsed_s).to_json()
     crashed = [it for it in state.iterations if it["finished"] and it["returncode"] != 0]
     leak_ok = all(v["ok"] for v in leaks)
-    within_ok = all(v["ok"] for v in within)
+    taken = _disturbed_iterations(state)
+    for verdict in within:  # a run's own slowdown while the machine was taken: unknown
+        if not verdict["ok"] and verdict["iteration"] in taken:
+            verdict["inconclusive"] = True
+    within_ok = all(v["ok"] or v.get("inconclusive") for v in within)
+    for verdict in (throughput, stall):
+        if not verdict["ok"] and taken:
+            verdict["inconclusive"] = True
+    timing_ok = all(v["ok"] or v.get("inconclusive") for v in (throughput, stall))
+    inconclusive = [v for v in (*within, throughput, stall) if v.get("inconclusive")]
     return {
         "leak": leaks,
         "leak_ok": leak_ok,
@@ -220,8 +235,18 @@ def evaluate(series: list[dict[str, Any]], state: SoakState) -> dict[str, Any]:
         "throughput_within_ok": within_ok,
         "stall": stall,
         "crashed_iterations": len(crashed),
-        "ok": leak_ok and within_ok and throughput["ok"] and stall["ok"] and not crashed,
+        "inconclusive": len(inconclusive),
+        "host": [{"steal": it.get("steal"), "neighbours": it.get("neighbours")}
+                 for it in state.iterations],
+        "ok": leak_ok and within_ok and timing_ok and not crashed,
     }
+
+
+def _disturbed_iterations(state: SoakState) -> set[int]:
+    """The runs during which the host stole the CPU or other processes used more than half
+    of the machine (harness.experiments.base.disturbed), by iteration number (pure)."""
+    return {number for number, it in enumerate(state.iterations)
+            if disturbed(it.get("steal"), None, it.get("neighbours"))}
 
 
 def _failing(verdicts: list[dict[str, Any]]) -> str:
@@ -341,6 +366,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = args.report / time.strftime("soak-%Y%m%dT%H%M%S")
     report_path = write_outputs(run_dir, state, series, verdicts)
     _record_history(args.report, state, verdicts, report_path)
+    if verdicts.get("inconclusive"):
+        print(f"soak {args.workload}: {verdicts['inconclusive']} wall-clock verdict(s) "
+              "inconclusive: the machine was taken while they were measured (host per run: "
+              f"{verdicts['host']})")
     print(f"soak {args.workload}: {'PASS' if verdicts['ok'] else 'FAIL'} after "
           f"{len(state.iterations)} iteration(s), {state.elapsed_s:.1f} s; report {report_path}")
     return 0 if verdicts["ok"] else 1

@@ -201,3 +201,23 @@ def test_slowing_soak_fails_on_throughput_within_runs(tmp_path):
     code, summary, host = _soak(tmp_path, "slowing", "6s", interval_s=0.02)
     assert code == 1 and not summary["verdicts"]["throughput_within_ok"], (
         summary["verdicts"], str(host))
+
+
+def test_a_slowdown_inside_a_run_on_a_taken_machine_is_inconclusive_not_a_failure() -> None:
+    from harness.soak import _disturbed_iterations
+
+    state = _state(_series(3, 240, 0.0, 0.0))
+    state.iterations = [{"steal": 0.01, "neighbours": 0.9}, {"steal": 0.6, "neighbours": 0.0},
+                        {"steal": 0.0, "neighbours": 0.1}]
+    assert _disturbed_iterations(state) == {0, 1}
+
+
+def test_the_same_slowdown_fails_on_a_quiet_machine_and_is_inconclusive_on_a_taken_one() -> None:
+    series = _series(3, 240, 0.0, 3.0)  # each run ends 4x slower than it starts
+    quiet = _state(series)
+    assert not evaluate(series, quiet)["ok"]
+    taken = _state(series)
+    taken.iterations = [dict(it, steal=0.0, neighbours=0.8) for it in taken.iterations]
+    verdicts = evaluate(series, taken)
+    assert verdicts["ok"] and verdicts["inconclusive"] >= 3
+    assert all(v.get("inconclusive") for v in verdicts["throughput_within"] if not v["ok"])
