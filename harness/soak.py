@@ -25,7 +25,7 @@ from durable.jsonio import read_json
 from harness.analysis import leak_verdict, stall_from_series, throughput_from_series
 from harness.analysis.settings import settings_for
 from harness.experiments import hostshare
-from harness.experiments.base import disturbed, job_cpu_s
+from harness.experiments.base import disturbed, job_cpu_s, within_host_noise
 from harness.workload import Run, load_spec
 
 SLICE_S = 1.0
@@ -219,11 +219,12 @@ def evaluate(series: list[dict[str, Any]], state: SoakState) -> dict[str, Any]:
     leak_ok = all(v["ok"] for v in leaks)
     taken = _disturbed_iterations(state)
     for verdict in within:  # a run's own slowdown while the machine was taken: unknown
-        if not verdict["ok"] and verdict["iteration"] in taken:
+        if (not verdict["ok"] and verdict["iteration"] in taken
+                and within_host_noise(verdict)):
             verdict["inconclusive"] = True
     within_ok = all(v["ok"] or v.get("inconclusive") for v in within)
     for verdict in (throughput, stall):
-        if not verdict["ok"] and taken:
+        if not verdict["ok"] and taken and within_host_noise(verdict):
             verdict["inconclusive"] = True
     timing_ok = all(v["ok"] or v.get("inconclusive") for v in (throughput, stall))
     inconclusive = [v for v in (*within, throughput, stall) if v.get("inconclusive")]

@@ -105,6 +105,25 @@ def disturbed(steal: float | None, frozen: float | None,
             or (neighbours or 0.0) > NEIGHBOURS_DISTURBED_SHARE)
 
 
+# A wall-clock alarm is excused by a taken machine only when it is within this factor of its
+# limit: a throughput ratio of at least half the limit, a stall of at most twice it. A
+# tenfold slowdown or a stall four times the limit is the job's, whatever the machine did.
+EXCUSE_FACTOR = 2.0
+
+
+def within_host_noise(verdict: Any) -> bool:
+    """Whether a failed throughput or stall verdict is small enough that a taken machine
+    could explain it (pure; a detector verdict or its JSON)."""
+    fields = verdict.to_json() if hasattr(verdict, "to_json") else dict(verdict)
+    if fields.get("kind") == "throughput":
+        floor = (1.0 - float(fields.get("degradation_max", 0.2))) / EXCUSE_FACTOR
+        return float(fields.get("ratio_last_first", 0.0)) >= floor
+    if fields.get("kind") == "stall":
+        return float(fields.get("longest_stall_s", 0.0)) <= EXCUSE_FACTOR * float(
+            fields.get("stall_s", 0.0))
+    return False
+
+
 def timing_status(failed: bool, steal: float | None, frozen: float | None,
                   neighbours: float | None = None) -> str:
     """A timing verdict: a failure on a disturbed machine is inconclusive (pure)."""

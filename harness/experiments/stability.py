@@ -25,6 +25,7 @@ from harness.experiments.base import (
     job_cpu_s,
     save_evidence,
     tail,
+    within_host_noise,
 )
 from harness.spec import SpecError, WorkloadSpec
 
@@ -82,7 +83,8 @@ def judge_stability(obs: StabilityObservation) -> Finding:
     found = _measurements(obs.verdicts)
     hard = {k: v for k, v in failing.items() if k not in TIMING}
     timing = {k: v for k, v in failing.items() if k in TIMING}
-    if hard or (timing and not disturbed(obs.steal, obs.frozen, obs.neighbours)):
+    excused = all(within_host_noise(v) for v in timing.values())
+    if hard or (timing and not (excused and disturbed(obs.steal, obs.frozen, obs.neighbours))):
         reasons = "; ".join(f"{k}: {v.reason}" for k, v in {**hard, **timing}.items())
         return Finding("stability", FAIL, found, reasons, host)
     if timing:

@@ -66,9 +66,12 @@ def test_items_accounting_counts_lost_and_duplicated() -> None:
     assert lossy.status == FAIL and "2 item(s) lost and 1 committed twice" in lossy.reason
 
 
-def verdict(ok: bool, conclusive: bool = True, **extra) -> SimpleNamespace:
-    return SimpleNamespace(ok=ok, conclusive=conclusive, reason="" if ok else "planted",
-                           per_unit=0.0, ratio_last_first=1.0, longest_stall_s=0.1, **extra)
+def verdict(ok: bool, conclusive: bool = True, ratio: float = 0.7, **extra) -> SimpleNamespace:
+    """A detector verdict as the judges read it; failing ones are near misses by default."""
+    fields = dict(ok=ok, conclusive=conclusive, reason="" if ok else "planted", per_unit=0.0,
+                  ratio_last_first=ratio, longest_stall_s=0.1, stall_s=1.0,
+                  degradation_max=0.2, kind="throughput", **extra)
+    return SimpleNamespace(**fields, to_json=lambda: fields)
 
 
 def stability(steal: float | None, **bad) -> StabilityObservation:
@@ -155,6 +158,13 @@ def test_policy_options_are_validated() -> None:
                   {"suites": "suites/x"}):
         with pytest.raises(BadInputError):
             policy_from_table(table, "<test>")
+
+
+def test_a_tenfold_slowdown_is_never_excused_by_the_host() -> None:
+    verdicts = {k: verdict(k != "throughput", ratio=0.1) for k in ("memory", "open_files",
+                                                                   "throughput", "stall")}
+    found = judge_stability(StabilityObservation(0, verdicts, 0.7, None, 1, ""))
+    assert found.status == FAIL
 
 
 def test_neighbours_share_is_busy_time_less_the_jobs_own() -> None:
