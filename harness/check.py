@@ -172,7 +172,7 @@ class Battery:
 
     def close(self) -> None:
         if not self.opts.keep:
-            shutil.rmtree(self.root, ignore_errors=True)
+            remove_tree(self.root)
 
     def start(self) -> Reference:
         """Prepare shared inputs, then the uninterrupted reference run (once)."""
@@ -279,6 +279,16 @@ def run_check(opts: CheckOptions) -> CheckResult:
             _finish(opts, battery.report(rows, (stopped,)), out_dir)
             raise
         return _finish(opts, battery.report(rows), out_dir)
+
+
+def remove_tree(root: Path, tries: int = 50, pause_s: float = 0.1) -> None:
+    """rmtree until ``root`` is gone (bounded): a job killed by an interrupted experiment
+    may still be writing a file or two into it while its group dies."""
+    for _ in range(tries):
+        shutil.rmtree(root, ignore_errors=True)
+        if not root.exists():
+            return
+        time.sleep(pause_s)
 
 
 def _out_dir(opts: CheckOptions) -> Path:
