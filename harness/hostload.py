@@ -30,6 +30,7 @@ from pathlib import Path
 
 PROC_STAT = Path("/proc/stat")
 READ_BYTES_MAX = 4096  # the aggregate "cpu" line comes first
+IDLE_FIELD, IOWAIT_FIELD = 3, 4
 STEAL_FIELD = 7  # user nice system idle iowait irq softirq steal guest guest_nice
 # Above this share of the machine's CPU time taken by the host, a run's clock says more about
 # the host than the job. Quiet hours here show 0-6%; the bursts that broke runs, 60-97%.
@@ -57,7 +58,17 @@ class CpuTimes:
     total: int  # jiffies, all CPUs, every state except guest time (counted in user)
 
 
-def parse_cpu_line(text: str) -> CpuTimes | None:
+@dataclass(frozen=True)
+class Jiffies:
+    """The aggregate line's states that tell who had the machine (all CPUs, jiffies)."""
+
+    total: int  # every state up to steal
+    idle: int
+    iowait: int
+    steal: int
+
+
+def parse_jiffies(text: str) -> Jiffies | None:
     """The aggregate CPU times from /proc/stat's text (pure); None without a steal column."""
     for line in text.splitlines():
         fields = line.split()
@@ -69,17 +80,29 @@ def parse_cpu_line(text: str) -> CpuTimes | None:
             return None
         if len(values) <= STEAL_FIELD:
             return None
-        return CpuTimes(steal=values[STEAL_FIELD], total=sum(values[: STEAL_FIELD + 1]))
+        return Jiffies(sum(values[: STEAL_FIELD + 1]), values[IDLE_FIELD],
+                       values[IOWAIT_FIELD], values[STEAL_FIELD])
     return None
 
 
-def read_cpu_times(path: Path = PROC_STAT) -> CpuTimes | None:
+def parse_cpu_line(text: str) -> CpuTimes | None:
+    """The steal and total of /proc/stat's text (pure); None without a steal column."""
+    found = parse_jiffies(text)
+    return None if found is None else CpuTimes(steal=found.steal, total=found.total)
+
+
+def read_jiffies(path: Path = PROC_STAT) -> Jiffies | None:
     try:
         with open(path, "rb") as handle:
             text = handle.read(READ_BYTES_MAX).decode("ascii", errors="replace")
     except OSError:
         return None
-    return parse_cpu_line(text)
+    return parse_jiffies(text)
+
+
+def read_cpu_times(path: Path = PROC_STAT) -> CpuTimes | None:
+    found = read_jiffies(path)
+    return None if found is None else CpuTimes(steal=found.steal, total=found.total)
 
 
 def steal_fraction(before: CpuTimes | None, after: CpuTimes | None) -> float | None:

@@ -143,7 +143,7 @@ def _run_iteration(spec: Any, state: SoakState, state_dir: Path, params: dict, i
     workdir.mkdir(parents=True)
     start_s = state.elapsed_s
     seen = 0
-    before = hostshare.read_stat()
+    before = hostshare.read_jiffies()
     with Run(spec, workdir, params, sample_interval_s=interval_s,
              log_dir=state_dir / "logs").start() as run:
         slice_start = time.monotonic()
@@ -164,7 +164,7 @@ def _run_iteration(spec: Any, state: SoakState, state_dir: Path, params: dict, i
     units = progress[0] if progress else 0
     state.units_before += units
     # What the machine did meanwhile: a wall-clock alarm raised under it is inconclusive.
-    neighbours = hostshare.neighbour_share(before, hostshare.read_stat(), job_cpu_s(run))
+    neighbours = hostshare.neighbour_share(before, hostshare.read_jiffies(), job_cpu_s(run))
     state.iterations.append(
         {"returncode": code, "units": units, "duration_s": run.duration_s,
          "finished": run.returncode is not None and state.elapsed_s < state.duration_s,

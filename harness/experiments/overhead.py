@@ -78,10 +78,10 @@ class Overhead:
             if rep >= REPS_MIN and sum(walls["single"]) >= SIDE_S:
                 break
             for label, params in (("sharded", sharded), ("single", single)):
-                before = hostshare.read_stat()
+                before = hostshare.read_jiffies()
                 with hostload.FreezeMeter() as meter:
                     run = handle.run(params)
-                others = hostshare.neighbour_share(before, hostshare.read_stat(), job_cpu_s(run))
+                others = hostshare.neighbour_share(before, hostshare.read_jiffies(), job_cpu_s(run))
                 neighbours = max(neighbours, others or 0.0)
                 if run.returncode != 0:
                     return judge_overhead(OverheadObservation(

@@ -129,10 +129,10 @@ class Stability:
         handle = ctx.handle(f"{self.name}{number}", ctx.spec.readiness.stability_sample_s)
         params, total, production = self._params(ctx, handle)
         tier = ctx.tier
-        before = hostshare.read_stat()
+        before = hostshare.read_jiffies()
         with hostload.FreezeMeter() as meter:
             run = handle.run(params)
-        neighbours = hostshare.neighbour_share(before, hostshare.read_stat(), job_cpu_s(run))
+        neighbours = hostshare.neighbour_share(before, hostshare.read_jiffies(), job_cpu_s(run))
         speed = throughput_verdict(run.samples, tier=tier)
         ratio_min = ctx.bounds.get("min_throughput_ratio")
         if speed.conclusive and ratio_min is not None:

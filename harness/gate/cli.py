@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -35,13 +34,12 @@ from harness.gate.history import History
 from harness.gate.identity import code_hash, preflight_config_hash
 from harness.gate.policy import Policy, load_policy
 from harness.gate.readiness import bad_inputs_rows, write_readiness
-from harness.gate.report import point_latest
+from harness.gate.report import git_commit, point_latest
 from harness.gate.suites import run_suites
 from harness.gate.verdict import Verdict, validate_ready_for_production
 from harness.spec import PYPROJECT_FILE, WORKLOADS_FILE, SpecError, WorkloadSpec, load_specs
 
 EXIT_READY, EXIT_NOT_READY, EXIT_BAD_INPUT = 0, 1, 2
-GIT_TIMEOUT_S = 10.0
 REPORT_BYTES_MAX = 64 << 20
 
 
@@ -120,15 +118,6 @@ def previous_durations(reports: Path, scale: str) -> dict[str, float]:
     return {str(t["nodeid"]): float(t["wall_s"]) for t in doc.get("tests", [])
             if isinstance(t, dict) and isinstance(t.get("wall_s"), int | float)
             and "nodeid" in t}
-
-
-def git_commit(directory: Path) -> str | None:
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True,
-                              text=True, timeout=GIT_TIMEOUT_S, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def workload_summary(specs: list[WorkloadSpec], tests: list[dict[str, Any]], tier: str

@@ -168,9 +168,10 @@ def test_a_tenfold_slowdown_is_never_excused_by_the_host() -> None:
 
 
 def test_neighbours_share_is_busy_time_less_the_jobs_own() -> None:
-    from harness.experiments.hostshare import Jiffies, neighbour_share, parse_stat
+    from harness.experiments.hostshare import Jiffies, neighbour_share
+    from harness.hostload import parse_jiffies
 
-    before = parse_stat("cpu  100 0 100 700 50 0 0 50 0 0\ncpu0 1 2 3 4 5 6 7 8\n")
+    before = parse_jiffies("cpu  100 0 100 700 50 0 0 50 0 0\ncpu0 1 2 3 4 5 6 7 8\n")
     assert before == Jiffies(1000, 700, 50, 50)
     after = Jiffies(2000, 1100, 100, 100)  # 1000 jiffies: 400 idle, 50 iowait, 50 steal
     assert neighbour_share(before, after, job_cpu_s=1.0, ticks_per_s=100) == 0.4
