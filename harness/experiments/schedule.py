@@ -59,28 +59,58 @@ def plan(specs: Sequence[WorkloadSpec], only: Sequence[str] = ()) -> list[Planne
     return out
 
 
+@dataclass(frozen=True)
+class Costs:
+    """What each applicable experiment is expected to take, by label: seconds a previous gate
+    recorded (``in_seconds``), else DEFAULT_COST's relative units, which the finished
+    experiments convert to seconds. ``alone``: the wall-clock ones, run one at a time."""
+
+    by_label: Mapping[str, float]
+    alone: frozenset[str] = frozenset()
+    in_seconds: bool = False
+    workers: int = 1
+
+
+def eta_s(costs: Costs, finished: Mapping[str, float], running: Mapping[str, float]
+          ) -> float | None:
+    """Seconds left (pure): what is left of each unfinished experiment's cost, scaled by how
+    the finished ones compared with theirs (a machine 3x slower than the previous gate's
+    stays 3x slower), the side-by-side share spread over the workers, then the lone ones.
+    None while nothing converts the units to seconds. A mean per finished experiment
+    misleads here: the longest run first, so after one the mean is the longest."""
+    done_cost = sum(costs.by_label.get(label, 0.0) for label in finished)
+    if finished and done_cost > 0:
+        scale = sum(finished.values()) / done_cost
+    elif costs.in_seconds:
+        scale = 1.0
+    else:
+        return None
+    left = {label: max(0.0, cost * scale - running.get(label, 0.0))
+            for label, cost in costs.by_label.items() if label not in finished}
+    side = [s for label, s in left.items() if label not in costs.alone]
+    alone = sum(s for label, s in left.items() if label in costs.alone)
+    return max(max(side, default=0.0), sum(side) / max(1, costs.workers)) + alone
+
+
 class Progress:
     """Live progress: the current experiments, done/total and an ETA, printed as each one
     starts and ends and at least every HEARTBEAT_S (plain lines: CI logs are not TTYs)."""
 
     def __init__(self, total: int, out: TextIO | None, clock: Callable[[], float] = time.monotonic,
-                 prior_s: float | None = None) -> None:
+                 costs: Costs | None = None) -> None:
         self.total, self.out, self.clock = total, out, clock
-        self.prior_s = prior_s  # what the previous gate took, for an ETA before any result
-        self.done, self.started = 0, clock()
+        self.costs = costs or Costs({})
+        self.done = 0
         self.running: dict[str, float] = {}
+        self.finished: dict[str, float] = {}  # label -> wall seconds, of those that ran
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def eta_s(self) -> float | None:
-        """Mean time per finished experiment times those left; before the first result, the
-        previous gate's time less what has passed (pure over the state)."""
-        if not self.done:
-            if self.prior_s is None:
-                return None
-            return max(0.0, self.prior_s - (self.clock() - self.started))
-        return (self.clock() - self.started) / self.done * (self.total - self.done)
+        now = self.clock()
+        return eta_s(self.costs, self.finished,
+                     {label: now - t for label, t in self.running.items()})
 
     def line(self) -> str:
         eta = self.eta_s()
@@ -100,7 +130,9 @@ class Progress:
 
     def end(self, label: str, status: str) -> None:
         with self._lock:
-            self.running.pop(label, None)
+            began = self.running.pop(label, None)
+            if began is not None:
+                self.finished[label] = self.clock() - began
             self.done += 1
             self.say(f"{label}: {status}. {self.line()}")
 
@@ -178,17 +210,15 @@ def longest_first(items: Sequence[tuple[int, Planned]], seen_s: Mapping[str, flo
     return sorted(items, key=cost, reverse=True)
 
 
-def expected_wall_s(side: Sequence[Planned], alone: Sequence[Planned],
-                    seen_s: Mapping[str, float], workers: int) -> float | None:
-    """The previous gate's durations as a wall time for this plan (pure): the side-by-side
-    work shared among the workers, the wall-clock experiments one after another. None when
-    any experiment has no recorded duration."""
-    labels = [it.label for it in (*side, *alone) if it.not_applicable is None]
-    if not labels or any(label not in seen_s for label in labels):
-        return None
-    shared = sum(seen_s[it.label] for it in side if it.not_applicable is None)
-    return shared / max(1, workers) + sum(seen_s[it.label] for it in alone
-                                          if it.not_applicable is None)
+def costs_for(side: Sequence[Planned], alone: Sequence[Planned],
+              seen_s: Mapping[str, float], workers: int) -> Costs:
+    """The expected cost of each applicable experiment (pure): the previous gate's seconds
+    when it recorded every one, else DEFAULT_COST's units by name."""
+    items = [it for it in (*side, *alone) if it.not_applicable is None]
+    in_seconds = bool(items) and all(it.label in seen_s for it in items)
+    by_label = {it.label: seen_s[it.label] if in_seconds
+                else DEFAULT_COST.get(it.experiment.name, 1.0) for it in items}
+    return Costs(by_label, frozenset(it.label for it in alone), in_seconds, max(1, workers))
 
 
 def run_planned(items: Sequence[Planned], *, tier: str, base_dir: Path,
@@ -204,9 +234,9 @@ def run_planned(items: Sequence[Planned], *, tier: str, base_dir: Path,
     side = longest_first([(i, it) for i, it in enumerate(items) if not it.experiment.timing],
                          seen_s or {})
     alone = [(i, it) for i, it in enumerate(items) if it.experiment.timing]
-    prior = expected_wall_s([it for _, it in side], [it for _, it in alone], seen_s or {},
-                            workers or hostload.cpu_count())
-    with Progress(len(items), out, prior_s=prior) as progress:
+    costs = costs_for([it for _, it in side], [it for _, it in alone], seen_s or {},
+                      workers or hostload.cpu_count())
+    with Progress(len(items), out, costs=costs) as progress:
         with ThreadPoolExecutor(max_workers=workers or hostload.cpu_count()) as pool:
             futures = {i: pool.submit(_run_one, it, ctx_for(it), 0, progress) for i, it in side}
             results.update({i: f.result() for i, f in futures.items()})

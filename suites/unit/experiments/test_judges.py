@@ -204,12 +204,43 @@ def test_the_longest_experiments_start_first() -> None:
 
 
 def test_the_eta_before_any_result_comes_from_the_previous_gate() -> None:
-    from harness.experiments.schedule import Progress
+    from harness.experiments.schedule import Costs, Progress
 
     now = [100.0]
-    progress = Progress(4, None, clock=lambda: now[0], prior_s=300.0)
+    costs = Costs({"a": 120.0, "b": 60.0, "c": 30.0}, frozenset({"c"}), True, workers=2)
+    progress = Progress(3, None, clock=lambda: now[0], costs=costs)
+    progress.begin("a")
+    progress.begin("b")
     now[0] = 160.0
-    assert progress.eta_s() == 240.0
-    progress.end("a", "passed")
-    assert progress.eta_s() == 180.0  # 60 s for one of four: 3 x 60 left
+    # a has 60 s left, b none; side by side that is the longest (60), then c alone (30).
+    assert progress.eta_s() == 90.0
     assert Progress(4, None, clock=lambda: 0.0).eta_s() is None
+
+
+def test_the_eta_scales_what_is_left_by_how_slow_the_finished_ran() -> None:
+    from harness.experiments.schedule import Costs, eta_s
+
+    # The longest ran first and took 3x its previous time: the rest will too. A mean per
+    # finished experiment would say 23 x 450 s; what is left is 3 x (10 x 20) / 2.
+    by_label = {"long": 150.0, **{f"s{i}": 20.0 for i in range(10)}}
+    costs = Costs(by_label, frozenset(), True, workers=2)
+    assert eta_s(costs, {"long": 450.0}, {}) == 300.0
+    # In relative units nothing says seconds until one finishes.
+    units = Costs({"x": 10.0, "y": 1.0, "z": 1.0}, frozenset({"z"}), False, workers=2)
+    assert eta_s(units, {}, {"x": 5.0}) is None
+    assert eta_s(units, {"x": 50.0}, {"y": 2.0}) == 3.0 + 5.0  # 5 s per unit
+
+
+def test_costs_are_seconds_only_when_the_previous_gate_timed_every_experiment() -> None:
+    from harness.experiments.faults import FaultBattery
+    from harness.experiments.lifecycle import Completion
+    from harness.experiments.schedule import Planned, costs_for
+
+    spec = SimpleNamespace(name="job")
+    side = [Planned(spec, FaultBattery("kill"), None),  # type: ignore[arg-type]
+            Planned(spec, Completion(), "no total")]  # type: ignore[arg-type]
+    alone: list[Planned] = []
+    timed = costs_for(side, alone, {"job::faults.kill": 42.0}, workers=2)
+    assert timed.in_seconds and timed.by_label == {"job::faults.kill": 42.0}
+    untimed = costs_for(side, alone, {}, workers=2)
+    assert not untimed.in_seconds and untimed.by_label == {"job::faults.kill": 4.0}
