@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= small
 PYTEST_ARGS ?=
 
-.PHONY: test test-long gate bench soak lint clean venv promtool corpus corpus-ci chromium
+.PHONY: test test-long gate bench soak lint clean venv promtool corpus corpus-ci chromium fuse3
 
 venv: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned to the local CPU wheel; installing it first keeps pip from pulling CUDA builds.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,onnx]'
+	$(BIN)/pip install -q -e '.[dev,onnx,fuse]'
 	touch $(STAMP)
 
 # Bytecode caching on: some machines set PYTHONDONTWRITEBYTECODE, and every xdist worker would
@@ -25,7 +25,7 @@ RUN := env -u PYTHONDONTWRITEBYTECODE
 # The fast small tier of every suite. Tests that drive many real jobs (marker `long`) run in
 # `make test-long`; full fault batteries (marker `battery`) in the gate. CI runs all three.
 # pytest exits 5 when a selection collects nothing; that is not a failure.
-test: $(STAMP) promtool chromium
+test: $(STAMP) promtool chromium fuse3
 	$(RUN) $(BIN)/python -m pytest -n auto -q -m "not battery and not long" $(PYTEST_ARGS); \
 	rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
@@ -66,6 +66,23 @@ chromium:
 	  || { apt-get update -q >/dev/null && $(APT_INSTALL) $(CHROMIUM_PKG) >/dev/null; } \
 	  || echo "*** WARNING: apt-get install $(CHROMIUM_PKG) failed; the report screenshot" \
 	    "skips (fails under CI=true)." >&2
+
+# The power-loss FUSE layer (harness/faults/lazyfs.py) needs libfuse 3 (Debian's `fuse3`) and
+# /dev/fuse; mfusepy, its binding, comes with the venv (extra `fuse`). Without apt or root this
+# warns and goes on; its tests then skip, naming why (a container without /dev/fuse skips too).
+FUSE_PKG := fuse3
+fuse3:
+	@ldconfig -p 2>/dev/null | grep -q libfuse3.so && exit 0; \
+	if ! command -v apt-get >/dev/null 2>&1 || [ "$$(id -u)" -ne 0 ]; then \
+	  echo "*** WARNING: libfuse 3 is missing and cannot be installed here (needs apt-get as" \
+	    "root): sudo apt-get install $(FUSE_PKG). The FUSE power-loss tests skip." >&2; \
+	  exit 0; \
+	fi; \
+	echo "installing libfuse 3: apt-get install $(FUSE_PKG)"; \
+	$(APT_INSTALL) $(FUSE_PKG) >/dev/null \
+	  || { apt-get update -q >/dev/null && $(APT_INSTALL) $(FUSE_PKG) >/dev/null; } \
+	  || echo "*** WARNING: apt-get install $(FUSE_PKG) failed; the FUSE power-loss tests" \
+	    "skip." >&2
 
 test-long: $(STAMP)
 	$(RUN) $(BIN)/python -m pytest -n auto -q -m "long and not battery" $(PYTEST_ARGS); \
