@@ -38,8 +38,6 @@ NAME = "corpus"  # reports/NAME.json, reports/NAME.md, reports/NAME/ (run --name
 PIP_TIMEOUT_S = 900
 CHECK_BOUND_S = 900  # one `preflight check` of one workload and seed
 SOAK_SLACK_S = 120  # a soak may overrun its duration by the time the last job takes to stop
-HARNESS_RETRY = 3  # preflight crashing (others edit it right now): retry after a pause
-HARNESS_RETRY_PAUSE_S = 30
 
 
 # ---------------------------------------------------------------------------------- setup
@@ -112,7 +110,7 @@ def load_cases(only: list[str] | None) -> list[dict[str, Any]]:
 
 def _harness_crashed(rc: int | None, out: str, report: Path) -> bool:
     """preflight itself failed (a traceback out of the harness, no report written): not a
-    verdict on the job. Others edit the harness in this checkout while the corpus runs."""
+    verdict on the job, and reported as a harness error, never retried away."""
     if rc in (0, None):
         return False
     wrote = any(report.rglob("check-*.json")) or any(report.rglob("soak-*.json"))
@@ -121,33 +119,24 @@ def _harness_crashed(rc: int | None, out: str, report: Path) -> bool:
 
 def _preflight(args: list[str], bound_s: float, log: Path,
                report: Path) -> tuple[int | None, float, str, bool]:
-    """Run preflight with a wall-clock bound; retry when preflight itself crashes (an import
-    or a NameError while someone edits it). The last item: it still crashed every time."""
+    """Run preflight once under a wall-clock bound: (rc, wall, output, harness crashed)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    for attempt in range(HARNESS_RETRY):
-        shutil.rmtree(report, ignore_errors=True)
-        start = time.monotonic()
-        try:
-            proc = subprocess.run([str(PREFLIGHT), *args], cwd=ROOT, capture_output=True,
-                                  text=True, timeout=bound_s, env=env, start_new_session=True)
-            rc: int | None = proc.returncode
-            out = proc.stdout + proc.stderr
-        except subprocess.TimeoutExpired as exc:
-            rc = None
-            out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) \
-                else (exc.stdout or "")
-            out += f"\n*** bound of {bound_s:.0f} s reached\n"
-        wall = time.monotonic() - start
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(out)
-        crashed = _harness_crashed(rc, out, report)
-        if not crashed or attempt == HARNESS_RETRY - 1:
-            return rc, wall, out, crashed
-        print(f"    preflight itself crashed (attempt {attempt + 1}): "
-              f"{out.strip().splitlines()[-1][:160]}; retry in {HARNESS_RETRY_PAUSE_S} s",
-              flush=True)
-        time.sleep(HARNESS_RETRY_PAUSE_S)
-    raise AssertionError("unreachable")
+    shutil.rmtree(report, ignore_errors=True)
+    start = time.monotonic()
+    try:
+        proc = subprocess.run([str(PREFLIGHT), *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=bound_s, env=env, start_new_session=True)
+        rc: int | None = proc.returncode
+        out = proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        rc = None
+        out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) \
+            else (exc.stdout or "")
+        out += f"\n*** bound of {bound_s:.0f} s reached\n"
+    wall = time.monotonic() - start
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(out)
+    return rc, wall, out, _harness_crashed(rc, out, report)
 
 
 def _check_findings(report: Path) -> dict[str, Any]:
@@ -447,8 +436,8 @@ def render(doc: dict[str, Any]) -> str:
         lines += ["## Harness errors (not verdicts; not counted)", ""]
         for r in errors:
             last = r["tail"].strip().splitlines()[-1] if r["tail"].strip() else ""
-            lines.append(f"- {r['case']} {r['workload']} seed {r['seed']}: preflight crashed "
-                         f"{HARNESS_RETRY} times: `{last[:160]}`")
+            lines.append(f"- {r['case']} {r['workload']} seed {r['seed']}: preflight crashed: "
+                         f"`{last[:160]}`")
         lines.append("")
     notes = [r for r in doc["cases"] if r["note"]]
     if notes:
