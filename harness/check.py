@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import checker, tiers
+from harness import checker, hostload, tiers
 from harness.check_options import validate
 from harness.faults import corrupt, registry
 from harness.faults.history import KINDS, History, Reference
@@ -120,7 +120,9 @@ def sigterm_mode(spec: WorkloadSpec, opts: CheckOptions) -> str:
 
 def _run_one(ctx: InjectContext, exp: Experiment, opts: CheckOptions, sigterm: str) -> Row:
     try:
-        history = registry.inject(ctx, exp)
+        with hostload.FreezeMeter() as meter:
+            history = registry.inject(ctx, exp)
+        history = replace(history, host_frozen=meter.fraction)
         verdicts = tuple(checker.check(history, ctx.reference, opts.restarts_max, sigterm=sigterm))
     except Exception as exc:  # noqa: BLE001 - any harness error becomes a failed verdict
         # The harness itself failed here: a failed verdict, never a silent pass.

@@ -79,15 +79,18 @@ def check(
 
 
 def _timing_only(history: History, verdicts: list[Verdict]) -> list[Verdict]:
-    """A liveness failure alone, under heavy host steal, describes the host: inconclusive."""
+    """A liveness failure alone, under heavy host steal or with the harness frozen, describes
+    the host: inconclusive."""
     failed = [v for v in verdicts if v.failed]
-    steal = history.host_steal
-    if [v.name for v in failed] != ["liveness"] or not hostload.disturbed(steal):
+    steal, frozen = history.host_steal, history.host_frozen
+    taken = max(steal or 0.0, frozen or 0.0)
+    if [v.name for v in failed] != ["liveness"] or not hostload.disturbed(taken):
         return verdicts
     if _left_behind(history):
         return verdicts  # escaped processes are the job's doing, whatever the host did
-    assert steal is not None
-    detail = f"inconclusive: {failed[0].detail}, under {steal:.0%} host CPU steal"
+    host = [f"{steal:.0%} host CPU steal"] if steal is not None else []
+    host += [f"the harness frozen {frozen:.0%} of the time"] if frozen is not None else []
+    detail = f"inconclusive: {failed[0].detail}, under {' and '.join(host)}"
     return [Verdict("liveness", SKIP, detail) if v.failed else v for v in verdicts]
 
 

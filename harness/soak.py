@@ -22,6 +22,7 @@ from xml.sax.saxutils import escape, quoteattr
 from durable.atomic import atomic_write
 from durable.errors import BadInputError
 from durable.jsonio import read_json
+from harness import hostload
 from harness.analysis import leak_verdict, stall_from_series, throughput_from_series
 from harness.analysis.settings import settings_for
 from harness.experiments import hostshare
@@ -144,8 +145,9 @@ def _run_iteration(spec: Any, state: SoakState, state_dir: Path, params: dict, i
     start_s = state.elapsed_s
     seen = 0
     before = hostshare.read_jiffies()
-    with Run(spec, workdir, params, sample_interval_s=interval_s,
-             log_dir=state_dir / "logs").start() as run:
+    # A frozen cgroup or a throttled container shows no steal in /proc/stat; the meter sees it.
+    with hostload.FreezeMeter() as meter, Run(spec, workdir, params, sample_interval_s=interval_s,
+                                             log_dir=state_dir / "logs").start() as run:
         slice_start = time.monotonic()
         while True:
             code = _wait_slice(run, SLICE_S)
@@ -168,7 +170,7 @@ def _run_iteration(spec: Any, state: SoakState, state_dir: Path, params: dict, i
     state.iterations.append(
         {"returncode": code, "units": units, "duration_s": run.duration_s,
          "finished": run.returncode is not None and state.elapsed_s < state.duration_s,
-         "steal": run.host_steal_fraction, "neighbours": neighbours}
+         "steal": run.host_steal_fraction, "frozen": meter.fraction, "neighbours": neighbours}
     )
     atomic_write(state_dir / STATE_NAME, state.to_json())
 
@@ -237,17 +239,18 @@ def evaluate(series: list[dict[str, Any]], state: SoakState) -> dict[str, Any]:
         "stall": stall,
         "crashed_iterations": len(crashed),
         "inconclusive": len(inconclusive),
-        "host": [{"steal": it.get("steal"), "neighbours": it.get("neighbours")}
-                 for it in state.iterations],
+        "host": [{"steal": it.get("steal"), "frozen": it.get("frozen"),
+                  "neighbours": it.get("neighbours")} for it in state.iterations],
         "ok": leak_ok and within_ok and timing_ok and not crashed,
     }
 
 
 def _disturbed_iterations(state: SoakState) -> set[int]:
-    """The runs during which the host stole the CPU or other processes used more than half
-    of the machine (harness.experiments.base.disturbed), by iteration number (pure)."""
+    """The runs during which the host stole the CPU, froze the harness, or other processes
+    used more than half of the machine (harness.experiments.base.disturbed), by iteration
+    number (pure)."""
     return {number for number, it in enumerate(state.iterations)
-            if disturbed(it.get("steal"), None, it.get("neighbours"))}
+            if disturbed(it.get("steal"), it.get("frozen"), it.get("neighbours"))}
 
 
 def _failing(verdicts: list[dict[str, Any]]) -> str:

@@ -89,6 +89,9 @@ class History:
     injected: bool | None = None
     injected_detail: str = ""
     control: Control | None = None  # corruption experiments: the kill-only control
+    # Share of the experiment's wall time the harness could not run at all (a frozen cgroup,
+    # a throttled container: no steal in /proc/stat); None when not measured.
+    host_frozen: float | None = None
 
     @property
     def host_steal(self) -> float | None:

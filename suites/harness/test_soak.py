@@ -208,8 +208,9 @@ def test_a_slowdown_inside_a_run_on_a_taken_machine_is_inconclusive_not_a_failur
 
     state = _state(_series(3, 240, 0.0, 0.0))
     state.iterations = [{"steal": 0.01, "neighbours": 0.9}, {"steal": 0.6, "neighbours": 0.0},
-                        {"steal": 0.0, "neighbours": 0.1}]
-    assert _disturbed_iterations(state) == {0, 1}
+                        {"steal": 0.0, "neighbours": 0.1},
+                        {"steal": 0.0, "frozen": 0.64, "neighbours": 0.1}]
+    assert _disturbed_iterations(state) == {0, 1, 3}  # 3: a frozen cgroup shows no steal
 
 
 def test_the_same_slowdown_fails_on_a_quiet_machine_and_is_inconclusive_on_a_taken_one() -> None:

@@ -114,6 +114,20 @@ def test_a_liveness_failure_alone_under_heavy_steal_is_inconclusive() -> None:
     assert {v.name: v for v in check(_history(KILLED, quiet), REF)}["liveness"].status == FAIL
 
 
+def test_a_liveness_failure_alone_with_the_harness_frozen_is_inconclusive() -> None:
+    # A frozen cgroup or a throttled container shows no steal; the freeze meter sees it.
+    hung = replace(DONE, rc=0, timed_out=True, host_steal=0.0)
+    frozen = replace(_history(KILLED, hung), host_frozen=0.64)
+    liveness = {v.name: v for v in check(frozen, REF)}["liveness"]
+    assert liveness.status == SKIP and "frozen 64%" in liveness.detail
+    thawed = replace(frozen, host_frozen=0.03)
+    assert {v.name: v for v in check(thawed, REF)}["liveness"].status == FAIL
+    # Recorded histories from before the field still load.
+    raw = frozen.to_json()
+    raw.pop("host_frozen")
+    assert History.from_json(raw).host_frozen is None
+
+
 # ---- item 8: the failure names the file and the cause ---------------------------------
 
 
