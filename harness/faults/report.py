@@ -120,6 +120,15 @@ def injected_text(history: History) -> str:
     return f"{word}: {history.injected_detail}" if history.injected_detail else word
 
 
+def host_text(history: History) -> str:
+    """What the machine took while the experiment ran: the host's steal and the share of the
+    time the harness was frozen (a frozen cgroup shows no steal); — when not measured."""
+    parts = [f"steal {history.host_steal:.0%}"] if history.host_steal is not None else []
+    if history.host_frozen is not None:
+        parts.append(f"frozen {history.host_frozen:.0%}")
+    return ", ".join(parts) or "—"
+
+
 def _row_cells(row: Row) -> list[str]:
     recover = "—" if row.history.recover_s is None else f"{row.history.recover_s:.2f}"
     return [
@@ -132,6 +141,7 @@ def _row_cells(row: Row) -> list[str]:
         row.lost_work(),
         recover,
         f"{row.history.duration_s:.2f}",
+        host_text(row.history),
     ]
 
 
@@ -145,6 +155,7 @@ HEADER = (
     "lost work",
     "recover s",
     "s",
+    "host",
 )
 
 

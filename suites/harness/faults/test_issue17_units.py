@@ -126,6 +126,11 @@ def test_a_liveness_failure_alone_with_the_harness_frozen_is_inconclusive() -> N
     raw = frozen.to_json()
     raw.pop("host_frozen")
     assert History.from_json(raw).host_frozen is None
+    # The report says what the machine took, per experiment.
+    from harness.faults.report import host_text
+
+    assert host_text(frozen) == "steal 0%, frozen 64%"
+    assert host_text(_history(KILLED)) == "—"
 
 
 # ---- item 8: the failure names the file and the cause ---------------------------------
