@@ -19,7 +19,8 @@ the outcome with the uninterrupted reference run. DESIGN.md "Verdicts" defines t
   same fingerprint: then the resume is inexact (the exact verdict), not the damage.
 
 An experiment whose fault was never injected is inconclusive: it can fail (a hang), never
-pass. A failure only of the clock (liveness) while the host stole the CPU is inconclusive.
+pass. A failure only of the clock (liveness) while the host stole the CPU, or froze the
+harness, is inconclusive.
 """
 
 from __future__ import annotations
