@@ -29,60 +29,45 @@ test: $(STAMP) promtool chromium fuse3
 	$(RUN) $(BIN)/python -m pytest -n auto -q -m "not battery and not long" $(PYTEST_ARGS); \
 	rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
+# $(call apt_install,WHAT,PRESENT,PACKAGE,THEN): install Debian's PACKAGE unless the shell
+# test PRESENT passes. Without apt or root, or when apt fails, warn loudly that THEN and go on:
+# the tests that need it skip, naming why (some fail instead under CI=true).
+APT_INSTALL := env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
+define apt_install
+$(2) && exit 0; \
+if ! command -v apt-get >/dev/null 2>&1 || [ "$$(id -u)" -ne 0 ]; then \
+  echo "*** WARNING: $(1) is missing and cannot be installed here (needs apt-get as" \
+    "root): sudo apt-get install $(3). Then $(4)." >&2; \
+  exit 0; \
+fi; \
+echo "installing $(1): apt-get install $(3)"; \
+$(APT_INSTALL) $(3) >/dev/null \
+  || { apt-get update -q >/dev/null && $(APT_INSTALL) $(3) >/dev/null; } \
+  || echo "*** WARNING: apt-get install $(3) failed; $(4)." >&2
+endef
+
 # promtool (Prometheus's own checker) proves the alert rules (`promtool test rules`) and the
 # jobs' exposition (`promtool check metrics`) in `make test`. Debian's `prometheus` package
-# ships /usr/bin/promtool; CI runs as root on Debian. Without apt or root this warns loudly
-# and goes on: those tests then skip, naming why, except under CI=true, where they fail.
+# ships /usr/bin/promtool; CI runs as root on Debian. Without it those tests skip, naming
+# why, except under CI=true, where they fail.
 PROMTOOL_PKG := prometheus
-APT_INSTALL := env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 promtool:
-	@command -v promtool >/dev/null 2>&1 && exit 0; \
-	if ! command -v apt-get >/dev/null 2>&1 || [ "$$(id -u)" -ne 0 ]; then \
-	  echo "*** WARNING: promtool is missing and cannot be installed here (needs apt-get as" \
-	    "root): sudo apt-get install $(PROMTOOL_PKG). Its tests skip (fail under CI=true)." >&2; \
-	  exit 0; \
-	fi; \
-	echo "installing promtool: apt-get install $(PROMTOOL_PKG)"; \
-	$(APT_INSTALL) $(PROMTOOL_PKG) >/dev/null \
-	  || { apt-get update -q >/dev/null && $(APT_INSTALL) $(PROMTOOL_PKG) >/dev/null; } \
-	  || echo "*** WARNING: apt-get install $(PROMTOOL_PKG) failed; promtool tests skip" \
-	    "(fail under CI=true)." >&2
+	@$(call apt_install,promtool,command -v promtool >/dev/null 2>&1,$(PROMTOOL_PKG),promtool tests skip (fail under CI=true))
 
 # A headless chromium screenshots the readiness report of a failing gate in `make test`
 # (suites/unit/gate/test_readiness_screenshot.py, into reports/). Debian's `chromium` package;
-# the same rule as promtool: warn and go on without apt or root (the screenshot then skips,
-# naming why), except under CI=true, where the test fails.
+# the same rule as promtool: without it the screenshot skips, naming why, except under
+# CI=true, where the test fails.
 CHROMIUM_PKG := chromium
 chromium:
-	@command -v chromium >/dev/null 2>&1 && exit 0; \
-	if ! command -v apt-get >/dev/null 2>&1 || [ "$$(id -u)" -ne 0 ]; then \
-	  echo "*** WARNING: chromium is missing and cannot be installed here (needs apt-get as" \
-	    "root): sudo apt-get install $(CHROMIUM_PKG). The report screenshot skips (fails" \
-	    "under CI=true)." >&2; \
-	  exit 0; \
-	fi; \
-	echo "installing chromium: apt-get install $(CHROMIUM_PKG)"; \
-	$(APT_INSTALL) $(CHROMIUM_PKG) >/dev/null \
-	  || { apt-get update -q >/dev/null && $(APT_INSTALL) $(CHROMIUM_PKG) >/dev/null; } \
-	  || echo "*** WARNING: apt-get install $(CHROMIUM_PKG) failed; the report screenshot" \
-	    "skips (fails under CI=true)." >&2
+	@$(call apt_install,chromium,command -v chromium >/dev/null 2>&1,$(CHROMIUM_PKG),the report screenshot skips (fails under CI=true))
 
 # The power-loss FUSE layer (harness/faults/lazyfs.py) needs libfuse 3 (Debian's `fuse3`) and
-# /dev/fuse; mfusepy, its binding, comes with the venv (extra `fuse`). Without apt or root this
-# warns and goes on; its tests then skip, naming why (a container without /dev/fuse skips too).
+# /dev/fuse; mfusepy, its binding, comes with the venv (extra `fuse`). Without them its tests
+# skip, naming why (a container without /dev/fuse skips too).
 FUSE_PKG := fuse3
 fuse3:
-	@ldconfig -p 2>/dev/null | grep -q libfuse3.so && exit 0; \
-	if ! command -v apt-get >/dev/null 2>&1 || [ "$$(id -u)" -ne 0 ]; then \
-	  echo "*** WARNING: libfuse 3 is missing and cannot be installed here (needs apt-get as" \
-	    "root): sudo apt-get install $(FUSE_PKG). The FUSE power-loss tests skip." >&2; \
-	  exit 0; \
-	fi; \
-	echo "installing libfuse 3: apt-get install $(FUSE_PKG)"; \
-	$(APT_INSTALL) $(FUSE_PKG) >/dev/null \
-	  || { apt-get update -q >/dev/null && $(APT_INSTALL) $(FUSE_PKG) >/dev/null; } \
-	  || echo "*** WARNING: apt-get install $(FUSE_PKG) failed; the FUSE power-loss tests" \
-	    "skip." >&2
+	@$(call apt_install,libfuse 3,ldconfig -p 2>/dev/null | grep -q libfuse3.so,$(FUSE_PKG),the FUSE power-loss tests skip)
 
 test-long: $(STAMP)
 	$(RUN) $(BIN)/python -m pytest -n auto -q -m "long and not battery" $(PYTEST_ARGS); \
