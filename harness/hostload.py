@@ -53,16 +53,10 @@ print((time.process_time() - cpu0) / (time.monotonic() - wall0))
 
 
 @dataclass(frozen=True)
-class CpuTimes:
-    steal: int  # jiffies, all CPUs
-    total: int  # jiffies, all CPUs, every state except guest time (counted in user)
-
-
-@dataclass(frozen=True)
 class Jiffies:
     """The aggregate line's states that tell who had the machine (all CPUs, jiffies)."""
 
-    total: int  # every state up to steal
+    total: int  # every state up to steal (guest time is in user: not counted twice)
     idle: int
     iowait: int
     steal: int
@@ -85,12 +79,6 @@ def parse_jiffies(text: str) -> Jiffies | None:
     return None
 
 
-def parse_cpu_line(text: str) -> CpuTimes | None:
-    """The steal and total of /proc/stat's text (pure); None without a steal column."""
-    found = parse_jiffies(text)
-    return None if found is None else CpuTimes(steal=found.steal, total=found.total)
-
-
 def read_jiffies(path: Path = PROC_STAT) -> Jiffies | None:
     try:
         with open(path, "rb") as handle:
@@ -100,12 +88,7 @@ def read_jiffies(path: Path = PROC_STAT) -> Jiffies | None:
     return parse_jiffies(text)
 
 
-def read_cpu_times(path: Path = PROC_STAT) -> CpuTimes | None:
-    found = read_jiffies(path)
-    return None if found is None else CpuTimes(steal=found.steal, total=found.total)
-
-
-def steal_fraction(before: CpuTimes | None, after: CpuTimes | None) -> float | None:
+def steal_fraction(before: Jiffies | None, after: Jiffies | None) -> float | None:
     """The host's share of this machine's CPU time between two readings (pure)."""
     if before is None or after is None:
         return None

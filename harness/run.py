@@ -116,7 +116,7 @@ class Run:
         self._follower: FileProgress | RegexProgress | NoProgress = NoProgress()
         self._started_s = 0.0
         self._ended_s: float | None = None
-        self._cpu_at_start: hostload.CpuTimes | None = None
+        self._cpu_at_start: hostload.Jiffies | None = None
         self.returncode: int | None = None
         self.timed_out = False
         # Processes the job left behind outside its process group (setsid, double fork):
@@ -148,7 +148,7 @@ class Run:
             except (OSError, subprocess.SubprocessError) as exc:
                 raise RunError(f"{self.spec.where}: cannot start {self.argv!r}: {exc}") from exc
         self._started_s = time.monotonic()
-        self._cpu_at_start = hostload.read_cpu_times()
+        self._cpu_at_start = hostload.read_jiffies()
         self._sampler = Sampler(
             self._proc.pid,
             self.sample_interval_s,
@@ -241,7 +241,7 @@ class Run:
         self._ended_s = time.monotonic()
         self.returncode = returncode
         self.host_steal_fraction = hostload.steal_fraction(
-            self._cpu_at_start, hostload.read_cpu_times()
+            self._cpu_at_start, hostload.read_jiffies()
         )
         # The job is the group: a grandchild left running would keep writing to the
         # workdir under the next run's feet.

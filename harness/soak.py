@@ -22,7 +22,6 @@ from xml.sax.saxutils import escape, quoteattr
 from durable.atomic import atomic_write
 from durable.errors import BadInputError
 from durable.jsonio import read_json
-from harness import hostload
 from harness.analysis import leak_verdict, stall_from_series, throughput_from_series
 from harness.analysis.settings import settings_for
 from harness.experiments import hostshare
@@ -144,10 +143,10 @@ def _run_iteration(spec: Any, state: SoakState, state_dir: Path, params: dict, i
     workdir.mkdir(parents=True)
     start_s = state.elapsed_s
     seen = 0
-    before = hostshare.read_jiffies()
     # A frozen cgroup or a throttled container shows no steal in /proc/stat; the meter sees it.
-    with hostload.FreezeMeter() as meter, Run(spec, workdir, params, sample_interval_s=interval_s,
-                                             log_dir=state_dir / "logs").start() as run:
+    with hostshare.MachineWatch() as machine, Run(
+            spec, workdir, params, sample_interval_s=interval_s,
+            log_dir=state_dir / "logs").start() as run:
         slice_start = time.monotonic()
         while True:
             code = _wait_slice(run, SLICE_S)
@@ -166,11 +165,11 @@ def _run_iteration(spec: Any, state: SoakState, state_dir: Path, params: dict, i
     units = progress[0] if progress else 0
     state.units_before += units
     # What the machine did meanwhile: a wall-clock alarm raised under it is inconclusive.
-    neighbours = hostshare.neighbour_share(before, hostshare.read_jiffies(), job_cpu_s(run))
+    neighbours = machine.neighbours(job_cpu_s(run))
     state.iterations.append(
         {"returncode": code, "units": units, "duration_s": run.duration_s,
          "finished": run.returncode is not None and state.elapsed_s < state.duration_s,
-         "steal": run.host_steal_fraction, "frozen": meter.fraction, "neighbours": neighbours}
+         "steal": run.host_steal_fraction, "frozen": machine.frozen, "neighbours": neighbours}
     )
     atomic_write(state_dir / STATE_NAME, state.to_json())
 

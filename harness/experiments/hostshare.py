@@ -6,9 +6,41 @@ from __future__ import annotations
 
 import os
 
-from harness.hostload import Jiffies, read_jiffies
+from harness.hostload import FreezeMeter, Jiffies, read_jiffies, steal_fraction
 
-__all__ = ["Jiffies", "neighbour_share", "read_jiffies"]
+__all__ = ["Jiffies", "MachineWatch", "neighbour_share", "read_jiffies"]
+
+
+class MachineWatch:
+    """What the machine did over a stretch of wall time: ``with MachineWatch() as machine:``
+    reads /proc/stat and runs a FreezeMeter around the block; after it, ``steal``, ``frozen``
+    (the meter's share; ``meter.frozen_s`` in seconds) and ``neighbours(job_cpu_s)``."""
+
+    def __init__(self) -> None:
+        self.meter = FreezeMeter()
+        self.before: Jiffies | None = None
+        self.after: Jiffies | None = None
+
+    def __enter__(self) -> MachineWatch:
+        self.before = read_jiffies()
+        self.meter.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.meter.__exit__(*exc)
+        self.after = read_jiffies()
+
+    @property
+    def steal(self) -> float | None:
+        return steal_fraction(self.before, self.after)
+
+    @property
+    def frozen(self) -> float | None:
+        return self.meter.fraction
+
+    def neighbours(self, job_cpu_s: float) -> float | None:
+        """Other processes' share of the machine, the job's ``job_cpu_s`` set apart."""
+        return neighbour_share(self.before, self.after, job_cpu_s)
 
 
 def neighbour_share(before: Jiffies | None, after: Jiffies | None, job_cpu_s: float,

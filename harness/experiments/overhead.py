@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness import hostload
 from harness.experiments import hostshare
 from harness.experiments.base import (
     FAIL,
@@ -78,17 +77,15 @@ class Overhead:
             if rep >= REPS_MIN and sum(walls["single"]) >= SIDE_S:
                 break
             for label, params in (("sharded", sharded), ("single", single)):
-                before = hostshare.read_jiffies()
-                with hostload.FreezeMeter() as meter:
+                with hostshare.MachineWatch() as machine:
                     run = handle.run(params)
-                others = hostshare.neighbour_share(before, hostshare.read_jiffies(), job_cpu_s(run))
-                neighbours = max(neighbours, others or 0.0)
+                neighbours = max(neighbours, machine.neighbours(job_cpu_s(run)) or 0.0)
                 if run.returncode != 0:
                     return judge_overhead(OverheadObservation(
                         (), (), 0.0, None, None, None,
                         f"the {label} run failed (exit {run.returncode}): {tail(run)}"))
-                walls[label].append(max(run.duration_s - meter.frozen_s, 1e-3))
-                frozen_s += meter.frozen_s
+                walls[label].append(max(run.duration_s - machine.meter.frozen_s, 1e-3))
+                frozen_s += machine.meter.frozen_s
                 wall_total += run.duration_s
                 steal = max(steal, run.host_steal_fraction or 0.0)
         return judge_overhead(OverheadObservation(

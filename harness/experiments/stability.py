@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from harness import hostload
 from harness.analysis import leak_verdict, stall_verdict, throughput_verdict
 from harness.analysis.confirm import below_bound, confirm
 from harness.experiments import hostshare
@@ -129,10 +128,9 @@ class Stability:
         handle = ctx.handle(f"{self.name}{number}", ctx.spec.readiness.stability_sample_s)
         params, total, production = self._params(ctx, handle)
         tier = ctx.tier
-        before = hostshare.read_jiffies()
-        with hostload.FreezeMeter() as meter:
+        with hostshare.MachineWatch() as machine:
             run = handle.run(params)
-        neighbours = hostshare.neighbour_share(before, hostshare.read_jiffies(), job_cpu_s(run))
+        neighbours = machine.neighbours(job_cpu_s(run))
         speed = throughput_verdict(run.samples, tier=tier)
         ratio_min = ctx.bounds.get("min_throughput_ratio")
         if speed.conclusive and ratio_min is not None:
@@ -148,7 +146,7 @@ class Stability:
                                  evidence_doc(run.samples, verdicts, workload=ctx.spec.name,
                                               tier=tier, run=number, attempt=ctx.attempt,
                                               total=total, bounds=ctx.bounds))
-        return (verdicts, run.returncode, run.host_steal_fraction, meter.fraction, tail(run),
+        return (verdicts, run.returncode, run.host_steal_fraction, machine.frozen, tail(run),
                 evidence, neighbours)
 
     def execute(self, ctx: Context) -> Finding:

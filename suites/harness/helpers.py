@@ -7,9 +7,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import hostload
 from harness.analysis.confirm import TIMING_DETECTORS
 from harness.experiments.base import disturbed, host_text
+from harness.experiments.hostshare import MachineWatch
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures"
@@ -27,7 +27,7 @@ def write_spec(directory: Path, text: str, name: str = "workloads.toml") -> Path
 @dataclass
 class HostSeen:
     """What the host did during a block: the steal share (/proc/stat) and the share of the
-    time this process tree could not run at all (hostload.FreezeMeter; it sees a frozen
+    time this process tree could not run at all (the product's MachineWatch; it sees a frozen
     cgroup, which shows no steal). None where there was no figure."""
 
     steal: float | None = None
@@ -46,11 +46,9 @@ class HostSeen:
 def watching_host() -> Iterator[HostSeen]:
     """``with watching_host() as host: ...``; ``host`` is filled in when the block ends."""
     seen = HostSeen()
-    before = hostload.read_cpu_times()
-    with hostload.FreezeMeter() as meter:
+    with MachineWatch() as machine:
         yield seen
-    seen.steal = hostload.steal_fraction(before, hostload.read_cpu_times())
-    seen.frozen = meter.fraction
+    seen.steal, seen.frozen = machine.steal, machine.frozen
 
 
 def standing_status(name: str, ok: bool, conclusive: bool, host: HostSeen) -> str:
