@@ -234,10 +234,10 @@ def run_planned(items: Sequence[Planned], *, tier: str, base_dir: Path,
     side = longest_first([(i, it) for i, it in enumerate(items) if not it.experiment.timing],
                          seen_s or {})
     alone = [(i, it) for i, it in enumerate(items) if it.experiment.timing]
-    costs = costs_for([it for _, it in side], [it for _, it in alone], seen_s or {},
-                      workers or hostload.cpu_count())
+    workers = workers or hostload.cpu_count()
+    costs = costs_for([it for _, it in side], [it for _, it in alone], seen_s or {}, workers)
     with Progress(len(items), out, costs=costs) as progress:
-        with ThreadPoolExecutor(max_workers=workers or hostload.cpu_count()) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {i: pool.submit(_run_one, it, ctx_for(it), 0, progress) for i, it in side}
             results.update({i: f.result() for i, f in futures.items()})
         for i, it in alone:
