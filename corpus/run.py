@@ -28,6 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness.gate.report import git_commit
+from harness.hostload import Jiffies, read_jiffies
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
 VENVS = CORPUS / ".venvs"
@@ -190,32 +193,24 @@ def _soak_findings(report: Path) -> dict[str, Any]:
     return {"fired": sorted(fired), "detail": detail[:12]}
 
 
-def _cpu_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs from /proc/stat; (0, 0) where unreadable."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0, 0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields) - idle, sum(fields)
-
-
-def _host_figures(before: tuple[int, int], load_before: float) -> dict[str, Any]:
+def _host_figures(before: Jiffies | None, load_before: float) -> dict[str, Any]:
     """The machine during one run: 1-min load average before and after, and the share of
     all CPUs busy (this run's processes and everyone else's), for judging a wall-clock
     detector's verdict (throughput, stall) against machine load."""
-    busy, total = _cpu_ticks()
-    share = (busy - before[0]) / (total - before[1]) if total > before[1] else None
+    after = read_jiffies()
+    share = None
+    if before is not None and after is not None and after.total > before.total:
+        idle = (after.idle - before.idle) + (after.iowait - before.iowait)
+        share = 1.0 - idle / (after.total - before.total)
     return {"cpus": os.cpu_count(), "load1_before": round(load_before, 2),
             "load1_after": round(os.getloadavg()[0], 2),
             "cpu_busy_share": round(share, 3) if share is not None else None}
 
 
 def run_one(case: dict[str, Any], role: str, seed: int, soak_s: float) -> dict[str, Any]:
-    ticks, load = _cpu_ticks(), os.getloadavg()[0]
+    before, load = read_jiffies(), os.getloadavg()[0]
     res = _run_one(case, role, seed, soak_s)
-    res["host"] = _host_figures(ticks, load)
+    res["host"] = _host_figures(before, load)
     return res
 
 
@@ -286,7 +281,7 @@ def measure(cases: list[dict[str, Any]], seeds: list[int], soak_s: float,
                       f"seed {seed}", flush=True)
                 res = run_one(case, role, seed, soak_s)
                 print(f"   rc {res['rc']}  found={res['found']}  {res['wall_s']} s  "
-                      f"{res['findings'].get('failed_verdicts') or res['findings'].get('fired')}"
+                      f"{_fired(res)}"
                       f"  host {res['host']}", flush=True)
                 results.append(res)
                 _write(cases, seeds, results, time.monotonic() - started, soak_s)
@@ -343,7 +338,7 @@ def _write(cases, seeds, results, wall_s, soak_s, stopped: str | None = None) ->
     target = all(v["rate"] is not None and v["rate"] >= 0.9 for v in per_seed.values())
     doc = {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(ROOT) or "",
         "host": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "seeds": seeds, "soak_s": soak_s, "wall_s": round(wall_s, 1),
         "stopped_at_deadline": stopped,
@@ -359,14 +354,6 @@ def _write(cases, seeds, results, wall_s, soak_s, stopped: str | None = None) ->
     os.replace(tmp, REPORTS / f"{NAME}.json")
     (REPORTS / f"{NAME}.md").write_text(render(doc))
     return doc
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def _seeds_text(seeds: list[int]) -> str:
@@ -424,7 +411,7 @@ def render(doc: dict[str, Any]) -> str:
         lines += ["## Misses and false alarms", ""]
         for r in misses:
             what = "missed" if r["role"] == "defect" else "false alarm"
-            detail = r["findings"].get("failed_verdicts") or r["findings"].get("fired") or []
+            detail = _fired(r)
             host = r.get("host") or {}
             lines.append(f"- {r['case']} {r['workload']} seed {r['seed']}: {what}; rc {r['rc']}; "
                          f"verdicts {detail}; host during the run: load1 "
