@@ -10,12 +10,14 @@ PYTEST_ARGS ?=
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned to the local CPU wheel; installing it first keeps pip from pulling CUDA builds.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,onnx,fuse]'
+	# pytest-preflight (the harness) and, beside it, this repository's example workloads.
+	$(BIN)/pip uninstall -q -y preflight 2>/dev/null || true
+	$(BIN)/pip install -q -e '.[dev,fuse]' -e './examples[onnx]'
 	touch $(STAMP)
 
 # Bytecode caching on: some machines set PYTHONDONTWRITEBYTECODE, and every xdist worker would
@@ -62,7 +64,7 @@ CHROMIUM_PKG := chromium
 chromium:
 	@$(call apt_install,chromium,command -v chromium >/dev/null 2>&1,$(CHROMIUM_PKG),the report screenshot skips (fails under CI=true))
 
-# The power-loss FUSE layer (harness/faults/lazyfs.py) needs libfuse 3 (Debian's `fuse3`) and
+# The power-loss FUSE layer (src/preflight/check/kinds/powerloss/lazyfs.py) needs libfuse 3 (Debian's `fuse3`) and
 # /dev/fuse; mfusepy, its binding, comes with the venv (extra `fuse`). Without them its tests
 # skip, naming why (a container without /dev/fuse skips too).
 FUSE_PKG := fuse3

@@ -9,7 +9,7 @@ import os
 # This repository's own scheduling of wall-clock tests (not part of the installed plugin).
 pytest_plugins = ["suites.timing_plugin"]
 if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-    pytest_plugins.insert(0, "harness.plugin")
+    pytest_plugins.insert(0, "preflight.plugin")
 
 # Hypothesis's per-example deadline is a wall-clock assertion: under host steal a 0.3 ms
 # example once took 1.5 s and failed `make test`. No deadline, and a fixed seed per test,

@@ -4,7 +4,7 @@
 
 Each repetition runs the telemetry fixture job (fixtures/telemetry.toml) once clean and once
 per planted condition, all at once, each watched through its metrics textfile by the
-harness's Watcher (harness/alerts). Detection latency = first alert's scrape time minus the
+harness's Watcher (src/preflight/alerts). Detection latency = first alert's scrape time minus the
 injection time (the job's "fault injected" log line, or the earlier bound of the fault
 point's hit in the PREFLIGHT_FAULTS_TRACE file, so it is never an underestimate). Figures,
 written to reports/bench-alerts.json and printed: per rule n, median_s, max_s, min_s; the
@@ -27,17 +27,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from durable import atomic_write
-from harness.alerts import thresholds_for
-from harness.alerts.experiment import Detection, Plant, run_experiments
-from harness.alerts.latency import summarize
-from harness.alerts.plants import (
+from preflight.alerts import thresholds_for
+from preflight.alerts.experiment import Detection, Plant, run_experiments
+from preflight.alerts.latency import summarize
+from preflight.alerts.plants import (
     FIXTURE_SPEC,
     FIXTURE_WORKLOAD,
     telemetry_plants,
     workload_plants,
 )
-from harness.workload import RunError, SpecError, WorkloadSpec, load_specs, prepare, run_aux
+from preflight.durable import atomic_write
+from preflight.workload import RunError, SpecError, WorkloadSpec, load_specs, prepare, run_aux
 
 REPO = Path(__file__).resolve().parent.parent
 REPORT = REPO / "reports" / "bench-alerts.json"

@@ -36,11 +36,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
+from preflight_examples.datagen.config import GenConfig
+from preflight_examples.datagen.plan import plan_shards
+from preflight_examples.datagen.store import write_shard
 
-from datagen.config import GenConfig
-from datagen.plan import plan_shards
-from datagen.store import write_shard
-from durable import atomic_write
+from preflight.durable import atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
 REPORT = REPO / "reports" / "bench-datagen.json"
@@ -120,7 +120,7 @@ def run_datagen(args: list[str]) -> tuple[float, int]:
     cpu_before_s = _children_cpu_s()
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "datagen.cli", *args],
+        [sys.executable, "-m", "preflight_examples.datagen.cli", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -210,7 +210,7 @@ def bench_seed_settings(base: Path, samples: int) -> Figure:
 def time_fingerprint(out: Path) -> float:
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "datagen.cli", "fingerprint", str(out)],
+        [sys.executable, "-m", "preflight_examples.datagen.cli", "fingerprint", str(out)],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT_S,
@@ -349,7 +349,7 @@ def _done(out: Path) -> int:
 def bench_kill_resume(base: Path, samples: int, settings: tuple[str, ...], label: str) -> Figure:
     out = base / f"kill-{label}"
     args = datagen_args(out, samples, settings, "--workers", "2")
-    command = [sys.executable, "-m", "datagen.cli", *args]
+    command = [sys.executable, "-m", "preflight_examples.datagen.cli", *args]
     proc = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from durable import atomic_write
+from preflight.durable import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD_TIMEOUT_S = 900.0
@@ -80,7 +80,7 @@ def steal_fraction(before: list[int], after: list[int]) -> float | None:
 
 
 def fit_argv(data: Path, run: Path, steps: int, nproc: int, *extra: str) -> list[str]:
-    argv = [sys.executable, "-m", "trainer.cli", "fit", "--data", str(data), "--out", str(run)]
+    argv = [sys.executable, "-m", "preflight_examples.trainer.cli", "fit", "--data", str(data), "--out", str(run)]
     argv += ["--steps", str(steps), "--ckpt-every", "0", "--nproc", str(nproc)]
     return argv + [*MODEL, *extra]
 
@@ -169,8 +169,7 @@ def main() -> int:
     load_at_start = os.getloadavg()[0]
     started_s = time.monotonic()
     import torch  # only to learn whether a GPU is here
-
-    from trainer.synthetic import write_dataset
+    from preflight_examples.trainer.synthetic import write_dataset
 
     with tempfile.TemporaryDirectory(prefix="bench-ddp-") as tmp:
         work = Path(tmp)

@@ -51,11 +51,11 @@ def run_child(argv: list[str]) -> str:
 
 def cli_argv(*args: str) -> list[str]:
     """The serving subcommands (identical to `trainer ...` once trainer/cli.py wires them)."""
-    return [sys.executable, "-m", "trainer.serving_cli", *args]
+    return [sys.executable, "-m", "preflight_examples.trainer.serving_cli", *args]
 
 
 def make_bundle(work: Path) -> Path:
-    from trainer.synthetic import write_dataset
+    from preflight_examples.trainer.synthetic import write_dataset
 
     data = write_dataset(
         work / "data", samples=64, frames=16, channels=3, size=64, classes=4, shard_size=1000
@@ -65,7 +65,7 @@ def make_bundle(work: Path) -> Path:
         [
             sys.executable,
             "-m",
-            "trainer.cli",
+            "preflight_examples.trainer.cli",
             "fit",
             "--data",
             str(data),
@@ -154,7 +154,7 @@ def main() -> int:
         "results": results,
         "pass": all(r["pass"] is not False for r in gated),
     }
-    from durable import atomic_write
+    from preflight.durable import atomic_write
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out, report)

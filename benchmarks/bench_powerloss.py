@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/bench_powerloss.py [--workload datagen] [--reps 3]
 
 Runs the workload (pyproject.toml spec, small tier) in turn plain, under the trace mode's
-strace (harness.faults.powerloss_trace: every durability and write call logged with its
-bytes) and on the FUSE layer (harness.faults.lazyfs: un-fsynced data in the layer's page
+strace (preflight.check.kinds.powerloss.trace: every durability and write call logged with its
+bytes) and on the FUSE layer (preflight.check.kinds.powerloss.lazyfs: un-fsynced data in the layer's page
 cache), each rep from a fresh work dir, and times the job (its own wall time, as the check
 sees it); then times the replay of each trace through the durable-state model (parse + model
 + crash state, what every experiment pays after its cut) and each FUSE mount + clean
@@ -31,12 +31,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from durable import atomic_write
-from harness.faults import lazyfs
-from harness.faults import powerloss_trace as trace
-from harness.faults.durable_state import FsModel, crash_state, replay
-from harness.faults.strace_ops import parse_lines
-from harness.workload import Run, WorkloadSpec, load_spec
+from preflight.check.kinds.powerloss import lazyfs
+from preflight.check.kinds.powerloss import trace as trace
+from preflight.check.kinds.powerloss.durable_state import FsModel, crash_state, replay
+from preflight.check.kinds.powerloss.strace_ops import parse_lines
+from preflight.durable import atomic_write
+from preflight.workload import Run, WorkloadSpec, load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 REPORT = REPO / "reports" / "bench-powerloss.json"
@@ -195,7 +195,7 @@ def report(args: argparse.Namespace, spec: WorkloadSpec, params: dict, got: dict
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "workload": args.workload,
         "tier": "small",
-        "modes": "plain, trace (strace), fuse (harness.faults.lazyfs over mfusepy)",
+        "modes": "plain, trace (strace), fuse (preflight.check.kinds.powerloss.lazyfs over mfusepy)",
         "env": {"OMP_NUM_THREADS": spec.env.get("OMP_NUM_THREADS", "")},
         "params": params,
         "plain": summary(legs["plain"]),

@@ -32,9 +32,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from durable import atomic_write
-from harness.sampler import Sampler
-from harness.workload import FileProgress
+from preflight.durable import atomic_write
+from preflight.run.sampler import Sampler
+from preflight.workload import FileProgress
 
 REPO = Path(__file__).resolve().parent.parent
 REPORT = REPO / "reports" / "bench-sampler.json"

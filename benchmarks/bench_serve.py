@@ -182,7 +182,7 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
 
 def make_bodies(shape: list[int], count: int = BODIES, seed: int = 0) -> list[bytes]:
     """Single-video /predict bodies in the compact base64 form."""
-    from trainer.infer import encode_request
+    from preflight_examples.trainer.infer import encode_request
 
     rng = np.random.default_rng(seed)
     videos = rng.integers(0, 256, size=(count, 1, *shape), dtype=np.uint8)
@@ -192,7 +192,7 @@ def make_bodies(shape: list[int], count: int = BODIES, seed: int = 0) -> list[by
 # -- the benchmark ---------------------------------------------------------------------------
 def cli_argv(*args: str) -> list[str]:
     """The serving subcommands (identical to `trainer ...` once trainer/cli.py wires them)."""
-    return [sys.executable, "-m", "trainer.serving_cli", *args]
+    return [sys.executable, "-m", "preflight_examples.trainer.serving_cli", *args]
 
 
 def child_env() -> dict[str, str]:
@@ -218,7 +218,7 @@ def run_child(argv: list[str]) -> str:
 
 def make_bundles(work: Path, steps: int) -> list[Path]:
     """Two default-size models (seeds 0 and 1) exported as bundles."""
-    from trainer.synthetic import write_dataset
+    from preflight_examples.trainer.synthetic import write_dataset
 
     data = write_dataset(
         work / "data", samples=64, frames=16, channels=3, size=64, classes=4, shard_size=1000
@@ -226,7 +226,7 @@ def make_bundles(work: Path, steps: int) -> list[Path]:
     bundles = []
     for seed in (0, 1):
         run = work / f"run{seed}"
-        fit = [sys.executable, "-m", "trainer.cli", "fit", "--data", str(data), "--out", str(run)]
+        fit = [sys.executable, "-m", "preflight_examples.trainer.cli", "fit", "--data", str(data), "--out", str(run)]
         run_child([*fit, "--steps", str(steps), "--seed", str(seed), "--ckpt-every", "0"])
         bundle = work / f"bundle{seed}"
         run_child(cli_argv("export", str(run), "--bundle", str(bundle), "--eval-samples", "64"))
@@ -404,7 +404,7 @@ def main() -> int:
     started_s = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         results = bench(Path(tmp), args.quick)
-    from durable import atomic_write
+    from preflight.durable import atomic_write
 
     report = {
         "benchmark": "serve",

@@ -30,7 +30,7 @@ from typing import Any
 
 from bench_ddp import SECTION, read_report  # the sibling script (benchmarks/ is on sys.path)
 
-from durable import atomic_write
+from preflight.durable import atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,7 +61,7 @@ QUICK = Plan(samples=128, overhead_steps=60, overhead_reps=1, kills=2, rss_steps
 
 
 def trainer_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "trainer.cli", *args]
+    return [sys.executable, "-m", "preflight_examples.trainer.cli", *args]
 
 
 def child_env() -> dict[str, str]:
@@ -86,7 +86,7 @@ def make_dataset(root: Path, samples: int) -> dict[str, Any]:
         if done.returncode == 0:
             return {"source": "datagen generate", "path": str(out), **_shape(out)}
         shutil.rmtree(out, ignore_errors=True)
-    from trainer.synthetic import write_dataset
+    from preflight_examples.trainer.synthetic import write_dataset
 
     write_dataset(out, samples=samples, frames=16, channels=3, size=64, classes=4, shard_size=1000)
     return {"source": "trainer.synthetic", "path": str(out), **_shape(out)}

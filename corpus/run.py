@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.gate.report import git_commit
-from harness.hostload import Jiffies, read_jiffies
+from preflight.host.load import Jiffies, read_jiffies
+from preflight.reports.session import git_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"

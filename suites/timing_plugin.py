@@ -2,7 +2,7 @@
 users install): a test marked `timing` runs an experiment that measures wall time (the
 readiness suites' stability, overhead and alert experiments), so under pytest-xdist it
 holds the machine alone and runs after the others. `preflight gate` does not need any of
-it: it schedules its own experiments (harness.experiments.schedule), and a wall-clock
+it: it schedules its own experiments (preflight.experiments.schedule), and a wall-clock
 figure taken while the host took the CPU is inconclusive there, not a failure.
 
 The lock is a readers-writer lock across xdist workers: every other test holds the machine

@@ -7,9 +7,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.analysis.confirm import TIMING_DETECTORS
-from harness.experiments.base import disturbed, host_text
-from harness.experiments.hostshare import MachineWatch
+from preflight.analysis.confirm import TIMING_DETECTORS
+from preflight.experiments.base import disturbed, host_text
+from preflight.host.share import MachineWatch
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures"
@@ -35,7 +35,7 @@ class HostSeen:
 
     @property
     def disturbed(self) -> bool:
-        """The product's rule (harness.experiments.base.disturbed)."""
+        """The product's rule (preflight.experiments.base.disturbed)."""
         return disturbed(self.steal, self.frozen)
 
     def __str__(self) -> str:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.analysis import (
+from preflight.analysis import (
     LeakSettings,
     StallSettings,
     ThroughputSettings,
@@ -24,8 +24,8 @@ from harness.analysis import (
     throughput_from_series,
     throughput_verdict,
 )
-from harness.analysis.confirm import below_bound, confirm
-from harness.analysis.throughput import observed_intervals, watched_time
+from preflight.analysis.confirm import below_bound, confirm
+from preflight.analysis.throughput import observed_intervals, watched_time
 
 MEMORY = settings_for("small").memory
 KIB = 1024

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli
-from harness.gate.report import SessionCollector, write_report
+from preflight import cli
+from preflight.reports.session import SessionCollector, write_report
 
 
 @pytest.fixture

@@ -8,18 +8,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from preflight_examples.telemetry.clihelp import subcommand
 
-from telemetry.clihelp import subcommand
-
-# preflight check and gate parse their own arguments (harness/check.py, harness/gate/cli.py).
+# preflight check and gate parse their own arguments (src/preflight/check/command.py, src/preflight/gate/cli.py).
 DELEGATED_ELSEWHERE = {"preflight check", "preflight gate"}
 
 
 def parsers() -> Iterator[tuple[str, argparse.ArgumentParser]]:
-    from datagen.cli import build_parser as datagen_parser
-    from harness import soak
-    from harness.cli import build_parser as preflight_parser
-    from trainer.cli import build_parser as trainer_parser
+    from preflight_examples.datagen.cli import build_parser as datagen_parser
+    from preflight_examples.trainer.cli import build_parser as trainer_parser
+
+    from preflight.cli import build_parser as preflight_parser
+    from preflight.soak import command as soak
 
     soak_parser = soak.build_parser(argparse.ArgumentParser(prog="preflight soak"))
     for top in (datagen_parser(), trainer_parser(), preflight_parser(), soak_parser):
@@ -43,7 +43,7 @@ def test_every_help_ends_with_the_exit_codes_and_a_description() -> None:
 
 
 def test_tiers_are_choices() -> None:
-    from harness import soak
+    from preflight.soak import command as soak
 
     parser = soak.build_parser(argparse.ArgumentParser(prog="preflight soak"))
     assert "{small,10pct,production}" in parser.format_help()
@@ -52,9 +52,10 @@ def test_tiers_are_choices() -> None:
 def test_bad_input_found_after_parsing_shows_the_subcommand_usage(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from datagen.cli import main as datagen_main
-    from harness.cli import main as preflight_main
-    from trainer.cli import main as trainer_main
+    from preflight_examples.datagen.cli import main as datagen_main
+    from preflight_examples.trainer.cli import main as trainer_main
+
+    from preflight.cli import main as preflight_main
 
     cases = [
         (datagen_main, ["generate", "--out", str(tmp_path / "d"), "--samples", "0"],
@@ -73,7 +74,7 @@ def test_bad_input_found_after_parsing_shows_the_subcommand_usage(
 
 
 def test_subcommand_falls_back_to_the_parser_itself() -> None:
-    from datagen.cli import build_parser
+    from preflight_examples.datagen.cli import build_parser
 
     parser = build_parser()
     assert subcommand(parser, "verify").prog == "datagen verify"

@@ -1,4 +1,4 @@
-"""harness.hostload: the host's CPU steal from /proc/stat, and runs that carry it."""
+"""preflight.host.load: the host's CPU steal from /proc/stat, and runs that carry it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import hostload
-from harness.hostload import Jiffies, parse_jiffies, steal_fraction
+from preflight.host import load as hostload
+from preflight.host.load import Jiffies, parse_jiffies, steal_fraction
 
 STAT = """cpu  100 5 50 800 10 0 5 30 0 0
 cpu0 50 2 25 400 5 0 3 15 0 0

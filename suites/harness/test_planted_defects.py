@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from harness.analysis import leak_verdict, settings_for, stall_verdict, throughput_verdict
-from harness.analysis.confirm import confirm
-from harness.gate.report import Recorder
-from harness.workload import Run, WorkloadSpec, load_specs
+from preflight.analysis import leak_verdict, settings_for, stall_verdict, throughput_verdict
+from preflight.analysis.confirm import confirm
+from preflight.reports.session import Recorder
+from preflight.workload import Run, WorkloadSpec, load_specs
 from suites.harness.helpers import (
     FIXTURE_SAMPLE_INTERVAL_S,
     FIXTURE_SPECS,
@@ -43,7 +43,7 @@ CONCLUSIVE_MIN = 15  # of CLEAN_RUNS, per detector
 DETECTORS = ("memory", "open_files", "threads", "throughput", "stall")
 PLANTED_STALL_S = 4.0  # fixtures/workloads.toml, stall's --stall-s (watched seconds)
 # Freezes of 0.1-0.25 s: the job does not count them (_job.FROZEN_S), the harness's watched
-# clock does (harness.analysis.throughput.UNOBSERVED_MIN_S).
+# clock does (preflight.analysis.throughput.UNOBSERVED_MIN_S).
 STALL_SEEN_EXTRA_S = 1.0
 
 # Which detectors each planted job must trip; every other detector must not fail it.

@@ -34,10 +34,10 @@ def _outer_imports() -> None:
     inner session, and re-importing (and assertion-rewriting) it each time costs seconds."""
     import hypothesis  # noqa: F401
 
-    import harness.analysis  # noqa: F401 - imports numpy
-    import harness.gate.plots  # noqa: F401
-    import harness.gate.report  # noqa: F401
-    import harness.workload  # noqa: F401
+    import preflight.analysis  # noqa: F401 - imports numpy
+    import preflight.reports.plots  # noqa: F401
+    import preflight.reports.session  # noqa: F401
+    import preflight.workload  # noqa: F401
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def _matplotlib_imported() -> None:
 
 def _plugin_args() -> list[str]:
     # With autoloading off the entry point does not load the plugin; name it explicitly.
-    return ["-p", "harness.plugin"] if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else []
+    return ["-p", "preflight.plugin"] if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else []
 
 
 def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:

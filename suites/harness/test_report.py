@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.analysis import leak_verdict
-from harness.gate.report import (
+from preflight.analysis import leak_verdict
+from preflight.reports.session import (
     PROP_MEASUREMENT,
     SCHEMA,
     Recorder,
@@ -22,7 +22,7 @@ from harness.gate.report import (
     run_id_for,
     write_report,
 )
-from harness.sampler import Sample
+from preflight.run.sampler import Sample
 
 
 def _samples(n: int = 60) -> list[Sample]:
@@ -114,7 +114,7 @@ def test_write_report_is_complete_and_points_latest_at_the_newest(tmp_path: Path
 
 
 def test_failure_message_keeps_the_explanation_not_just_the_location():
-    from harness.plugin import failure_message
+    from preflight.plugin import failure_message
 
     longrepr = (
         "    def test_x():\n>       assert done.returncode == 0, done.stderr\n"
@@ -134,7 +134,7 @@ def test_failure_message_keeps_the_explanation_not_just_the_location():
 def test_a_skip_keeps_its_reason_in_the_report():
     from types import SimpleNamespace
 
-    from harness.plugin import report_message
+    from preflight.plugin import report_message
 
     skipped = SimpleNamespace(failed=False, skipped=True,
                               longrepr=("f.py", 3, "Skipped: the host took the CPU"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.workload import (
+from preflight.workload import (
     Run,
     RunError,
     RunTimeoutError,
@@ -176,7 +176,7 @@ def test_job_dies_with_the_harness(specs: dict[str, WorkloadSpec], tmp_path: Pat
     job runs in its own session where no terminal signal would reach it."""
     harness = textwrap.dedent(f"""
         import os, signal, sys, time
-        from harness.workload import load_spec, Run
+        from preflight.workload import load_spec, Run
         spec = load_spec("file", {str(tmp_path / "workloads.toml")!r})
         run = Run(spec, {str(tmp_path / "w")!r}, {{"n": 1}}, env={{"MODE": "hang"}}).start()
         print(run.pid, flush=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.sampler import Sample, Sampler, TreeReader, descendants, sample_tree
+from preflight.run.sampler import Sample, Sampler, TreeReader, descendants, sample_tree
 
 WAIT_S = 30.0
 
@@ -121,7 +121,7 @@ def test_tree_walk_matches_psutil_and_falls_back_to_it(
         expected = sorted(p.pid for p in root.children(recursive=True))
         assert sorted(descendants(proc.pid) or []) == expected
         fast = sample_tree(TreeReader(root), 0.0, None)
-        monkeypatch.setattr("harness.sampler.descendants", lambda pid: None)
+        monkeypatch.setattr("preflight.run.sampler.descendants", lambda pid: None)
         slow = sample_tree(TreeReader(root), 0.0, None)
         assert fast is not None and slow is not None
         assert fast.n_procs == slow.n_procs == 2 and fast.threads == slow.threads

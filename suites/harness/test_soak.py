@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from durable import BadInputError
-from harness.soak import SoakState, evaluate, main, parse_duration, read_series
+from preflight.durable import BadInputError
+from preflight.soak.command import SoakState, evaluate, main, parse_duration, read_series
 from suites.harness.helpers import HostSeen, watching_host
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -103,7 +103,7 @@ def test_leaky_soak_fails_on_the_leak(tmp_path):
 @pytest.mark.long
 def test_killed_soak_continues_where_it_was(tmp_path):
     state = tmp_path / "state"
-    argv = [sys.executable, "-m", "harness.cli", "soak", "clean", "--spec", SPEC,
+    argv = [sys.executable, "-m", "preflight.cli", "soak", "clean", "--spec", SPEC,
             "--duration", "4s", "--state", str(state), "--report", str(tmp_path / "reports"),
             "--sample-interval", "0.05"]
     proc = subprocess.Popen(argv, start_new_session=True)
@@ -135,8 +135,8 @@ def test_killed_soak_continues_where_it_was(tmp_path):
 
 
 def test_report_trend_flags_a_regression(tmp_path, capsys):
-    from harness.cli import main as cli_main
-    from harness.gate.history import History
+    from preflight.cli import main as cli_main
+    from preflight.history.store import History
 
     with History(tmp_path / "history.sqlite") as history:
         for i, rate in enumerate([100.0, 99.0, 101.0, 50.0]):
@@ -204,7 +204,7 @@ def test_slowing_soak_fails_on_throughput_within_runs(tmp_path):
 
 
 def test_a_slowdown_inside_a_run_on_a_taken_machine_is_inconclusive_not_a_failure() -> None:
-    from harness.soak import _disturbed_iterations
+    from preflight.soak.command import _disturbed_iterations
 
     state = _state(_series(3, 240, 0.0, 0.0))
     state.iterations = [{"steal": 0.01, "neighbours": 0.9}, {"steal": 0.6, "neighbours": 0.0},
@@ -223,7 +223,7 @@ def test_the_same_slowdown_fails_on_a_quiet_machine_and_is_inconclusive_on_a_tak
     assert verdicts["ok"] and verdicts["inconclusive"] >= 3
     assert all(v.get("inconclusive") for v in verdicts["throughput_within"] if not v["ok"])
     # A slowdown far past the limit is the job's, however taken the machine was.
-    from harness.experiments.base import within_host_noise
+    from preflight.experiments.base import within_host_noise
 
     near = {"kind": "throughput", "ratio_last_first": 0.58, "degradation_max": 0.2}
     assert within_host_noise(near)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import tiers
+from preflight.spec import tiers
 
 
 def test_tiers_are_ordered_from_cheap_to_expensive() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.workload import SpecError, find_spec, load_spec, load_specs
+from preflight.workload import SpecError, find_spec, load_spec, load_specs
 from suites.harness.helpers import FIXTURE_SPECS, write_spec
 
 BASIC = """

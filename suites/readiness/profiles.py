@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import tiers
+from preflight.spec import tiers
 
 # Each tier's bound on one test (pytest-timeout; the default is for small-tier tests).
 TIER_TIMEOUT_S = {t.name: t.test_timeout_s for t in tiers.TIERS}

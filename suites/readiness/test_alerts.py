@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.alerts import thresholds_for
-from harness.alerts.experiment import record_attempt, run_dilated
-from harness.alerts.plants import FIXTURE_SPEC, workload_plants
-from harness.workload import load_specs, prepare
+from preflight.alerts import thresholds_for
+from preflight.alerts.experiment import record_attempt, run_dilated
+from preflight.alerts.plants import FIXTURE_SPEC, workload_plants
+from preflight.workload import load_specs, prepare
 from suites.harness.helpers import watching_host
 
 from .profiles import MACHINE_WAIT_S, TIER_TIMEOUT_S
@@ -33,7 +33,7 @@ def test_alerts_fire_on_planted_conditions(tmp_path: Path, preflight_record, tie
     thresholds = thresholds_for(tier.name)
     params: dict[str, object] = dict(spec.params(tier.name))
     params["prepared"] = str(prepare(spec, params, tmp_path / "prepared", PREPARE_TIMEOUT_S))
-    # Every duration stretched by what the machine gives (harness.alerts.experiment
+    # Every duration stretched by what the machine gives (preflight.alerts.experiment
     # .run_dilated). On a host taking 70% of the CPU a clean datagen fired alerts that were
     # the host's: a failure measured while the host took the CPU is inconclusive
     # (docs/contract.md), recorded as such, never a pass.

@@ -1,5 +1,5 @@
 """Readiness of our two workloads, as thin tests over the gate's own experiments
-(harness.experiments): the same code `preflight gate` runs, here per test so that a failure
+(preflight.experiments): the same code `preflight gate` runs, here per test so that a failure
 names its experiment. Each finding's measurements go into the session report."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.experiments import FAIL, INCONCLUSIVE, NOT_APPLICABLE, Context, Finding, for_spec
-from harness.gate.policy import load_policy
-from harness.workload import load_spec
+from preflight.experiments import FAIL, INCONCLUSIVE, NOT_APPLICABLE, Context, Finding, for_spec
+from preflight.gate.policy import load_policy
+from preflight.workload import load_spec
 
 from .profiles import TIER_TIMEOUT_S, WORKLOAD_PARAMS
 

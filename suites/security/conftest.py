@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from durable import faults
-from harness import tiers
+from preflight.durable import faults
+from preflight.spec import tiers
 
 # Examples per parser test by session --scale: seconds at small, much longer at 10pct.
 # The smallest valid `datagen generate` sizes, for tests that need a real dataset fast.
@@ -135,7 +135,7 @@ def trainer(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., Result]:
     """The trainer CLI in this process (no torch start-up per call), no fault armed."""
-    from trainer.cli import main
+    from preflight_examples.trainer.cli import main
 
     monkeypatch.delenv("PREFLIGHT_FAULTS", raising=False)
     monkeypatch.setattr(faults, "_state", faults._State())  # fresh hit counters

@@ -10,14 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
+from preflight_examples.datagen.generate import check_workers_fit
+from preflight_examples.trainer.config import FitConfig, check_model_fits, parameter_estimate
+from preflight_examples.trainer.distributed import check_nproc_fits
 
-from datagen.generate import check_workers_fit
-from durable import BadInputError
-from harness.gate.policy import load_policy, policy_from_table
-from harness.run import Run
-from harness.spec import SpecError, load_specs, parse_spec, toml_shape_problem
-from trainer.config import FitConfig, check_model_fits, parameter_estimate
-from trainer.distributed import check_nproc_fits
+from preflight.durable import BadInputError
+from preflight.gate.policy import load_policy, policy_from_table
+from preflight.run.job import Run
+from preflight.spec.parse import SpecError, load_specs, parse_spec, toml_shape_problem
 
 GIB = 1 << 30
 RUN_TIMEOUT_S = 60.0
@@ -75,7 +75,7 @@ def test_workers_nproc_and_model_size_are_bounded_by_the_machine() -> None:
 
 
 def test_datagen_refuses_more_workers_than_the_machine_takes(tmp_path: Path) -> None:
-    from datagen.cli import main
+    from preflight_examples.datagen.cli import main
 
     out = tmp_path / "ds"
     assert main(["generate", "--out", str(out), "--samples", "8", "--workers", "256"]) == 2
@@ -83,7 +83,7 @@ def test_datagen_refuses_more_workers_than_the_machine_takes(tmp_path: Path) -> 
 
 
 def test_parameter_estimate_matches_the_model() -> None:
-    from trainer.model import VideoClassifier, parameter_count
+    from preflight_examples.trainer.model import VideoClassifier, parameter_count
 
     for channels, depth in ((4, 2), (16, 3), (8, 5)):
         model = VideoClassifier(3, 4, channels, depth, 0.1)

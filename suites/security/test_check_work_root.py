@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.check import build_parser, main, options_from
-from harness.check_options import check_work_root
+from preflight.check.command import build_parser, main, options_from
+from preflight.check.options import check_work_root
 
 SPEC = Path(__file__).resolve().parents[2] / "fixtures" / "workloads.toml"
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from preflight_examples.trainer.data import open_dataset
 
-from durable import atomic_write, manifest
-from durable.errors import VerifyError
+from preflight.durable import atomic_write, manifest
+from preflight.durable.errors import VerifyError
 from suites.unit.trainer.conftest import CHANNELS, FRAMES, SHARD, SIZE, write_tiny_dataset
-from trainer.data import open_dataset
 
 VIDEOS, LABELS = "shards/00000/videos.npy", "shards/00000/labels.npy"
 CASES = {

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 from hypothesis import strategies as st
+from preflight_examples.datagen import store
+from preflight_examples.datagen.verify import scan
 
-from datagen import store
-from datagen.verify import scan
-from durable.errors import BadInputError, VerifyError
+from preflight.durable.errors import BadInputError, VerifyError
 from suites.security.conftest import TINY_DATAGEN
 from suites.security.strategies import document_bytes, mutated_document
 
@@ -31,7 +31,7 @@ ALLOC_BYTES_MAX = 32 << 20  # refusing an absurd claim must not allocate for it
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dataset") / "ds"
     done = subprocess.run(
-        [sys.executable, "-m", "datagen.cli", "generate", "--out", str(out), *TINY],
+        [sys.executable, "-m", "preflight_examples.datagen.cli", "generate", "--out", str(out), *TINY],
         capture_output=True,
         text=True,
         timeout=GENERATE_TIMEOUT_S,

@@ -21,7 +21,7 @@ STEPS = 10  # two checkpoints at the tiny tier's --ckpt-every 5
 
 def _datagen(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "datagen.cli", *argv],
+        [sys.executable, "-m", "preflight_examples.datagen.cli", *argv],
         capture_output=True,
         text=True,
         timeout=CHILD_TIMEOUT_S,

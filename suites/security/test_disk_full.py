@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from preflight_examples.datagen.streamio import HashingWriter
 
-from datagen.streamio import HashingWriter
 from suites.security.conftest import Result
 from suites.unit.trainer.conftest import fit_args, write_tiny_dataset
 
@@ -66,7 +66,7 @@ def file_size_limit(limit: int) -> Iterator[None]:
 
 
 def test_checkpoint_writer_names_state_pt_when_the_write_fails(tmp_path: Path) -> None:
-    from trainer.checkpoint import STATE_NAME, write_committed
+    from preflight_examples.trainer.checkpoint import STATE_NAME, write_committed
 
     directory = tmp_path / "checkpoints" / "step-00000005"
     with file_size_limit(4096), pytest.raises(OSError) as raised:
@@ -82,7 +82,7 @@ def _limit_child_files() -> None:
 
 def test_datagen_on_a_full_disk_names_the_shard_file(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "datagen.cli", "generate", "--out", str(tmp_path / "ds"),
+        [sys.executable, "-m", "preflight_examples.datagen.cli", "generate", "--out", str(tmp_path / "ds"),
          *BIG_SHARDS],
         capture_output=True,
         text=True,

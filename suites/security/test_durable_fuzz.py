@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
-from durable import manifest
-from durable.errors import BadInputError, DurableError, VerifyError
-from durable.jsonio import loads_strict, read_json
-from durable.ledger import Ledger
-from durable.progress import make_progress, read_progress, write_progress
+from preflight.durable import manifest
+from preflight.durable.errors import BadInputError, DurableError, VerifyError
+from preflight.durable.jsonio import loads_strict, read_json
+from preflight.durable.ledger import Ledger
+from preflight.durable.progress import make_progress, read_progress, write_progress
 from suites.security.strategies import document_bytes, json_values, mutated_document
 
 Fuzz = Callable[..., Any]

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from preflight_examples.datagen.cli import main as datagen_main
 
-from datagen.cli import main as datagen_main
-from durable import atomic_write, faults, manifest
+from preflight.durable import atomic_write, faults, manifest
 from suites.security.conftest import TINY_DATAGEN, Result
 from suites.unit.trainer.conftest import fit_args, write_tiny_dataset
 
@@ -84,7 +84,7 @@ def gen_args(out: Path | str, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def stopped_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """(dataset, a trainer run that failed at step 7 with checkpoint step 5 committed)."""
-    from trainer.cli import main
+    from preflight_examples.trainer.cli import main
 
     base = tmp_path_factory.mktemp("stopped")
     data = write_tiny_dataset(base / "ds")
@@ -232,7 +232,7 @@ def test_resume_with_other_threads_is_refused(
 def test_a_dataset_changed_under_a_running_fit_is_refused(
     tmp_path: Path, trainer: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trainer import fit
+    from preflight_examples.trainer import fit
 
     data = write_tiny_dataset(tmp_path / "ds")
     videos = data / "shards" / "00001" / "videos.npy"
@@ -329,7 +329,7 @@ class Probe:
         return None
 sys.meta_path.insert(0, Probe())
 sys.argv = ["trainer", "fit"]
-import trainer.cli
+import preflight_examples.trainer.cli
 sig = ctypes.c_int()
 ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)  # PR_GET_PDEATHSIG
 print(seen.get("numpy"), sig.value, "torch" in sys.modules)

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from preflight_examples.datagen.verify import scan
 
-from datagen.verify import scan
-from durable import manifest
-from durable.errors import VerifyError
-from harness.faults.corrupt import KINDS, CorruptionSpec, apply
-from harness.faults.runner import expand
+from preflight.check.drive.runner import expand
+from preflight.check.kinds.corrupt import KINDS, CorruptionSpec, apply
+from preflight.durable import manifest
+from preflight.durable.errors import VerifyError
 from suites.security.conftest import TINY_DATAGEN, Result
 from suites.unit.trainer.conftest import fit_args, write_tiny_dataset
 
@@ -63,16 +63,16 @@ def test_datagen_in_a_symlinked_out_dir_generates_and_verifies(tmp_path: Path) -
     real.mkdir(parents=True)
     link = tmp_path / "dataset"
     link.symlink_to(real)
-    done = _run("datagen.cli", "generate", "--out", str(link), *TINY)
+    done = _run("preflight_examples.datagen.cli", "generate", "--out", str(link), *TINY)
     assert done.returncode == 0, done.stderr
-    assert _run("datagen.cli", "verify", str(link)).returncode == 0
+    assert _run("preflight_examples.datagen.cli", "verify", str(link)).returncode == 0
     assert scan(link).samples == 8 and scan(real).fingerprint == scan(link).fingerprint
     # A file inside the (real) directory swapped for a symlink that leads out is refused.
     label = real / "shards" / "00000" / "labels.npy"
     stolen = tmp_path / "labels.npy"
     label.rename(stolen)
     label.symlink_to(stolen)
-    refused = _run("datagen.cli", "verify", str(link))
+    refused = _run("preflight_examples.datagen.cli", "verify", str(link))
     assert refused.returncode == 4 and "labels.npy" in refused.stderr
 
 

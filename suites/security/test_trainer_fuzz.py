@@ -14,14 +14,19 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import strategies as st
+from preflight_examples.trainer import bundle, data, infer
+from preflight_examples.trainer.checkpoint import (
+    KIND_CHECKPOINT,
+    STATE_FORMAT,
+    STATE_NAME,
+    load_committed,
+)
 
-from durable import manifest
-from durable.errors import BadInputError, VerifyError
+from preflight.durable import manifest
+from preflight.durable.errors import BadInputError, VerifyError
 from suites.security.conftest import Result
 from suites.security.strategies import document_bytes, json_values, mutated_document
 from suites.unit.trainer.conftest import fit_args, write_tiny_dataset
-from trainer import bundle, data, infer
-from trainer.checkpoint import KIND_CHECKPOINT, STATE_FORMAT, STATE_NAME, load_committed
 
 Fuzz = Callable[..., Any]
 EXIT_REFUSED = 4
@@ -162,8 +167,8 @@ def test_run_config_json_verifies_or_refuses(
 ) -> None:
     """config.json of a finished run, mutated: `trainer verify` and a resume's drift check
     either accept it or refuse it naming the file."""
-    from trainer.final import read_final
-    from trainer.rundir import RunPaths, prepare_config
+    from preflight_examples.trainer.final import read_final
+    from preflight_examples.trainer.rundir import RunPaths, prepare_config
 
     ds = write_tiny_dataset(tmp_path / "ds")
     run = tmp_path / "run"
@@ -194,7 +199,7 @@ def test_run_config_json_verifies_or_refuses(
 
 
 def test_content_length_header_is_a_number_or_a_request_error(fuzz: Fuzz) -> None:
-    from trainer.serve import check_content_length
+    from preflight_examples.trainer.serve import check_content_length
 
     headers = st.one_of(
         st.text(max_size=30),

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
-from durable.errors import BadInputError
-from harness.gate.policy import load_policy
-from harness.workload import SpecError, load_specs, parse_spec
+from preflight.durable.errors import BadInputError
+from preflight.gate.policy import load_policy
+from preflight.workload import SpecError, load_specs, parse_spec
 from suites.security.strategies import deep, json_values, mutated_document
 
 Fuzz = Callable[..., Any]

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.alerts import thresholds_for
-from harness.alerts.experiment import record_attempt, run_dilated
-from harness.alerts.plants import FIXTURE_SPEC, FIXTURE_WORKLOAD, telemetry_plants
-from harness.gate.report import Recorder
-from harness.workload import load_specs
+from preflight.alerts import thresholds_for
+from preflight.alerts.experiment import record_attempt, run_dilated
+from preflight.alerts.plants import FIXTURE_SPEC, FIXTURE_WORKLOAD, telemetry_plants
+from preflight.reports.session import Recorder
+from preflight.workload import load_specs
 from suites.harness.helpers import watching_host
 
 TIER = "small"

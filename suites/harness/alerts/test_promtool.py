@@ -49,9 +49,8 @@ def test_every_rule_has_for_and_a_runbook_section() -> None:
 
 
 def test_telemetry_exposition_is_promtool_clean() -> None:
+    from preflight_examples.telemetry import Telemetry, names
     from prometheus_client import generate_latest
-
-    from telemetry import Telemetry, names
 
     # Every series populated, the lazily created ones included.
     with Telemetry("trainer", "r1", memory_budget_bytes=10**9) as tel:
@@ -69,7 +68,7 @@ def test_telemetry_exposition_is_promtool_clean() -> None:
 
 @pytest.mark.parametrize("use_prometheus_client", [True, False])
 def test_serve_exposition_is_promtool_clean(use_prometheus_client: bool) -> None:
-    from trainer.serve import ServeMetrics
+    from preflight_examples.trainer.serve import ServeMetrics
 
     metrics = ServeMetrics(use_prometheus_client)
     metrics.request("predict", 200, 0.004)
@@ -93,10 +92,10 @@ def _run(argv: list[str], cwd: Path) -> None:
 def test_datagen_and_trainer_textfiles_are_promtool_clean(tmp_path: Path) -> None:
     """Real runs, their --metrics-file as the textfile collector would read it."""
     data, datagen_prom, trainer_prom = tmp_path / "data", tmp_path / "d.prom", tmp_path / "t.prom"
-    _run(["-m", "datagen.cli", "generate", "--out", str(data), "--samples", "8",
+    _run(["-m", "preflight_examples.datagen.cli", "generate", "--out", str(data), "--samples", "8",
           "--frames", "4", "--size", "8", "--shard-size", "4", "--workers", "1",
           "--metrics-file", str(datagen_prom)], tmp_path)
-    _run(["-m", "trainer.cli", "fit", "--data", str(data), "--out", str(tmp_path / "run"),
+    _run(["-m", "preflight_examples.trainer.cli", "fit", "--data", str(data), "--out", str(tmp_path / "run"),
           "--steps", "3", "--batch-size", "2", "--channels", "4", "--depth", "1",
           "--ckpt-every", "2", "--metrics-file", str(trainer_prom)], tmp_path)
     for path in (datagen_prom, trainer_prom):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.alerts import PROFILES, RULE_KEYS, RULES, Evaluator, first_fired, make_snapshot
-from harness.alerts import rules as r
-from harness.alerts.snapshot import Snapshot
+from preflight.alerts import PROFILES, RULE_KEYS, RULES, Evaluator, first_fired, make_snapshot
+from preflight.alerts import rules as r
+from preflight.alerts.snapshot import Snapshot
 from suites.harness.helpers import REPO
 
 TH = r.Thresholds(
@@ -177,7 +177,7 @@ RULE_KEYS_ALLOWED = {"alert", "expr", "for", "keep_firing_for", "labels", "annot
 
 def test_the_shipped_rules_file_is_the_production_rendering() -> None:
     assert SHIPPED.read_text() == r.render_rules_yaml(PROFILES["production"]), (
-        "alerts/preflight.rules.yml is stale: .venv/bin/python -m harness.alerts > "
+        "alerts/preflight.rules.yml is stale: .venv/bin/python -m preflight.alerts > "
         "alerts/preflight.rules.yml"
     )
 
@@ -214,7 +214,7 @@ def test_shipped_rules_are_valid_prometheus_alerting_rules() -> None:
 
 
 def test_every_metric_the_rules_read_is_exported_by_telemetry(tmp_path: Path) -> None:
-    from telemetry import Telemetry, names
+    from preflight_examples.telemetry import Telemetry, names
 
     path = tmp_path / "m.prom"
     with Telemetry("trainer", "r", metrics_file=path, interval_s=300) as tel:
@@ -223,7 +223,7 @@ def test_every_metric_the_rules_read_is_exported_by_telemetry(tmp_path: Path) ->
             tel.loss(1.0)
         tel.flush()
         text = path.read_text()
-    from harness.alerts import parse_exposition
+    from preflight.alerts import parse_exposition
 
     assert r.METRICS_USED <= set(parse_exposition(text, 0.0).values)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.alerts import (
+from preflight.alerts import (
     FileSource,
     HttpSource,
     Injection,
@@ -18,9 +18,9 @@ from harness.alerts import (
     injection_from_log,
     parse_exposition,
 )
-from harness.alerts import rules as r
-from harness.alerts.evaluate import Alert
-from harness.alerts.experiment import (
+from preflight.alerts import rules as r
+from preflight.alerts.evaluate import Alert
+from preflight.alerts.experiment import (
     Attempt,
     Detection,
     Plant,
@@ -29,8 +29,8 @@ from harness.alerts.experiment import (
     judge,
     record_attempt,
 )
-from harness.alerts.latency import read_log_records, summarize
-from harness.alerts.snapshot import ExpositionError
+from preflight.alerts.latency import read_log_records, summarize
+from preflight.alerts.snapshot import ExpositionError
 
 TH = r.PROFILES["small"]
 TEXT = """# HELP preflight_up up
@@ -112,7 +112,7 @@ def test_watcher_stops_recording_at_its_bound_and_says_so(tmp_path: Path) -> Non
 
 
 def test_watcher_thread_scrapes_an_http_endpoint(tmp_path: Path) -> None:
-    from telemetry import Telemetry
+    from preflight_examples.telemetry import Telemetry
 
     with Telemetry("trainer", "r", metrics_port=0, memory_budget_bytes=1) as tel:
         tel.progress(1, 2)

@@ -1,6 +1,6 @@
 """Fixtures for this folder, and an ordering that keeps it fast under pytest-xdist.
 
-The fixtures come from harness.faults.pytest_fixtures (harness/plugin.py may also load
+The fixtures come from preflight.check.pytest_fixtures (src/preflight/plugin.py may also load
 them; a conftest definition simply takes precedence).
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.faults.pytest_fixtures import fault_battery, fault_check  # noqa: F401
+from preflight.check.pytest_fixtures import fault_battery, fault_check  # noqa: F401
 
 HERE = Path(__file__).parent
 # Tests that drive real jobs (seconds each); every other test here is milliseconds.

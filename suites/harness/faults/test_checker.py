@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from harness.checker import FAIL, PASS, SKIP, Verdict, check, lost_work_per_fault, passed
-from harness.faults.history import (
+from preflight.check.checker import FAIL, PASS, SKIP, Verdict, check, lost_work_per_fault, passed
+from preflight.check.history import (
     FAULT_DISK,
     FAULT_MEMORY,
     FAULT_POINT,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.faults.corrupt import (
+from preflight.check.kinds.corrupt import (
     JSON_KINDS,
     KINDS,
     PAGE_BYTES,

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from harness.faults.corrupt import CorruptionSpec, corruptions
-from harness.faults.pytest_fixtures import FaultBattery
+from preflight.check.kinds.corrupt import CorruptionSpec, corruptions
+from preflight.check.pytest_fixtures import FaultBattery
 
 SPEC = str(Path(__file__).resolve().parents[3] / "fixtures" / "defects.toml")
 

@@ -9,16 +9,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness import check
-from harness.checker import FAIL, PASS
-from harness.faults import disk, memory
-from harness.faults.pytest_fixtures import (
+from preflight.check import command as check
+from preflight.check.checker import FAIL, PASS
+from preflight.check.kinds import disk, memory
+from preflight.check.pytest_fixtures import (
     FaultBattery,
     FaultCheck,
     assert_check_passed,
     failure_text,
 )
-from harness.faults.report import Row
+from preflight.check.report import Row
 
 SPEC = str(Path(__file__).resolve().parents[3] / "fixtures" / "defects.toml")
 

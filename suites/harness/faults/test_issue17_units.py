@@ -7,14 +7,10 @@ import struct
 from dataclasses import replace
 from pathlib import Path
 
-from harness.checker import FAIL, PASS, SKIP, cause, check
-from harness.faults import registry
-from harness.faults.history import FAULT_SIGKILL, Attempt, Control, Corruption, History, Reference
-from harness.faults.kind import FaultKind, InjectContext, PlanContext
-from harness.faults.live import Live, eta_s, status_line
-from harness.faults.report import Row, injected_text
-from harness.faults.schedule import Experiment
-from harness.faults.windows import (
+from preflight.check import registry
+from preflight.check.checker import FAIL, PASS, SKIP, cause, check
+from preflight.check.drive.schedule import Experiment
+from preflight.check.drive.windows import (
     IN_CLOSE_WRITE,
     IN_MODIFY,
     IN_MOVED_FROM,
@@ -24,7 +20,11 @@ from harness.faults.windows import (
     parse_events,
     temp_kind,
 )
-from harness.progress import RegexProgress
+from preflight.check.history import FAULT_SIGKILL, Attempt, Control, Corruption, History, Reference
+from preflight.check.kind import FaultKind, InjectContext, PlanContext
+from preflight.check.live import Live, eta_s, status_line
+from preflight.check.report import Row, injected_text
+from preflight.run.progress import RegexProgress
 
 REF = Reference(rc=0, fingerprint="f" * 64, verify_rc=0, duration_s=1.0, total=30, ckpt_interval=5)
 KILLED = Attempt(0, False, fault=FAULT_SIGKILL, start_done=0, last_done=12, fault_at_done=12, rc=-9)
@@ -127,7 +127,7 @@ def test_a_liveness_failure_alone_with_the_harness_frozen_is_inconclusive() -> N
     raw.pop("host_frozen")
     assert History.from_json(raw).host_frozen is None
     # The report says what the machine took, per experiment.
-    from harness.faults.report import host_text
+    from preflight.check.report import host_text
 
     assert host_text(frozen) == "steal 0%, frozen 64%"
     assert host_text(_history(KILLED)) == "—"

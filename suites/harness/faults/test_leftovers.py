@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import check
-from harness.checker import FAIL, PASS, SKIP
-from harness.checker import check as judge
-from harness.faults.history import FAULT_SIGKILL, Attempt, History, Reference
-from harness.faults.runner import Context, run_attempt
-from harness.workload import load_spec
+from preflight.check import command as check
+from preflight.check.checker import FAIL, PASS, SKIP
+from preflight.check.checker import check as judge
+from preflight.check.drive.runner import Context, run_attempt
+from preflight.check.history import FAULT_SIGKILL, Attempt, History, Reference
+from preflight.workload import load_spec
 
 SPEC = Path(__file__).resolve().parents[3] / "fixtures" / "escaper.toml"
 REF = Reference(rc=0, fingerprint="f" * 64, verify_rc=0, duration_s=1.0, total=30, ckpt_interval=5)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.faults import disk, memory
-from harness.faults.history import Reference
+from preflight.check.history import Reference
+from preflight.check.kinds import disk, memory
 
 V1_SELF = "4:memory:/jobs/me\n1:cpu:/\n0::/\n"
 V2_SELF = "0::/user.slice/me\n"

@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from harness.faults import corrupt, crashpoints, disk, kill, memory
-from harness.faults.history import Reference
-from harness.faults.reference import derive_ckpt_interval, merge_adjacent, parse_trace
-from harness.faults.report import replay_command
-from harness.faults.runner import is_checkpoint_write
-from harness.faults.schedule import parse_kinds, stream
+from preflight.check.drive.reference import derive_ckpt_interval, merge_adjacent, parse_trace
+from preflight.check.drive.runner import is_checkpoint_write
+from preflight.check.drive.schedule import parse_kinds, stream
+from preflight.check.history import Reference
+from preflight.check.kinds import corrupt, crashpoints, disk, kill, memory
+from preflight.check.report import replay_command
 
 REF = Reference(
     rc=0,

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import check
-from harness.faults import powerloss
-from harness.faults import powerloss_trace as trace
-from harness.faults.history import Reference
-from harness.faults.runner import Context
+from preflight.check import command as check
+from preflight.check.drive.runner import Context
+from preflight.check.history import Reference
+from preflight.check.kinds.powerloss import kind as powerloss
+from preflight.check.kinds.powerloss import trace as trace
 
 SPEC = Path(__file__).resolve().parents[3] / "fixtures" / "powerloss.toml"
 needs_strace = pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""The LazyFS-style FUSE layer (harness.faults.lazyfs): a crash keeps exactly what was
+"""The LazyFS-style FUSE layer (preflight.check.kinds.powerloss.lazyfs): a crash keeps exactly what was
 fsynced. The page-cache model runs everywhere; the mount tests need /dev/fuse, fuse3 and
 mfusepy (`pip install '.[fuse]'`, `apt-get install fuse3`) and skip with the reason without."""
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.faults import lazyfs
-from harness.faults.lazyfs import PAGE, LazyMount, Pending
+from preflight.check.kinds.powerloss import lazyfs
+from preflight.check.kinds.powerloss.lazyfs import PAGE, LazyMount, Pending
 
 # A planted writer: temp + rename with no fsync (ckpt.json), and one done right (good.json).
 WRITER = """

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from harness.faults.durable_state import FsModel, crash_state, replay
-from harness.faults.history import Reference
-from harness.faults.powerloss import plan
-from harness.faults.strace_ops import decode, durability_events, parse_lines, split_args
+from preflight.check.history import Reference
+from preflight.check.kinds.powerloss.durable_state import FsModel, crash_state, replay
+from preflight.check.kinds.powerloss.kind import plan
+from preflight.check.kinds.powerloss.strace_ops import (
+    decode,
+    durability_events,
+    parse_lines,
+    split_args,
+)
 
 ROOT = "/w"
 
@@ -169,9 +174,9 @@ def test_plan_is_seeded_bounded_and_covers_every_mode(seed: int) -> None:
 
 
 def test_a_lost_work_failure_names_the_first_file_the_cut_took() -> None:
-    from harness.checker import FAIL, check
-    from harness.faults.history import Attempt, History
-    from harness.faults.powerloss import _record
+    from preflight.check.checker import FAIL, check
+    from preflight.check.history import Attempt, History
+    from preflight.check.kinds.powerloss.kind import _record
 
     ref = Reference(rc=0, fingerprint="f" * 64, verify_rc=0, duration_s=1.0, total=30,
                     ckpt_interval=5)  # fmt: skip

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.checker import FAIL, PASS
-from harness.faults.pytest_fixtures import FaultCheck, failure_text
+from preflight.check.checker import FAIL, PASS
+from preflight.check.pytest_fixtures import FaultCheck, failure_text
 
 SPEC = str(Path(__file__).resolve().parents[3] / "fixtures" / "thirdparty.toml")
 SEEDS = range(5)
@@ -106,7 +106,7 @@ def test_a_check_stopped_by_its_bound_leaves_a_partial_report_and_no_scratch(
     # Item 7: SIGTERM mid-battery -> the rows done so far, the reason, the scratch removed.
     report, work = tmp_path / "r", tmp_path / "w"
     work.mkdir()
-    argv = [sys.executable, "-m", "harness.check", "tp_noterm", "--spec", SPEC]
+    argv = [sys.executable, "-m", "preflight.check.command", "tp_noterm", "--spec", SPEC]
     argv += ["--faults", "kill", "--report", str(report), "--work-root", str(work)]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     path = report / "check-tp_noterm.json"

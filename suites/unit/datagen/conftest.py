@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from datagen.cli import main
-from datagen.verify import scan
+from preflight_examples.datagen.cli import main
+from preflight_examples.datagen.verify import scan
 
 RUN_TIMEOUT_S = 60.0
 # Tiny but complete: 10 shards of 12 samples, 4 classes, augmentation on.
@@ -26,7 +25,7 @@ SMALL_SHARD = ("--shard-size", "12")
 
 
 def datagen_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "datagen.cli", *args]
+    return [sys.executable, "-m", "preflight_examples.datagen.cli", *args]
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from durable import VerifyError
+from preflight.durable import VerifyError
 from suites.unit.datagen.conftest import (
     SMALL,
     SMALL_SHARD,

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from preflight_examples.datagen.config import (
+    GenConfig,
+    differing_parameters,
+    validate,
+    validate_workers,
+)
 
-from datagen.config import GenConfig, differing_parameters, validate, validate_workers
-from durable import BadInputError
+from preflight.durable import BadInputError
 
 
 @pytest.mark.parametrize(

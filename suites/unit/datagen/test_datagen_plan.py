@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from datagen.plan import (
+from preflight_examples.datagen.plan import (
     ShardSpec,
     classify_shards,
     expected_class_counts,

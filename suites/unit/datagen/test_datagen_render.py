@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from datagen.config import GenConfig
-from datagen.hashrng import hash_uniform
-from datagen.plan import labels_for
-from datagen.render import LEVEL_MAX_PLAIN, render, trajectories
+from preflight_examples.datagen.config import GenConfig
+from preflight_examples.datagen.hashrng import hash_uniform
+from preflight_examples.datagen.plan import labels_for
+from preflight_examples.datagen.render import LEVEL_MAX_PLAIN, render, trajectories
 
 
 @pytest.mark.parametrize(

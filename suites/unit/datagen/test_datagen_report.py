@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from datagen.report import Reporter, format_eta, progress_bar
+from preflight_examples.datagen.report import Reporter, format_eta, progress_bar
 
 
 def test_terminal_gets_a_redrawn_bar() -> None:

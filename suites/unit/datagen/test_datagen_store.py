@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from preflight_examples.datagen.config import GenConfig
+from preflight_examples.datagen.plan import labels_for, plan_shards
+from preflight_examples.datagen.render import render
+from preflight_examples.datagen.store import check_shard, write_shard
 
-from datagen.config import GenConfig
-from datagen.plan import labels_for, plan_shards
-from datagen.render import render
-from datagen.store import check_shard, write_shard
-from durable import VerifyError
+from preflight.durable import VerifyError
 
 CFG = GenConfig(samples=30, frames=4, size=12, channels=3, shard_size=10)
 

@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from datagen.streamio import ENV_NO_DIRECT, HashingWriter, hash_file
+from preflight_examples.datagen.streamio import ENV_NO_DIRECT, HashingWriter, hash_file
 
 CHUNK = 8192
 

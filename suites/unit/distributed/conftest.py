@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.check import CheckOptions, run_check
-from trainer.distributed import torchrun_prefix
+from preflight_examples.trainer.distributed import torchrun_prefix
+
+from preflight.check.command import CheckOptions, run_check
 
 RUN_TIMEOUT_S = 90.0
 WORLD_SIZE = 2

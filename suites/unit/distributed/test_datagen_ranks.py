@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from preflight_examples.datagen.plan import plan_shards
+from preflight_examples.datagen.ranks import RankInfo, resolve
+from preflight_examples.datagen.verify import scan
 
-from datagen.plan import plan_shards
-from datagen.ranks import RankInfo, resolve
-from datagen.verify import scan
-from durable import BadInputError
+from preflight.durable import BadInputError
 from suites.unit.distributed.conftest import RUN_TIMEOUT_S, clean_env, run, torchrun_argv
 
 SIZES = ("--samples", "96", "--frames", "4", "--size", "12", "--channels", "1")
@@ -26,7 +26,7 @@ def _generate(out: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory) -> str:
     out = tmp_path_factory.mktemp("single") / "data"
-    done = run([sys.executable, "-m", "datagen.cli", *_generate(out)[1:]])
+    done = run([sys.executable, "-m", "preflight_examples.datagen.cli", *_generate(out)[1:]])
     assert done.returncode == 0, done.stderr
     return scan(out).fingerprint
 
@@ -60,7 +60,7 @@ def test_two_ranks_by_hand_equal_single_process(tmp_path: Path, single: str) -> 
             [
                 sys.executable,
                 "-m",
-                "datagen.cli",
+                "preflight_examples.datagen.cli",
                 *_generate(out, "--rank", str(r))[1:],
                 "--world-size",
                 "2",
@@ -86,7 +86,7 @@ def test_under_torchrun_equals_single_process(tmp_path: Path, single: str) -> No
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rank 0 finalizes" in done.stderr
     assert scan(out).fingerprint == single
-    status = run([sys.executable, "-m", "datagen.cli", "status", str(out)])
+    status = run([sys.executable, "-m", "preflight_examples.datagen.cli", "status", str(out)])
     assert '"done": 96' in status.stdout and '"state": "done"' in status.stdout
 
 
@@ -96,7 +96,7 @@ def test_new_is_refused_for_ranks(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "datagen.cli",
+            "preflight_examples.datagen.cli",
             *_generate(out, "--new")[1:],
             "--rank",
             "0",

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from harness import checker
-from harness.faults import rank
-from harness.faults.history import Reference
-from harness.faults.schedule import parse_kinds
+from preflight.check import checker
+from preflight.check.drive.schedule import parse_kinds
+from preflight.check.history import Reference
+from preflight.check.kinds import rank
 from suites.unit.distributed.conftest import MONITOR_INTERVAL_S, check_rank_kill
 
 SPEC = """
@@ -94,7 +94,7 @@ def test_killed_rank_is_restarted_by_torchrun_and_the_result_is_exact(
 
 
 def test_launcher_is_prepended_once(tmp_path: Path) -> None:
-    from harness.workload import load_spec
+    from preflight.workload import load_spec
 
     spec_file = tmp_path / "workloads.toml"
     spec_file.write_text(

@@ -13,19 +13,9 @@ from typing import Any
 
 import pytest
 import torch
-
-from durable import VerifyError
-from harness import checker
-from suites.unit.distributed.conftest import (
-    MONITOR_INTERVAL_S,
-    RUN_TIMEOUT_S,
-    check_rank_kill,
-    clean_env,
-)
-from suites.unit.trainer.conftest import write_tiny_dataset
-from trainer.cli import build_parser
-from trainer.config import FitConfig
-from trainer.distributed import (
+from preflight_examples.trainer.cli import build_parser
+from preflight_examples.trainer.config import FitConfig
+from preflight_examples.trainer.distributed import (
     ENV_PARAM_SYNC,
     World,
     fit_argv,
@@ -33,6 +23,16 @@ from trainer.distributed import (
     launch_argv,
     world_from_env,
 )
+
+from preflight.check import checker
+from preflight.durable import VerifyError
+from suites.unit.distributed.conftest import (
+    MONITOR_INTERVAL_S,
+    RUN_TIMEOUT_S,
+    check_rank_kill,
+    clean_env,
+)
+from suites.unit.trainer.conftest import write_tiny_dataset
 
 # A few seconds of training: progress every 100 ms gives the harness enough points to place a
 # kill between checkpoints; more steps would only cost CPU (2 ranks on 2 cores).
@@ -54,7 +54,7 @@ TINY = (
 
 
 def _fit(data: Path, out: Path, *extra: str, env: dict[str, str] | None = None):
-    argv = [sys.executable, "-m", "trainer.cli", "fit", "--data", str(data), "--out", str(out)]
+    argv = [sys.executable, "-m", "preflight_examples.trainer.cli", "fit", "--data", str(data), "--out", str(out)]
     argv += ["--steps", str(STEPS), "--ckpt-every", str(CKPT_EVERY), *TINY, *extra]
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=clean_env(env)
@@ -151,8 +151,8 @@ def test_bad_nproc_is_bad_input_and_writes_nothing(data: Path, tmp_path: Path) -
 
 
 def _stored_run(out: Path, cfg: FitConfig, world_size: int) -> None:
-    from trainer.distributed import _hyper
-    from trainer.rundir import RunPaths, prepare_config
+    from preflight_examples.trainer.distributed import _hyper
+    from preflight_examples.trainer.rundir import RunPaths, prepare_config
 
     out.mkdir(parents=True)
     hyper = _hyper(cfg, "data-identity", world_size)
@@ -160,8 +160,9 @@ def _stored_run(out: Path, cfg: FitConfig, world_size: int) -> None:
 
 
 def test_launcher_refuses_what_rank_0_would_refuse(tmp_path: Path) -> None:
-    from durable import ConfigDriftError, LockedError, RunLock
-    from trainer.distributed import refuse_like_a_rank
+    from preflight_examples.trainer.distributed import refuse_like_a_rank
+
+    from preflight.durable import ConfigDriftError, LockedError, RunLock
 
     out = tmp_path / "run"
     cfg = FitConfig(data="d", out=str(out), steps=20, lr=1e-3)
@@ -182,7 +183,7 @@ def test_launcher_refuses_what_rank_0_would_refuse(tmp_path: Path) -> None:
 
 @pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
 def test_locked_run_exits_3_under_nproc(data: Path, tmp_path: Path) -> None:
-    from durable import RunLock
+    from preflight.durable import RunLock
 
     out = tmp_path / "run"
     out.mkdir()

@@ -8,8 +8,8 @@ import signal
 import numpy as np
 import pytest
 
-from durable import BadInputError, atomic_write, remove_stale_temps
-from durable.atomic import atomic_writer, is_temp_file
+from preflight.durable import BadInputError, atomic_write, remove_stale_temps
+from preflight.durable.atomic import atomic_writer, is_temp_file
 
 from .conftest import run_child
 
@@ -64,7 +64,7 @@ def test_exception_inside_writer_keeps_old_and_removes_temp(tmp_path):
 def test_kill_at_each_point_leaves_old_or_new(tmp_path, point):
     dest = tmp_path / "f.bin"
     dest.write_bytes(OLD)
-    code = f"from durable import atomic_write\natomic_write({str(dest)!r}, {NEW!r})\n"
+    code = f"from preflight.durable import atomic_write\natomic_write({str(dest)!r}, {NEW!r})\n"
     result = run_child(code, faults=f"{point}:kill")
     assert result.returncode == -signal.SIGKILL
     content = dest.read_bytes()
@@ -82,7 +82,7 @@ def test_injected_io_error_propagates_and_keeps_old(tmp_path, action):
     dest.write_bytes(OLD)
     code = (
         "import errno\n"
-        "from durable import atomic_write\n"
+        "from preflight.durable import atomic_write\n"
         "try:\n"
         f"    atomic_write({str(dest)!r}, b'new')\n"
         "except OSError as exc:\n"
@@ -99,7 +99,7 @@ def test_trace_lists_points_in_order(tmp_path):
     trace = tmp_path / "trace.txt"
     out = tmp_path / "f.bin"
     result = run_child(
-        f"from durable import atomic_write\natomic_write({str(out)!r}, b'x')", trace=str(trace)
+        f"from preflight.durable import atomic_write\natomic_write({str(out)!r}, b'x')", trace=str(trace)
     )
     assert result.returncode == 0, result.stderr
     assert trace.read_text().split() == list(ATOMIC_POINTS)

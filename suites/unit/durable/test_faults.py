@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from durable import BadInputError, faults
-from durable.faults import parse_faults
+from preflight.durable import BadInputError, faults
+from preflight.durable.faults import parse_faults
 
 
 def test_parse_full_syntax():

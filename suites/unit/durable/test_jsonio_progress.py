@@ -6,8 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from durable import BadInputError, loads_strict, make_progress, read_progress, write_progress
-from durable.jsonio import read_json
+from preflight.durable import (
+    BadInputError,
+    loads_strict,
+    make_progress,
+    read_progress,
+    write_progress,
+)
+from preflight.durable.jsonio import read_json
 
 
 @pytest.mark.parametrize(
@@ -103,6 +109,6 @@ def _naive_depth_exceeds(text: str, depth_max: int) -> bool:
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet='[]{}"\\a,', max_size=60), st.integers(0, 6))
 def test_fast_depth_scan_matches_the_character_scan(text, depth_max):
-    from durable.jsonio import _depth_exceeds
+    from preflight.durable.jsonio import _depth_exceeds
 
     assert _depth_exceeds(text, depth_max) == _naive_depth_exceeds(text, depth_max)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from durable import BadInputError, ConfigDriftError, DurableError, Ledger
+from preflight.durable import BadInputError, ConfigDriftError, DurableError, Ledger
 
 from .conftest import CHILD_TIMEOUT_S, run_child
 
@@ -83,7 +83,7 @@ def test_not_a_database(tmp_path):
 
 RECORD_CODE = """
 import sys
-from durable import Ledger
+from preflight.durable import Ledger
 db = Ledger(sys.argv[1])
 db.open_run("run", {"samples": 10, "seed": 42}, total=10)
 for i in range(int(sys.argv[2]), int(sys.argv[3])):

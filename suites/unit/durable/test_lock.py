@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from durable import BadInputError, LockedError, RunLock
+from preflight.durable import BadInputError, LockedError, RunLock
 
 HOLD_CODE = (
     "import sys, time\n"
-    "from durable import RunLock\n"
+    "from preflight.durable import RunLock\n"
     "lock = RunLock(sys.argv[1]).acquire()\n"
     "print('held', flush=True)\n"
     "time.sleep(60)\n"

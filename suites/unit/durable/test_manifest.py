@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from durable import BadInputError, VerifyError, manifest
-from durable.manifest import MANIFEST_NAME, FileEntry, config_hash
+from preflight.durable import BadInputError, VerifyError, manifest
+from preflight.durable.manifest import MANIFEST_NAME, FileEntry, config_hash
 
 from .conftest import run_child
 
@@ -173,7 +173,7 @@ MANIFEST_POINTS = [
 def test_kill_during_commit_never_leaves_a_committed_directory(tmp_path, point):
     (tmp_path / "a.bin").write_bytes(b"a" * 5000)
     (tmp_path / "b.bin").write_bytes(b"b" * 7000)
-    code = f"from durable import manifest\nmanifest.commit({str(tmp_path)!r})\n"
+    code = f"from preflight.durable import manifest\nmanifest.commit({str(tmp_path)!r})\n"
     result = run_child(code, faults=f"{point}:kill")
     assert result.returncode == -signal.SIGKILL
     assert not manifest.is_committed(tmp_path)
@@ -184,7 +184,7 @@ def test_kill_during_commit_never_leaves_a_committed_directory(tmp_path, point):
 
 def test_kill_after_replace_leaves_a_valid_commit(tmp_path):
     (tmp_path / "a.bin").write_bytes(b"a")
-    code = f"from durable import manifest\nmanifest.commit({str(tmp_path)!r})\n"
+    code = f"from preflight.durable import manifest\nmanifest.commit({str(tmp_path)!r})\n"
     result = run_child(code, faults="atomic.before_dir_fsync:kill")
     assert result.returncode == -signal.SIGKILL
     assert manifest.is_committed(tmp_path)

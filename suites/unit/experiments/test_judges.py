@@ -7,25 +7,25 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.experiments.accounting import (
+from preflight.experiments.accounting import (
     AccountingError,
     AccountingObservation,
     judge_accounting,
     lost_and_duplicated,
     parse_items,
 )
-from harness.experiments.base import FAIL, INCONCLUSIVE, NOT_APPLICABLE, PASS, timing_status
-from harness.experiments.faults import BatteryObservation, RowSummary, judge_battery
-from harness.experiments.lifecycle import (
+from preflight.experiments.base import FAIL, INCONCLUSIVE, NOT_APPLICABLE, PASS, timing_status
+from preflight.experiments.faults import BatteryObservation, RowSummary, judge_battery
+from preflight.experiments.lifecycle import (
     CompletionObservation,
     DriftObservation,
     judge_completion,
     judge_drift,
 )
-from harness.experiments.overhead import OverheadObservation, judge_overhead
-from harness.experiments.stability import StabilityObservation, judge_stability
-from harness.gate.policy import policy_from_table
-from harness.gate.verdict import validate_ready_for_production
+from preflight.experiments.overhead import OverheadObservation, judge_overhead
+from preflight.experiments.stability import StabilityObservation, judge_stability
+from preflight.gate.policy import policy_from_table
+from preflight.gate.verdict import validate_ready_for_production
 
 
 def completion(**changes) -> CompletionObservation:
@@ -152,7 +152,7 @@ def test_a_metric_an_applicable_experiment_owed_and_did_not_give_fails() -> None
 
 
 def test_policy_options_are_validated() -> None:
-    from durable import BadInputError
+    from preflight.durable import BadInputError
 
     for table in ({"on_inconclusive": "maybe"}, {"inconclusive_reruns": 99},
                   {"suites": "suites/x"}):
@@ -168,8 +168,8 @@ def test_a_tenfold_slowdown_is_never_excused_by_the_host() -> None:
 
 
 def test_neighbours_share_is_busy_time_less_the_jobs_own() -> None:
-    from harness.experiments.hostshare import Jiffies, neighbour_share
-    from harness.hostload import parse_jiffies
+    from preflight.host.load import parse_jiffies
+    from preflight.host.share import Jiffies, neighbour_share
 
     before = parse_jiffies("cpu  100 0 100 700 50 0 0 50 0 0\ncpu0 1 2 3 4 5 6 7 8\n")
     assert before == Jiffies(1000, 700, 50, 50)
@@ -190,9 +190,9 @@ def test_a_job_that_leaves_processes_behind_did_not_complete_cleanly() -> None:
 
 
 def test_the_longest_experiments_start_first() -> None:
-    from harness.experiments.faults import FaultBattery
-    from harness.experiments.lifecycle import Completion
-    from harness.experiments.schedule import Planned, longest_first
+    from preflight.experiments.faults import FaultBattery
+    from preflight.experiments.lifecycle import Completion
+    from preflight.experiments.schedule import Planned, longest_first
 
     spec = SimpleNamespace(name="job")
     items = [(0, Planned(spec, Completion(), None)),  # type: ignore[arg-type]
@@ -204,7 +204,7 @@ def test_the_longest_experiments_start_first() -> None:
 
 
 def test_the_eta_before_any_result_comes_from_the_previous_gate() -> None:
-    from harness.experiments.schedule import Costs, Progress
+    from preflight.experiments.schedule import Costs, Progress
 
     now = [100.0]
     costs = Costs({"a": 120.0, "b": 60.0, "c": 30.0}, frozenset({"c"}), True, workers=2)
@@ -218,7 +218,7 @@ def test_the_eta_before_any_result_comes_from_the_previous_gate() -> None:
 
 
 def test_the_eta_scales_what_is_left_by_how_slow_the_finished_ran() -> None:
-    from harness.experiments.schedule import Costs, eta_s
+    from preflight.experiments.schedule import Costs, eta_s
 
     # The longest ran first and took 3x its previous time: the rest will too. A mean per
     # finished experiment would say 23 x 450 s; what is left is 3 x (10 x 20) / 2.
@@ -232,9 +232,9 @@ def test_the_eta_scales_what_is_left_by_how_slow_the_finished_ran() -> None:
 
 
 def test_costs_are_seconds_only_when_the_previous_gate_timed_every_experiment() -> None:
-    from harness.experiments.faults import FaultBattery
-    from harness.experiments.lifecycle import Completion
-    from harness.experiments.schedule import Planned, costs_for
+    from preflight.experiments.faults import FaultBattery
+    from preflight.experiments.lifecycle import Completion
+    from preflight.experiments.schedule import Planned, costs_for
 
     spec = SimpleNamespace(name="job")
     side = [Planned(spec, FaultBattery("kill"), None),  # type: ignore[arg-type]

@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from durable.atomic import atomic_write
-from harness.analysis import leak_verdict, stall_verdict, throughput_verdict
-from harness.experiments.stability import evidence_doc
-from harness.faults.history import FAULT_SIGKILL, Attempt, History
-from harness.gate.policy import Policy, default_policy
-from harness.gate.verdict import Verdict, validate_ready_for_production
-from harness.sampler import Sample
+from preflight.analysis import leak_verdict, stall_verdict, throughput_verdict
+from preflight.check.history import FAULT_SIGKILL, Attempt, History
+from preflight.durable.atomic import atomic_write
+from preflight.experiments.stability import evidence_doc
+from preflight.gate.policy import Policy, default_policy
+from preflight.gate.verdict import Verdict, validate_ready_for_production
+from preflight.run.sampler import Sample
 
 WORKLOAD = "myjob"
 SPEC = "/src/their-repo/pyproject.toml"
@@ -73,7 +73,7 @@ def battery_doc() -> dict[str, Any]:
 def entry(experiment: str, outcome: str, measurements: dict[str, Any], reason: str = "",
           artifacts: tuple[str, ...] = (), metrics: tuple[str, ...] = (), host: str = ""
           ) -> dict[str, Any]:
-    """A gate report entry shaped as harness.experiments.schedule.entry makes them."""
+    """A gate report entry shaped as preflight.experiments.schedule.entry makes them."""
     return {"nodeid": f"{WORKLOAD}::{experiment}", "workload": WORKLOAD,
             "experiment": experiment, "outcome": outcome, "tier": "small", "reason": reason,
             "host": host, "injected": None, "wall_s": 1.5, "attempts": 1,

@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.gate.readiness import (
+from preflight.gate.verdict import validate_ready_for_production
+from preflight.reports.readiness import (
     BadInputRow,
     bad_inputs_rows,
     to_html,
     to_markdown,
     write_readiness,
 )
-from harness.gate.verdict import validate_ready_for_production
 from suites.unit.gate.test_gate_logic import GOOD_VALUES, _report
 
 

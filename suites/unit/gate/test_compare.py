@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from durable import BadInputError
-from harness.gate.compare import (
+from preflight.durable import BadInputError
+from preflight.history.compare import (
     Change,
     Snapshot,
     check_thresholds,
@@ -20,7 +20,7 @@ from harness.gate.compare import (
     resolve,
     resolve_pair,
 )
-from harness.gate.history import ResultRow
+from preflight.history.store import ResultRow
 
 
 def _row(result_id: int, run_id: str, kind: str = "gate") -> ResultRow:

@@ -10,12 +10,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from harness.analysis.leak import leak_from_xy
-from harness.analysis.settings import settings_for
-from harness.experiments.base import save_evidence
-from harness.experiments.faults import evidence_paths
-from harness.gate import evidence, evidence_plots
-from harness.gate.evidence import draw_evidence, keep_evidence, load_json, standing_doc
+from preflight.analysis.leak import leak_from_xy
+from preflight.analysis.settings import settings_for
+from preflight.experiments.base import save_evidence
+from preflight.experiments.faults import evidence_paths
+from preflight.reports import evidence, evidence_plots
+from preflight.reports.evidence import draw_evidence, keep_evidence, load_json, standing_doc
 from suites.unit.gate.readiness_synthetic import (
     LEAK_BYTES_PER_UNIT,
     battery_doc,

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from durable import BadInputError
-from harness.gate.history import History, compare
-from harness.gate.policy import load_policy, policy_from_table
-from harness.gate.readiness import to_html, to_markdown, write_readiness
-from harness.gate.verdict import validate_ready_for_production
+from preflight.durable import BadInputError
+from preflight.gate.policy import load_policy, policy_from_table
+from preflight.gate.verdict import validate_ready_for_production
+from preflight.history.store import History, compare
+from preflight.reports.readiness import to_html, to_markdown, write_readiness
 
 GOOD_VALUES = {
     "leak_bytes_per_unit": 10.0,
@@ -188,7 +188,7 @@ def test_each_measurement_is_judged_by_the_threshold_of_its_own_tier():
     "text", ["[tool.preflight\n", "[tool]\npreflight = 3\n", "[tool.preflight]\ngate = 1\n"]
 )
 def test_gate_refuses_a_malformed_pyproject_before_running_anything(tmp_path, capsys, text):
-    from harness.gate.cli import main
+    from preflight.gate.cli import main
 
     bad = tmp_path / "pyproject.toml"
     bad.write_text(text)

@@ -7,10 +7,10 @@ import sqlite3
 
 import pytest
 
-from durable import DurableError
-from harness.cli import main as cli_main
-from harness.gate.history import SCHEMA_VERSION, History, ResultRow
-from harness.gate.trend import build_series, write_trend
+from preflight.cli import main as cli_main
+from preflight.durable import DurableError
+from preflight.history.store import SCHEMA_VERSION, History, ResultRow
+from preflight.history.trend import build_series, write_trend
 
 # The schema every database had before baselines existed (user_version 0).
 _SCHEMA_V0 = """

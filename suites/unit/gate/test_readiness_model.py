@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.gate.readiness import markdown
-from harness.gate.readiness_model import (
+from preflight.gate.verdict import validate_ready_for_production
+from preflight.reports.readiness import markdown
+from preflight.reports.readiness_model import (
     REASON_CHARS_MAX,
     build_model,
     figure_key,
@@ -19,7 +20,6 @@ from harness.gate.readiness_model import (
     replay_for,
     requirement_key,
 )
-from harness.gate.verdict import validate_ready_for_production
 from suites.unit.gate.readiness_synthetic import (
     KILL_REASON,
     LEAK_REASON,

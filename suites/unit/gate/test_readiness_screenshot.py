@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.gate.readiness import write_readiness
+from preflight.reports.readiness import write_readiness
 from suites.unit.gate.readiness_synthetic import failing_gate
 
 REPO = Path(__file__).resolve().parents[3]

@@ -1,11 +1,11 @@
-"""The session report's per-run plots (harness/gate/plots.py): no plot without progress, and
+"""The session report's per-run plots (src/preflight/reports/plots.py): no plot without progress, and
 no empty throughput panel for a run too short to have a rate."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from harness.gate.plots import _rates, render_png
+from preflight.reports.plots import _rates, render_png
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -17,7 +17,7 @@ from types import ModuleType
 
 import pytest
 
-from durable import faults
+from preflight.durable import faults
 
 REPO = Path(__file__).resolve().parents[3]
 FIT_STEPS = 100
@@ -39,13 +39,13 @@ Cli = Callable[[Sequence[str]], Result]
 
 
 def write_data(root: Path, classes: int, samples: int = 64, seed: int = 0) -> Path:
-    from trainer.synthetic import write_dataset
+    from preflight_examples.trainer.synthetic import write_dataset
 
     return write_dataset(root, samples=samples, classes=classes, shard_size=32, seed=seed, **SHAPE)
 
 
 def fit(data: Path, out: Path, steps: int = FIT_STEPS, seed: int = 0) -> Path:
-    from trainer.cli import main
+    from preflight_examples.trainer.cli import main
 
     argv = ["fit", "--data", str(data), "--out", str(out), "--steps", str(steps)]
     with pytest.MonkeyPatch.context() as patch:
@@ -68,16 +68,16 @@ def run4(data4: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def bundle4(run4: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trained run exported (read-only: tests that tamper copy it first)."""
-    from trainer.bundle import export
+    from preflight_examples.trainer.bundle import export
 
     return export(run4, tmp_path_factory.mktemp("bundle4") / "bundle").root
 
 
 def plant_bundle(run: Path, dest: Path, mutate: Callable[[object], None], tag: str) -> Path:
     """A bundle of ``run``'s model after ``mutate(classifier)``, with its own identity."""
-    from trainer import bundle as bundle_mod
-    from trainer.data import open_dataset
-    from trainer.infer import serving_model
+    from preflight_examples.trainer import bundle as bundle_mod
+    from preflight_examples.trainer.data import open_dataset
+    from preflight_examples.trainer.infer import serving_model
 
     model = bundle_mod.load_run_model(run)
     mutate(model.classifier)
@@ -109,8 +109,8 @@ def worse4(run4: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
     """The serving subcommands through a tiny argparse wrapper, as trainer/cli.py wires them."""
-    from trainer import serving_cli
-    from trainer.cli import classify
+    from preflight_examples.trainer import serving_cli
+    from preflight_examples.trainer.cli import classify
 
     def run(argv: Sequence[str]) -> Result:
         parser = argparse.ArgumentParser(prog="trainer")

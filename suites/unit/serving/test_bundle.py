@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from preflight_examples.trainer import bundle as bundle_mod
+from preflight_examples.trainer.infer import preprocess, serving_model
 
-from durable import VerifyError, faults, manifest, sha256_file
+from preflight.durable import VerifyError, faults, manifest, sha256_file
 from suites.unit.serving.conftest import Cli, write_data
-from trainer import bundle as bundle_mod
-from trainer.infer import preprocess, serving_model
 
 
 def copy_bundle(src: Path, dest: Path) -> Path:
@@ -45,7 +45,7 @@ def test_export_commits_relative_paths_with_sha256(bundle4: Path, run4: Path) ->
 def test_load_returns_the_exported_model(bundle4: Path, run4: Path) -> None:
     loaded = bundle_mod.load_bundle(bundle4)
     assert loaded.id == json.loads((bundle4 / "bundle.json").read_text())["id"]
-    from trainer.final import read_final
+    from preflight_examples.trainer.final import read_final
 
     assert loaded.info.raw["source"]["fingerprint"] == read_final(run4).fingerprint
 
@@ -76,10 +76,10 @@ def test_onnx_matches_eager_within_tolerance(bundle4: Path, run4: Path) -> None:
 
 
 def test_preprocessing_is_bit_identical_to_training(data4: Path, tmp_path: Path) -> None:
-    from trainer.config import FitConfig
-    from trainer.data import open_dataset
-    from trainer.fit import Trainer
-    from trainer.sampler import EpochSampler
+    from preflight_examples.trainer.config import FitConfig
+    from preflight_examples.trainer.data import open_dataset
+    from preflight_examples.trainer.fit import Trainer
+    from preflight_examples.trainer.sampler import EpochSampler
 
     dataset = open_dataset(data4)
     cfg = FitConfig(data=str(data4), out=str(tmp_path), steps=1, batch_size=8, channels=4, depth=1)

@@ -7,9 +7,10 @@ import os
 import shutil
 from pathlib import Path
 
-from durable import manifest
+from preflight_examples.trainer import deploy
+
+from preflight.durable import manifest
 from suites.unit.serving.conftest import Cli, bundle_id
-from trainer import deploy
 
 
 def target(deploy_dir: Path) -> str:

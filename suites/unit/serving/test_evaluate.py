@@ -59,7 +59,7 @@ def test_gate_options_are_validated(bundle4: Path, data4: Path, cli: Cli) -> Non
 
 
 def test_binary_task_gets_a_threshold_sweep(tmp_path: Path, cli: Cli) -> None:
-    from trainer.bundle import export
+    from preflight_examples.trainer.bundle import export
 
     data = write_data(tmp_path / "ds", classes=2, samples=32)
     bundle = export(fit(data, tmp_path / "run", steps=20), tmp_path / "b", with_onnx=False).root
@@ -77,7 +77,7 @@ def test_binary_task_gets_a_threshold_sweep(tmp_path: Path, cli: Cli) -> None:
 
 
 def test_evaluate_refuses_data_of_another_shape(bundle4: Path, tmp_path: Path, cli: Cli) -> None:
-    from trainer.synthetic import write_dataset
+    from preflight_examples.trainer.synthetic import write_dataset
 
     other = write_dataset(tmp_path / "ds", samples=8, frames=2, channels=1, size=16, classes=4)
     result = cli(["evaluate", str(bundle4), "--data", str(other)])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from preflight_examples.trainer import metrics
 
-from durable import BadInputError
-from trainer import metrics
+from preflight.durable import BadInputError
 
 
 def cm_of(labels: list[int], predicted: list[int], classes: int) -> np.ndarray:

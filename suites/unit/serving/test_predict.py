@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from preflight_examples.trainer.infer import RequestError, encode_request, parse_request
 
 from suites.unit.serving.conftest import Cli
-from trainer.infer import RequestError, encode_request, parse_request
 
 SHAPE = (4, 1, 16, 16)
 

@@ -18,10 +18,11 @@ import pytest
 pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 
+from preflight_examples.trainer import deploy, serve  # noqa: E402
+from preflight_examples.trainer.bundle import load_bundle  # noqa: E402
+from preflight_examples.trainer.infer import Predictor, encode_request  # noqa: E402
+
 from suites.unit.serving.conftest import Cli, bundle_id, load_bench_serve  # noqa: E402
-from trainer import deploy, serve  # noqa: E402
-from trainer.bundle import load_bundle  # noqa: E402
-from trainer.infer import Predictor, encode_request  # noqa: E402
 
 SHAPE = (4, 1, 16, 16)
 WAIT_S = 20.0  # bound on every wait for the server to switch models

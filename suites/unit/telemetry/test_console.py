@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from telemetry.console import ProgressDisplay, progress_line
+from preflight_examples.telemetry.console import ProgressDisplay, progress_line
 
 
 class Clock:

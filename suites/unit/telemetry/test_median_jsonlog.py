@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from telemetry.jsonlog import JsonLog, clean, make_record, parse_ts, read_records
-from telemetry.median import RunningMedian
+from preflight_examples.telemetry.jsonlog import JsonLog, clean, make_record, parse_ts, read_records
+from preflight_examples.telemetry.median import RunningMedian
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
 

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from preflight_examples.telemetry import Telemetry, add_cli_options, names
 from prometheus_client.parser import text_string_to_metric_families
 
-from durable.errors import BadInputError
-from telemetry import Telemetry, add_cli_options, names
+from preflight.durable.errors import BadInputError
 
 WAIT_S_MAX = 10.0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from durable import atomic_write, faults, manifest
+from preflight.durable import atomic_write, faults, manifest
 
 CHILD_TIMEOUT_S = 60.0
 SAMPLES, FRAMES, CHANNELS, SIZE, CLASSES, SHARD = 64, 4, 1, 16, 4, 32
@@ -117,7 +117,7 @@ class Result:
 @pytest.fixture
 def trainer_main(capsys: pytest.CaptureFixture[str]) -> Callable[[Sequence[str]], Result]:
     """Run the trainer CLI in this process (no interpreter start-up, no torch import)."""
-    from trainer.cli import main
+    from preflight_examples.trainer.cli import main
 
     def run(argv: Sequence[str]) -> Result:
         capsys.readouterr()
@@ -133,7 +133,7 @@ def run_child(
 ) -> subprocess.CompletedProcess[str]:
     """The trainer CLI in a fresh interpreter with fault points armed (bounded)."""
     return subprocess.run(
-        [sys.executable, "-m", "trainer.cli", *argv],
+        [sys.executable, "-m", "preflight_examples.trainer.cli", *argv],
         env=child_env(faults_spec, trace),
         capture_output=True,
         text=True,
@@ -154,7 +154,7 @@ def child_env(faults_spec: str = "", trace: Path | None = None) -> dict[str, str
 def main_unarmed(argv: Sequence[str]) -> int:
     """The CLI in this process with no fault armed (for fixtures wider than one test, which
     are set up before ``no_armed_faults``)."""
-    from trainer.cli import main
+    from preflight_examples.trainer.cli import main
 
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("PREFLIGHT_FAULTS", raising=False)
@@ -165,7 +165,7 @@ def main_unarmed(argv: Sequence[str]) -> int:
 @pytest.fixture(scope="session")
 def reference(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """Fingerprint of an uninterrupted run with the default test options."""
-    from trainer.final import read_final
+    from preflight_examples.trainer.final import read_final
 
     out = tmp_path_factory.mktemp("reference") / "run"
     assert main_unarmed(fit_args(dataset, out)) == 0

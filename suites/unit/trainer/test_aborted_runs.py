@@ -15,9 +15,9 @@ import sys
 import time
 
 import pytest
+from preflight_examples.trainer.checkpoint import scan
 
-from durable import manifest, read_progress
-from trainer.checkpoint import scan
+from preflight.durable import manifest, read_progress
 
 from .conftest import CHILD_TIMEOUT_S, CKPT_EVERY, STEPS, child_env, fit_args, run_child
 
@@ -76,7 +76,7 @@ def test_sigterm_finishes_the_step_commits_and_exits_75_then_resumes_exactly(
     # The child sleeps 1 s in step 3, so SIGTERM lands mid-step, between checkpoints.
     env = child_env(f"{point}:sleep=1@{stop_after}", trace)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trainer.cli", *args],
+        [sys.executable, "-m", "preflight_examples.trainer.cli", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -102,8 +102,8 @@ def test_sigterm_finishes_the_step_commits_and_exits_75_then_resumes_exactly(
 def test_a_stop_signal_during_start_up_reaches_the_loop():
     """SIGTERM before the loop's handler exists (torch still importing) is not lost: the
     loop's StopSignals takes it over, so the run stops with exit 75, not a death by signal."""
-    from trainer import early_signals
-    from trainer.fit import StopSignals
+    from preflight_examples.trainer import early_signals
+    from preflight_examples.trainer.fit import StopSignals
 
     saved = {sig: signal.getsignal(sig) for sig in early_signals.STOP_SIGNALS}
     try:

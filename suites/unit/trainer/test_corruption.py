@@ -7,8 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from trainer.checkpoint import STATE_NAME
+from preflight_examples.trainer.checkpoint import STATE_NAME
 
 from .conftest import STEPS, fit_args, main_unarmed
 

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from preflight_examples.trainer import data as data_module
+from preflight_examples.trainer.data import open_dataset
 
-from durable import BadInputError, VerifyError, atomic_write, manifest
-from trainer import data as data_module
-from trainer.data import open_dataset
+from preflight.durable import BadInputError, VerifyError, atomic_write, manifest
 
 from .conftest import CLASSES, SAMPLES, fit_args
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
+from preflight_examples.trainer.checkpoint import STATE_NAME
 
-from durable import RunLock, manifest, read_progress
-from trainer.checkpoint import STATE_NAME
+from preflight.durable import RunLock, manifest, read_progress
 
 from .conftest import CKPT_EVERY, STEPS, fit_args
 

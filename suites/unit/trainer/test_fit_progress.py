@@ -22,7 +22,7 @@ class FakeTerminal(io.StringIO):
 def run_on(
     stderr: io.StringIO, argv: Sequence[str], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[int, str, str]:
-    from trainer.cli import main
+    from preflight_examples.trainer.cli import main
 
     stdout = io.StringIO()
     monkeypatch.setattr(sys, "stdout", stdout)

@@ -12,15 +12,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from preflight_examples.trainer.checkpoint import serialize
+from preflight_examples.trainer.config import FitConfig, drifted, hyper_params, validate
+from preflight_examples.trainer.fingerprint import fingerprint
+from preflight_examples.trainer.optim import AdamW
+from preflight_examples.trainer.rundir import MetricsLog
+from preflight_examples.trainer.sampler import EpochSampler, SamplerState
+from preflight_examples.trainer.schedule import lr_at
 
-from durable import BadInputError
-from trainer.checkpoint import serialize
-from trainer.config import FitConfig, drifted, hyper_params, validate
-from trainer.fingerprint import fingerprint
-from trainer.optim import AdamW
-from trainer.rundir import MetricsLog
-from trainer.sampler import EpochSampler, SamplerState
-from trainer.schedule import lr_at
+from preflight.durable import BadInputError
 
 BASE = FitConfig(data="d", out="o", steps=100)
 

@@ -1,0 +1,1 @@
+"""The example workloads preflight is developed against: datagen, trainer, serving, telemetry."""

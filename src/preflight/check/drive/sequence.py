@@ -1,0 +1,215 @@
+"""What one experiment is made of beyond its faulted attempts — the prologue and epilogue
+every fault kind shares: a fresh workspace, resuming until done, verify and fingerprint,
+and the assembled history (with whether the fault was injected at all)."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from preflight.check.drive.runner import Context, run_attempt
+from preflight.check.drive.schedule import Experiment
+from preflight.check.history import FAULT_NONE, Attempt, Corruption, History
+from preflight.workload import RunTimeoutError, run_aux
+
+EXIT_STOPPED = 75  # DESIGN.md: stopped after a clean checkpoint; a resume is expected
+
+
+Execute = TypeVar("Execute", bound=Callable[..., History])
+
+
+def skippable(execute: Execute) -> Execute:
+    """The prologue every kind's ``execute(ctx, exp, seed, ...)`` shares: a planned skip
+    never starts the job and is recorded with its reason."""
+
+    @functools.wraps(execute)
+    def run(ctx: Context, exp: Experiment, seed: int, *args: object, **kw: object) -> History:
+        if "skip" in exp.schedule:
+            return skipped_history(exp, seed)
+        return execute(ctx, exp, seed, *args, **kw)
+
+    return run  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """One experiment's scratch: its base folder, the job's workdir and the logs."""
+
+    base: Path
+    workdir: Path
+    logs: Path
+    started_s: float
+
+    @staticmethod
+    def open(ctx: Context, exp: Experiment) -> Workspace:
+        base = ctx.exp_dir(exp.id)
+        return Workspace(base, base / "work", base / "logs", time.monotonic())
+
+
+@dataclass(frozen=True)
+class Injected:
+    """Whether the planned fault really happened, and how (or why not)."""
+
+    done: bool
+    detail: str = ""
+
+
+def resume_until_done(
+    ctx: Context,
+    workdir: Path,
+    attempts: list[Attempt],
+    *,
+    stop_on_failure: bool = False,
+    log_dir: Path | None = None,
+) -> list[Attempt]:
+    """Resume after the faults until exit 0, at most 1 + restarts_max times. A hang ends
+    the sequence (the liveness verdict fails); ``stop_on_failure`` ends it at the first
+    error exit (a refusal is deterministic: retrying it proves nothing)."""
+    for _ in range(1 + ctx.bounds.restarts_max):
+        if attempts and attempts[-1].rc == 0:
+            break
+        if attempts and attempts[-1].timed_out:
+            break
+        outcome = run_attempt(ctx, workdir, len(attempts), resume=True, log_dir=log_dir)
+        attempts.append(outcome.attempt)
+        rc = outcome.attempt.rc
+        if stop_on_failure and rc not in (0, EXIT_STOPPED):
+            break
+    return attempts
+
+
+@dataclass(frozen=True)
+class Finish:
+    verify_rc: int | None
+    fingerprint: str | None
+    notes: tuple[str, ...] = ()
+
+
+def finish(ctx: Context, workdir: Path) -> Finish:
+    """Run verify and fingerprint on a completed workdir, side by side (both only read the
+    workdir; each is a fresh interpreter whose start-up, e.g. importing torch, dominates),
+    each bounded by its own timeout."""
+    with ThreadPoolExecutor(2, thread_name_prefix="preflight-finish") as pool:
+        verify = pool.submit(_verify, ctx, workdir)
+        fingerprint = pool.submit(_fingerprint, ctx, workdir)
+        verify_rc, verify_notes = verify.result()
+        value, fingerprint_notes = fingerprint.result()
+    return Finish(verify_rc, value, (*verify_notes, *fingerprint_notes))
+
+
+def _verify(ctx: Context, workdir: Path) -> tuple[int | None, list[str]]:
+    if ctx.spec.verify is None:
+        return None, []
+    params = ctx.run_params(workdir)
+    try:
+        done = run_aux(ctx.spec, ctx.spec.verify, params, ctx.bounds.aux_timeout_s, key="verify")
+    except RunTimeoutError as exc:
+        return -1, [str(exc)]
+    notes = [f"verify: {done.stderr.strip()[-300:]}"] if done.returncode != 0 else []
+    return done.returncode, notes
+
+
+def _fingerprint(ctx: Context, workdir: Path) -> tuple[str | None, list[str]]:
+    if ctx.spec.fingerprint is None:
+        return None, []
+    params = ctx.run_params(workdir)
+    try:
+        done = run_aux(
+            ctx.spec, ctx.spec.fingerprint, params, ctx.bounds.aux_timeout_s, key="fingerprint"
+        )
+    except RunTimeoutError as exc:
+        return None, [str(exc)]
+    if done.returncode == 0:
+        return done.stdout.strip(), []
+    return None, [f"fingerprint exit {done.returncode}: {done.stderr.strip()[-300:]}"]
+
+
+def recover_s(attempts: list[Attempt]) -> float | None:
+    """Seconds from the last fault to the successful exit (the resumed attempts' time)."""
+    faulted = [a.index for a in attempts if a.fault != FAULT_NONE]
+    if not faulted or not attempts or attempts[-1].rc != 0:
+        return None
+    return round(sum(a.duration_s for a in attempts if a.index > faulted[-1]), 3)
+
+
+def build_history(
+    ctx: Context,
+    exp: Experiment,
+    seed: int,
+    workdir: Path,
+    attempts: list[Attempt],
+    notes: list[str],
+    started_s: float,
+    *,
+    corruptions: tuple[Corruption, ...] = (),
+    injected: Injected | None = None,
+) -> History:
+    """Finish (verify, fingerprint) a completed workdir and assemble the history."""
+    done = finish(ctx, workdir) if attempts and attempts[-1].rc == 0 else None
+    injected = injected if injected is not None else injected_by_attempts(attempts)
+    return History(
+        experiment_id=exp.id,
+        kind=exp.kind,
+        seed=seed,
+        schedule=exp.schedule,
+        attempts=tuple(attempts),
+        corruptions=corruptions,
+        verify_rc=done.verify_rc if done else None,
+        fingerprint=done.fingerprint if done else None,
+        notes=tuple(n for n in notes if n) + (done.notes if done else ()),
+        fault_exit=str(exp.schedule.get("fault_exit", "")),
+        duration_s=round(time.monotonic() - started_s, 3),
+        recover_s=recover_s(attempts),
+        injected=injected.done,
+        injected_detail=injected.detail,
+    )
+
+
+def skipped_history(exp: Experiment, seed: int, reason: str = "") -> History:
+    """An experiment that could not run: a note with its reason, never a failure."""
+    why = reason or str(exp.schedule.get("skip", "skipped"))
+    return History(exp.id, exp.kind, seed, exp.schedule, skipped=why)
+
+
+def injected_by_attempts(attempts: list[Attempt]) -> Injected:
+    """The default reading: a fault was injected when some attempt records one."""
+    faulted = [a for a in attempts if a.fault != FAULT_NONE]
+    if not faulted:
+        return Injected(False, "no attempt was faulted: the job ended before the fault")
+    return Injected(True, "; ".join(f"attempt {a.index}: {a.armed or a.fault}" for a in faulted))
+
+
+def conclude(
+    ctx: Context,
+    exp: Experiment,
+    seed: int,
+    space: Workspace,
+    attempts: list[Attempt],
+    notes: list[str],
+    *,
+    injected: Injected | None = None,
+    resume: bool = True,
+    stop_on_failure: bool = False,
+    corruptions: tuple[Corruption, ...] = (),
+    workdir: Path | None = None,
+) -> History:
+    """The shared epilogue: resume until done (unless told not to), then the history."""
+    where = workdir or space.workdir
+    if resume:
+        resume_until_done(ctx, where, attempts, stop_on_failure=stop_on_failure, log_dir=space.logs)
+    return build_history(
+        ctx,
+        exp,
+        seed,
+        where,
+        attempts,
+        notes,
+        space.started_s,
+        corruptions=corruptions,
+        injected=injected,
+    )

@@ -1,0 +1,186 @@
+"""What every readiness experiment shares: its context, its finding, and the rule that a
+wall-clock measurement taken while the host took the CPU is inconclusive, not a failure.
+
+An experiment is three steps in the Jepsen shape of preflight.check + preflight.check.checker:
+``run(ctx) -> Observation`` (I/O: drives the job), ``judge(observation, bounds) -> Finding``
+(pure), and ``applicable(spec) -> reason | None`` (pure: None when the spec gives what the
+experiment needs)."""
+
+from __future__ import annotations
+
+import glob
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from preflight.run.handles import WorkloadHandle
+from preflight.run.job import Run, run_aux
+from preflight.spec.parse import WorkloadSpec
+
+PASS, FAIL, INCONCLUSIVE, NOT_APPLICABLE = "passed", "failed", "inconclusive", "not_applicable"
+STATUSES = (PASS, FAIL, INCONCLUSIVE, NOT_APPLICABLE)
+# A timing measurement is not the job's when the host stole (or froze the harness for) more
+# than this share of the time it ran: on a host taking 70% in whole-second bursts a clean
+# datagen read a 1.5 s stall and a 0.52 throughput ratio.
+HOST_DISTURBED_SHARE = 0.25
+# Other processes using more than half of the machine (a neighbour's build on a 2-core CI
+# box) left the job less than the CPU it had when measured alone.
+NEIGHBOURS_DISTURBED_SHARE = 0.5
+AUX_TIMEOUT_FLOOR_S = 60.0
+AUX_TIMEOUT_FACTOR = 10.0  # a helper (verify, fingerprint) may take 10x the job's own run
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str  # "<metric>", recorded as "<workload>.<metric>"
+    value: float | int | bool
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The judged result of one experiment on one workload."""
+
+    experiment: str
+    status: str  # one of STATUSES
+    measurements: tuple[Measurement, ...] = ()
+    reason: str = ""  # why it failed, is inconclusive or not applicable
+    host: str = ""  # what the host did while it ran (steal, frozen), when measured
+    injected: bool | None = None  # for fault experiments: was every fault really injected
+    # Evidence files the experiment wrote (paths relative to its Context.base_dir): the
+    # samples or histories the readiness report plots (preflight.reports.evidence).
+    artifacts: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (PASS, NOT_APPLICABLE)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything an experiment's run needs; frozen so a plan can be replayed as it was."""
+
+    spec: WorkloadSpec
+    tier: str
+    base_dir: Path
+    seed: int = 0
+    # The gate's bounds at this tier, by requirement key (preflight.gate.policy).
+    bounds: Mapping[str, float] = field(default_factory=dict)
+    attempt: int = 1  # > 1: a rerun after an inconclusive result
+
+    def handle(self, label: str, sample_interval_s: float = 0.2) -> WorkloadHandle:
+        directory = self.base_dir / f"{self.spec.name}-{label}-{self.attempt}"
+        directory.mkdir(parents=True, exist_ok=True)
+        return WorkloadHandle(self.spec, tier=self.tier, base_dir=directory,
+                              sample_interval_s=sample_interval_s)
+
+
+class Experiment(Protocol):
+    name: str
+    timing: bool  # a wall-clock measurement: runs alone, and may be inconclusive
+    metrics: tuple[str, ...]  # the policy metrics its measurements give evidence for
+
+    def applicable(self, spec: WorkloadSpec) -> str | None: ...
+
+    def execute(self, ctx: Context) -> Finding: ...
+
+
+def host_text(steal: float | None, frozen: float | None,
+              neighbours: float | None = None) -> str:
+    parts = [f"steal {steal:.0%}" if steal is not None else "steal unknown"]
+    if frozen is not None:
+        parts.append(f"harness frozen {frozen:.0%}")
+    if neighbours is not None:
+        parts.append(f"other processes {neighbours:.0%} of the machine")
+    return ", ".join(parts)
+
+
+def disturbed(steal: float | None, frozen: float | None,
+              neighbours: float | None = None) -> bool:
+    """The host (or the job's neighbours) took enough of the machine that a wall-clock
+    figure is theirs, not the job's (pure)."""
+    return (max(steal or 0.0, frozen or 0.0) > HOST_DISTURBED_SHARE
+            or (neighbours or 0.0) > NEIGHBOURS_DISTURBED_SHARE)
+
+
+# A wall-clock alarm is excused by a taken machine only when it is within this factor of its
+# limit: a throughput ratio of at least half the limit, a stall of at most twice it. A
+# tenfold slowdown or a stall four times the limit is the job's, whatever the machine did.
+EXCUSE_FACTOR = 2.0
+
+
+def within_host_noise(verdict: Any) -> bool:
+    """Whether a failed throughput or stall verdict is small enough that a taken machine
+    could explain it (pure; a detector verdict or its JSON)."""
+    fields = verdict.to_json() if hasattr(verdict, "to_json") else dict(verdict)
+    if fields.get("kind") == "throughput":
+        floor = (1.0 - float(fields.get("degradation_max", 0.2))) / EXCUSE_FACTOR
+        return float(fields.get("ratio_last_first", 0.0)) >= floor
+    if fields.get("kind") == "stall":
+        return float(fields.get("longest_stall_s", 0.0)) <= EXCUSE_FACTOR * float(
+            fields.get("stall_s", 0.0))
+    return False
+
+
+def timing_status(failed: bool, steal: float | None, frozen: float | None,
+                  neighbours: float | None = None) -> str:
+    """A timing verdict: a failure on a disturbed machine is inconclusive (pure)."""
+    if not failed:
+        return PASS
+    return INCONCLUSIVE if disturbed(steal, frozen, neighbours) else FAIL
+
+
+def job_cpu_s(run: Run) -> float:
+    """CPU seconds of the job's tree (the sampler's last reading; 0 when unsampled)."""
+    samples = run.samples
+    return float(samples[-1].cpu_s) if samples else 0.0
+
+
+def save_evidence(ctx: Context, name: str, doc: Mapping[str, Any]) -> str:
+    """Write one evidence document as JSON into ``ctx.base_dir``; returns its path relative
+    to ``ctx.base_dir`` (what Finding.artifacts carries)."""
+    from preflight.durable.atomic import atomic_write
+
+    ctx.base_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(ctx.base_dir / name, dict(doc))
+    return name
+
+
+def checkpoint_files(spec: WorkloadSpec, params: Mapping[str, object]) -> list[str]:
+    files: list[str] = []
+    for pattern in spec.checkpoint_globs(params):
+        files += [p for p in glob.glob(pattern) if Path(p).is_file()]
+    return files
+
+
+def aux_timeout_s(run: Run) -> float:
+    """Helpers (verify, fingerprint, items) are bounded by the job's own measured run."""
+    return max(AUX_TIMEOUT_FLOOR_S, AUX_TIMEOUT_FACTOR * run.duration_s)
+
+
+def aux(run: Run, key: str, template: tuple[str, ...] | None = None) -> tuple[int | None, str]:
+    """Run the spec's ``key`` helper for ``run``'s params: (exit code or None, stdout)."""
+    argv = template if template is not None else getattr(run.spec, key)
+    if argv is None:
+        return None, ""
+    done = run_aux(run.spec, argv, run.params, aux_timeout_s(run), key=key)
+    return done.returncode, done.stdout.strip()
+
+
+def tail(run: Run, limit: int = 600) -> str:
+    text = run.stderr_text().strip()
+    return text[-limit:] if text else "(no stderr)"
+
+
+def replay_command(spec: WorkloadSpec, tier: str, experiment: str) -> str:
+    return shlex.join(["preflight", "gate", "--spec", str(spec.source), "--workload", spec.name,
+                       "--scale", tier, "--only", experiment])
+
+
+def as_dict(finding: Finding) -> dict[str, Any]:
+    return {"experiment": finding.experiment, "status": finding.status, "reason": finding.reason,
+            "host": finding.host, "injected": finding.injected,
+            "artifacts": list(finding.artifacts),
+            "measurements": [vars(m) for m in finding.measurements]}

@@ -1,0 +1,186 @@
+"""Pure evaluation of a session report against the launch policy.
+
+``validate_ready_for_production(report)`` is the pre-launch checklist of seed 000 made
+executable: every requirement needs evidence (a measurement recorded by a readiness test),
+the worst measured value must meet the threshold, and every readiness test must pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from preflight.gate.policy import Policy, Requirement, default_policy
+
+
+@dataclass(frozen=True)
+class Evidence:
+    nodeid: str
+    name: str
+    value: float
+    tier: str | None = None  # the tier of the test that recorded it
+    inconclusive: bool = False  # taken while the host took the CPU (preflight.experiments)
+
+
+@dataclass(frozen=True)
+class RequirementResult:
+    id: str
+    description: str
+    comparator: str
+    threshold: float
+    unit: str
+    measured: float | None  # the worst value over all evidence; None when there is none
+    evidence: tuple[Evidence, ...]
+    ok: bool
+    note: str = ""
+    tier: str | None = None  # the tier whose threshold applies (None: no evidence)
+    # passed | failed | inconclusive | not_applicable (preflight.experiments.base.STATUSES)
+    status: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ready: bool
+    results: tuple[RequirementResult, ...]
+    tests_total: int
+    tests_failed: tuple[str, ...]
+    notes: tuple[str, ...] = field(default=())
+    tests_inconclusive: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float) and value == value:
+        return float(value)
+    return None
+
+
+def collect_evidence(report: dict[str, Any], metric: str) -> list[Evidence]:
+    """Every recorded measurement whose name ends with ``metric``."""
+    found = []
+    for test in report.get("tests", []):
+        for item in test.get("measurements", []):
+            name = str(item.get("name", ""))
+            value = _number(item.get("value"))
+            if value is not None and (name == metric or name.endswith("." + metric)):
+                tier = test.get("tier")
+                unsure = bool(item.get("inconclusive")) or test.get("outcome") == "inconclusive"
+                found.append(Evidence(str(test.get("nodeid", "?")), name, value,
+                                      str(tier) if tier else None, unsure))
+    return found
+
+
+def _meets(value: float, comparator: str, threshold: float) -> bool:
+    return value <= threshold if comparator == "<=" else value >= threshold
+
+
+def _metrics_of(report: dict[str, Any], outcomes: tuple[str, ...]) -> set[str]:
+    """The policy metrics that experiments with these outcomes would give evidence for."""
+    return {str(m) for t in report.get("tests", []) if t.get("outcome") in outcomes
+            for m in t.get("metrics", [])}
+
+
+def _no_evidence(report: dict[str, Any], requirement: Requirement, policy: Policy
+                 ) -> tuple[str, bool, str]:
+    """(status, ok, note) for a requirement that nothing measured (pure). A gate made of
+    experiments knows which metrics it set out to measure: one that no applicable
+    experiment gives is not applicable; one whose experiment was inconclusive is
+    inconclusive; one it expected and did not get fails for lack of evidence."""
+    planned = "experiments" in report
+    if planned and requirement.metric in _metrics_of(report, ("inconclusive",)):
+        return ("inconclusive", policy.on_inconclusive != "fail",
+                "its experiment was inconclusive")
+    expected = _metrics_of(report, ("passed", "failed"))
+    if planned and requirement.metric not in expected:
+        return "not_applicable", True, "no applicable experiment measures this"
+    ok = not policy.require_evidence
+    return ("passed" if ok else "failed"), ok, "no readiness test recorded this measurement"
+
+
+def evaluate_requirement(
+    report: dict[str, Any], requirement: Requirement, policy: Policy
+) -> list[RequirementResult]:
+    """One result per tier that has evidence, each judged by that tier's threshold; one
+    result without evidence when no test recorded the metric. Evidence taken while the host
+    took the CPU can make a requirement inconclusive, never failed."""
+    def result(
+        threshold: float, measured: float | None, items: list[Evidence], ok: bool, **extra: Any
+    ) -> RequirementResult:
+        return RequirementResult(
+            requirement.id,
+            requirement.description,
+            requirement.comparator,
+            threshold,
+            requirement.unit,
+            measured,
+            tuple(items),
+            ok,
+            **extra,
+        )
+
+    evidence = collect_evidence(report, requirement.metric)
+    if not evidence:
+        status, ok, note = _no_evidence(report, requirement, policy)
+        return [result(requirement.threshold, None, [], ok, note=note, status=status)]
+    by_tier: dict[str | None, list[Evidence]] = {}
+    for item in evidence:
+        by_tier.setdefault(item.tier, []).append(item)
+    results = []
+    for tier, items in by_tier.items():
+        threshold = policy.threshold(requirement, tier)
+        status, worst = _judge_tier(items, requirement.comparator, threshold)
+        ok = status == "passed" or (status == "inconclusive"
+                                    and policy.on_inconclusive != "fail")
+        note = "measured while the host took the CPU" if status == "inconclusive" else ""
+        results.append(result(threshold, worst, items, ok, tier=tier, status=status, note=note))
+    return results
+
+
+def _judge_tier(items: list[Evidence], comparator: str, threshold: float
+                ) -> tuple[str, float]:
+    """(status, worst value): a failing conclusive value fails; a failing value taken on a
+    disturbed host alone is inconclusive (pure)."""
+    def worst_of(values: list[float]) -> float:
+        return max(values) if comparator == "<=" else min(values)
+
+    sure = [e.value for e in items if not e.inconclusive]
+    unsure = [e.value for e in items if e.inconclusive]
+    if sure and not _meets(worst_of(sure), comparator, threshold):
+        return "failed", worst_of(sure)
+    if unsure and not _meets(worst_of(unsure), comparator, threshold):
+        return "inconclusive", worst_of(unsure)
+    return "passed", worst_of(sure + unsure)
+
+
+def _failed_tests(report: dict[str, Any]) -> tuple[str, ...]:
+    bad = ("failed", "error")
+    return tuple(t.get("nodeid", "?") for t in report.get("tests", []) if t.get("outcome") in bad)
+
+
+def validate_ready_for_production(report: dict[str, Any], policy: Policy | None = None) -> Verdict:
+    """Ready only when every readiness test passed and every requirement is met with evidence."""
+    policy = policy or default_policy()
+    results = tuple(
+        result for r in policy.requirements for result in evaluate_requirement(report, r, policy)
+    )
+    tests = report.get("tests", [])
+    failed = _failed_tests(report)
+    unsure = tuple(t.get("nodeid", "?") for t in tests if t.get("outcome") == "inconclusive")
+    notes = []
+    if not tests:
+        notes.append("no readiness test ran: nothing proves the job is ready")
+    if failed and policy.require_all_tests_pass:
+        notes.append(f"{len(failed)} readiness test(s) failed")
+    if unsure:
+        notes.append(f"{len(unsure)} experiment(s) inconclusive: the host took the CPU while "
+                     f"they measured (on_inconclusive = {policy.on_inconclusive!r})")
+    ready = bool(tests) and all(r.ok for r in results)
+    if policy.require_all_tests_pass:
+        ready = ready and not failed
+    if policy.on_inconclusive == "fail":
+        ready = ready and not unsure
+    return Verdict(ready, results, len(tests), failed, tuple(notes), unsure)
