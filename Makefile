@@ -57,7 +57,7 @@ promtool:
 	@$(call apt_install,promtool,command -v promtool >/dev/null 2>&1,$(PROMTOOL_PKG),promtool tests skip (fail under CI=true))
 
 # A headless chromium screenshots the readiness report of a failing gate in `make test`
-# (suites/unit/gate/test_readiness_screenshot.py, into reports/). Debian's `chromium` package;
+# (suites/preflight/reports/test_readiness_screenshot.py, into reports/). Debian's `chromium` package;
 # the same rule as promtool: without it the screenshot skips, naming why, except under
 # CI=true, where the test fails.
 CHROMIUM_PKG := chromium

@@ -31,7 +31,6 @@ from preflight.alerts import thresholds_for
 from preflight.alerts.experiment import Detection, Plant, run_experiments
 from preflight.alerts.latency import summarize
 from preflight.alerts.plants import (
-    FIXTURE_SPEC,
     FIXTURE_WORKLOAD,
     telemetry_plants,
     workload_plants,
@@ -41,6 +40,7 @@ from preflight.workload import RunError, SpecError, WorkloadSpec, load_specs, pr
 
 REPO = Path(__file__).resolve().parent.parent
 REPORT = REPO / "reports" / "bench-alerts.json"
+FIXTURE_SPEC = REPO / "fixtures" / "telemetry.toml"
 TARGET_S = 5.0
 TIER = "small"
 RUN_TIMEOUT_S = 120.0

@@ -80,7 +80,8 @@ def steal_fraction(before: list[int], after: list[int]) -> float | None:
 
 
 def fit_argv(data: Path, run: Path, steps: int, nproc: int, *extra: str) -> list[str]:
-    argv = [sys.executable, "-m", "preflight_examples.trainer.cli", "fit", "--data", str(data), "--out", str(run)]
+    argv = [sys.executable, "-m", "preflight_examples.trainer.cli", "fit",
+            "--data", str(data), "--out", str(run)]
     argv += ["--steps", str(steps), "--ckpt-every", "0", "--nproc", str(nproc)]
     return argv + [*MODEL, *extra]
 

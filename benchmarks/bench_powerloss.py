@@ -4,7 +4,8 @@
 
 Runs the workload (pyproject.toml spec, small tier) in turn plain, under the trace mode's
 strace (preflight.check.kinds.powerloss.trace: every durability and write call logged with its
-bytes) and on the FUSE layer (preflight.check.kinds.powerloss.lazyfs: un-fsynced data in the layer's page
+bytes) and on the FUSE layer (preflight.check.kinds.powerloss.lazyfs: un-fsynced data in the
+layer's page
 cache), each rep from a fresh work dir, and times the job (its own wall time, as the check
 sees it); then times the replay of each trace through the durable-state model (parse + model
 + crash state, what every experiment pays after its cut) and each FUSE mount + clean
@@ -195,7 +196,8 @@ def report(args: argparse.Namespace, spec: WorkloadSpec, params: dict, got: dict
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "workload": args.workload,
         "tier": "small",
-        "modes": "plain, trace (strace), fuse (preflight.check.kinds.powerloss.lazyfs over mfusepy)",
+        "modes": "plain, trace (strace), "
+        "fuse (preflight.check.kinds.powerloss.lazyfs over mfusepy)",
         "env": {"OMP_NUM_THREADS": spec.env.get("OMP_NUM_THREADS", "")},
         "params": params,
         "plain": summary(legs["plain"]),

@@ -226,7 +226,8 @@ def make_bundles(work: Path, steps: int) -> list[Path]:
     bundles = []
     for seed in (0, 1):
         run = work / f"run{seed}"
-        fit = [sys.executable, "-m", "preflight_examples.trainer.cli", "fit", "--data", str(data), "--out", str(run)]
+        fit = [sys.executable, "-m", "preflight_examples.trainer.cli", "fit",
+               "--data", str(data), "--out", str(run)]
         run_child([*fit, "--steps", str(steps), "--seed", str(seed), "--ckpt-every", "0"])
         bundle = work / f"bundle{seed}"
         run_child(cli_argv("export", str(run), "--bundle", str(bundle), "--eval-samples", "64"))

@@ -26,9 +26,11 @@ OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")  # rep
 
 # subcommand -> (module with main(argv) -> int, one-line help)
 DELEGATED: dict[str, tuple[str, str]] = {
-    "check": ("preflight.check.command", "fault-inject a workload and judge it (kills, corruption, ...)"),
+    "check": ("preflight.check.command",
+              "fault-inject a workload and judge it (kills, corruption, ...)"),
     "gate": ("preflight.gate.cli", "the pre-launch readiness gate: report + exit code"),
-    "soak": ("preflight.soak.command", "run a workload for a duration; leak, slowdown, stall verdicts"),
+    "soak": ("preflight.soak.command",
+             "run a workload for a duration; leak, slowdown, stall verdicts"),
 }
 
 

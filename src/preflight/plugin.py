@@ -1,7 +1,8 @@
 """pytest plugin for preflight: tiers, workload fixtures, and the session report.
 
 Loaded through the `pytest11` entry point. Only hooks and fixtures live here; tiers are in
-preflight.spec.tiers, jobs in preflight.workload, the report in preflight.reports.session. Heavy imports
+preflight.spec.tiers, jobs in preflight.workload, the report in preflight.reports.session. Heavy
+imports
 (psutil, numpy, matplotlib) happen inside fixtures and hooks, so every pytest run in an
 environment with preflight installed stays fast.
 """

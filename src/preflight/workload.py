@@ -1,5 +1,6 @@
 """The workload API in one import: specs (preflight.spec.parse), progress followers
-(preflight.run.progress), runs (preflight.run.job) and handles (preflight.run.handles). Users' code and tests
+(preflight.run.progress), runs (preflight.run.job) and handles (preflight.run.handles). Users'
+code and tests
 import from here; each concept lives in its own module."""
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ import pytest
 
 from preflight.alerts import thresholds_for
 from preflight.alerts.experiment import record_attempt, run_dilated
-from preflight.alerts.plants import FIXTURE_SPEC, workload_plants
+from preflight.alerts.plants import workload_plants
 from preflight.workload import load_specs, prepare
-from suites.harness.helpers import watching_host
+from suites.preflight.helpers import TELEMETRY_SPEC, watching_host
 
 from .profiles import MACHINE_WAIT_S, TIER_TIMEOUT_S
 
@@ -29,7 +29,7 @@ TARGET_LATENCY_S = 5.0
 @pytest.mark.timeout(TIER_TIMEOUT_S["small"] + MACHINE_WAIT_S)
 @pytest.mark.parametrize("name", ["datagen_alerts", "trainer_alerts"])
 def test_alerts_fire_on_planted_conditions(tmp_path: Path, preflight_record, tier, name):
-    spec = load_specs(FIXTURE_SPEC)[name]
+    spec = load_specs(TELEMETRY_SPEC)[name]
     thresholds = thresholds_for(tier.name)
     params: dict[str, object] = dict(spec.params(tier.name))
     params["prepared"] = str(prepare(spec, params, tmp_path / "prepared", PREPARE_TIMEOUT_S))

@@ -11,7 +11,7 @@ from preflight_examples.trainer.data import open_dataset
 
 from preflight.durable import atomic_write, manifest
 from preflight.durable.errors import VerifyError
-from suites.unit.trainer.conftest import CHANNELS, FRAMES, SHARD, SIZE, write_tiny_dataset
+from suites.examples.trainer.conftest import CHANNELS, FRAMES, SHARD, SIZE, write_tiny_dataset
 
 VIDEOS, LABELS = "shards/00000/videos.npy", "shards/00000/labels.npy"
 CASES = {

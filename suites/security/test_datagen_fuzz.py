@@ -31,7 +31,8 @@ ALLOC_BYTES_MAX = 32 << 20  # refusing an absurd claim must not allocate for it
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dataset") / "ds"
     done = subprocess.run(
-        [sys.executable, "-m", "preflight_examples.datagen.cli", "generate", "--out", str(out), *TINY],
+        [sys.executable, "-m", "preflight_examples.datagen.cli", "generate",
+         "--out", str(out), *TINY],
         capture_output=True,
         text=True,
         timeout=GENERATE_TIMEOUT_S,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from suites.examples.trainer.conftest import fit_args, write_tiny_dataset
 from suites.security.conftest import TINY_DATAGEN, Result
-from suites.unit.trainer.conftest import fit_args, write_tiny_dataset
 
 CHILD_TIMEOUT_S = 120.0
 STEPS = 10  # two checkpoints at the tiny tier's --ckpt-every 5

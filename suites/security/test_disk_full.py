@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from preflight_examples.datagen.streamio import HashingWriter
 
+from suites.examples.trainer.conftest import fit_args, write_tiny_dataset
 from suites.security.conftest import Result
-from suites.unit.trainer.conftest import fit_args, write_tiny_dataset
 
 CHILD_TIMEOUT_S = 120.0
 MOUNT_TIMEOUT_S = 30.0
@@ -82,7 +82,8 @@ def _limit_child_files() -> None:
 
 def test_datagen_on_a_full_disk_names_the_shard_file(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "preflight_examples.datagen.cli", "generate", "--out", str(tmp_path / "ds"),
+        [sys.executable, "-m", "preflight_examples.datagen.cli", "generate",
+         "--out", str(tmp_path / "ds"),
          *BIG_SHARDS],
         capture_output=True,
         text=True,

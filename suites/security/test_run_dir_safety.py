@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from preflight_examples.datagen.cli import main as datagen_main
 
 from preflight.durable import atomic_write, faults, manifest
+from suites.examples.trainer.conftest import fit_args, write_tiny_dataset
 from suites.security.conftest import TINY_DATAGEN, Result
-from suites.unit.trainer.conftest import fit_args, write_tiny_dataset
 
 CHILD_TIMEOUT_S = 60.0
 STOP_AT = "trainer.after_optimizer_step:raise@7"  # fails at step 7: checkpoint 5 committed

@@ -16,8 +16,8 @@ from preflight.check.drive.runner import expand
 from preflight.check.kinds.corrupt import KINDS, CorruptionSpec, apply
 from preflight.durable import manifest
 from preflight.durable.errors import VerifyError
+from suites.examples.trainer.conftest import fit_args, write_tiny_dataset
 from suites.security.conftest import TINY_DATAGEN, Result
-from suites.unit.trainer.conftest import fit_args, write_tiny_dataset
 
 CHILD_TIMEOUT_S = 120.0
 TINY = TINY_DATAGEN

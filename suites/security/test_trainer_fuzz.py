@@ -24,9 +24,9 @@ from preflight_examples.trainer.checkpoint import (
 
 from preflight.durable import manifest
 from preflight.durable.errors import BadInputError, VerifyError
+from suites.examples.trainer.conftest import fit_args, write_tiny_dataset
 from suites.security.conftest import Result
 from suites.security.strategies import document_bytes, json_values, mutated_document
-from suites.unit.trainer.conftest import fit_args, write_tiny_dataset
 
 Fuzz = Callable[..., Any]
 EXIT_REFUSED = 4

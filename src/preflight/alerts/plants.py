@@ -1,18 +1,16 @@
 """The planted conditions for the telemetry fixture job (fixtures/telemetry.toml), one per
 rule plus a clean run, sized from the thresholds so each plant trips its own rule only.
 
-Used by suites/harness/alerts (the rules proved on every run) and bench_alerts.py.
+Used by suites/preflight/alerts (the rules proved on every run) and bench_alerts.py.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from preflight.alerts.experiment import Plant
 from preflight.alerts.rules import Thresholds
 
-FIXTURE_SPEC = Path(__file__).resolve().parents[2] / "fixtures" / "telemetry.toml"
 FIXTURE_WORKLOAD = "telemetry"
 INJECT_AT_STEP = 100  # after the loss median has its baseline (telemetry.names)
 MARGIN_S = 1.5  # runs go on this long past the last moment an alert could be due

@@ -20,7 +20,7 @@ job frozen solid (no scrape changes at all) still ages, and a data-loader sleep 
 Each rendered rule carries `for:` (the profile's for_s: a condition must hold that long, so
 one odd scrape does not page) and a `runbook_url` annotation pointing at its section of
 docs/runbooks.md. The PromQL itself is proven by `promtool test rules alerts/tests/*.yml`
-(suites/harness/alerts/test_promtool.py), this module's conditions by suites/harness/alerts.
+(suites/preflight/alerts/test_promtool.py), this module's conditions by suites/preflight/alerts.
 
 Regenerate the shipped file after changing anything here:
     .venv/bin/python -m preflight.alerts > alerts/preflight.rules.yml
@@ -36,7 +36,8 @@ from dataclasses import dataclass, replace
 
 from preflight.alerts.snapshot import Snapshot
 
-# The exposition contract (examples/src/preflight_examples/telemetry/names.py); read from the text, never imported.
+# The exposition contract (examples/src/preflight_examples/telemetry/names.py); read from the
+# text, never imported.
 UP = "preflight_up"
 DONE = "preflight_progress_done"
 PLANNED = "preflight_progress_planned"

@@ -14,5 +14,6 @@ the seed) and ``execute(ctx, experiment, ...) -> History`` (drives the job):
 Shared pieces: schedule.py (seeds, Experiment), history.py (the recorded records),
 runner.py (one bounded attempt, resume loop, verify/fingerprint), reference.py (the
 uninterrupted run), report.py (JSON/Markdown/HTML), pytest_fixtures.py. The verdicts come
-from the pure checker in src/preflight/check/checker.py; the command line is src/preflight/check/command.py.
+from the pure checker in src/preflight/check/checker.py; the command line is
+src/preflight/check/command.py.
 """

@@ -1,6 +1,7 @@
 """`preflight report` over reports/history.sqlite: --trend, --compare, baselines, --fail-on.
 
-Thin I/O around src/preflight/history/compare.py (the rules) and src/preflight/history/trend.py (the plots):
+Thin I/O around src/preflight/history/compare.py (the rules) and src/preflight/history/trend.py
+(the plots):
 read a bounded snapshot of the history, let the pure functions decide, print, exit.
 Exit codes: 0 ok; 1 a --fail-on threshold was exceeded or --trend flagged a regression;
 2 bad input (a malformed --fail-on, an unknown run, no or an unusable history), named

@@ -1,4 +1,5 @@
-"""``python -m preflight_examples.datagen.items DIR``: the committed samples of a finished dataset, for the
+"""``python -m preflight_examples.datagen.items DIR``: the committed samples of a finished
+dataset, for the
 gate's accounting experiment: one JSON object ``{"total": N, "items": [i, ...]}``, each
 sample index once per shard that holds it (a duplicate appears twice). Exit 2 when DIR holds
 no finished dataset."""

@@ -4,7 +4,7 @@ The harness's alert rules (src/preflight/alerts) and the shipped Prometheus rule
 (alerts/preflight.rules.yml) read these names from the exposition text, never by importing
 this module, so a rename here is a breaking change to both.
 
-Named by the Prometheus conventions (`promtool check metrics` is clean, suites/unit/telemetry):
+Named by the Prometheus conventions (`promtool check metrics` is clean, suites/examples/telemetry):
 no `job` label of our own (the scrape target's `job` would clash with it; `workload` names the
 job kind), `_total` only on counters, and throughput as a counter for rate() rather than a
 rate gauge that only the job's own window could average.

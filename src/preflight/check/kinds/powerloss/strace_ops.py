@@ -4,7 +4,8 @@ The power-loss fault's trace mode runs the job under strace with the options of
 ``STRACE_OPTIONS``: every string is printed in hex (``-xx``), so paths and written bytes
 decode the same way, and every fd argument carries the path it names (``-y``). This module
 turns those lines into `Op` records with absolute paths and, for writes, the bytes and the
-file offset; `preflight.check.kinds.powerloss.durable_state` replays them. Nothing here touches a file.
+file offset; `preflight.check.kinds.powerloss.durable_state` replays them. Nothing here touches
+a file.
 """
 
 from __future__ import annotations

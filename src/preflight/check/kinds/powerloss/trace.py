@@ -1,10 +1,12 @@
 """The power-loss fault's trace mode: the I/O around the pure model.
 
-The job runs under ``strace`` (options in `preflight.check.kinds.powerloss.strace_ops`), which kills it at
+The job runs under ``strace`` (options in `preflight.check.kinds.powerloss.strace_ops`), which
+kills it at
 the entry of its Nth durability call (``inject=...:error=EIO:signal=SIGKILL:when=N``: the
 call never runs). The harness then stops the job's other processes, reads the trace,
 replays it over a snapshot of the work dir taken before the attempt
-(`preflight.check.kinds.powerloss.durable_state`), and rewrites the work dir as the power cut leaves it.
+(`preflight.check.kinds.powerloss.durable_state`), and rewrites the work dir as the power cut
+leaves it.
 """
 
 from __future__ import annotations
