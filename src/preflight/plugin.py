@@ -74,7 +74,7 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 def _scale(config: pytest.Config) -> str:
     scale = config.getoption("scale")
     if scale is None and "slow" in str(config.getoption("markexpr", "") or ""):
-        # DESIGN.md: `pytest -m slow` runs the tiers above small. Without an explicit
+        # docs/contract.md "pytest plugin": `pytest -m slow` runs the tiers above small. Without an explicit
         # --scale the ceiling must not deselect them, so it rises to the top tier.
         scale = tiers.TIER_NAMES[-1]
     scale = scale or config.getini("preflight_scale")
@@ -115,7 +115,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "leaves it to `make test-long`, which CI runs",
     )
     config.stash[SCALE_KEY] = _scale(config)
-    # The fault-experiment fixtures (fault_check, fault_battery) for any suite; DESIGN.md:
+    # The fault-experiment fixtures (fault_check, fault_battery) for any suite; docs/contract.md:
     # "the same experiments are available to pytest through fixtures".
     config.pluginmanager.import_plugin("preflight.check.pytest_fixtures")
     _sample_interval_s(config)  # fail at startup, not in the first fixture

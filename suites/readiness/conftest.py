@@ -1,4 +1,4 @@
-"""Readiness suites: both workloads, through their workload specs only (DESIGN.md).
+"""Readiness suites: both workloads, through their workload specs only (docs/design.md).
 
 Every test records its measurements in the session report under `<workload>.<metric>`;
 the gate (`preflight gate`) judges them against `[tool.preflight.gate]`.

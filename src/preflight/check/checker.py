@@ -2,7 +2,7 @@
 
 Like a Jepsen checker it never trusts the job: it reads only what the harness observed
 (exit codes, published progress, stderr, the fingerprint and verify results) and compares
-the outcome with the uninterrupted reference run. DESIGN.md "Verdicts" defines them:
+the outcome with the uninterrupted reference run. docs/contract.md "Statuses" defines them:
 
 - liveness: no attempt ran past its time bound (a hang is killed with its process group),
   and none left processes running outside its group (setsid: killed, named, a failure);
@@ -38,7 +38,7 @@ PASS, FAIL, SKIP = "pass", "fail", "skip"
 SIGTERM_GRACEFUL, SIGTERM_ANY = "graceful", "any"
 SIGTERM_MODES = (SIGTERM_GRACEFUL, SIGTERM_ANY)
 RESTARTS_MAX = 2  # unplanned restarts a job may need after the faults (DESIGN "R")
-EXIT_STOPPED = 75  # DESIGN.md: stopped on SIGTERM after a clean checkpoint
+EXIT_STOPPED = 75  # docs/contract.md: stopped on SIGTERM after a clean checkpoint
 SIGKILL_RCS = (-9, 137)  # Popen reports -9; a shell wrapper reports 128 + 9
 
 

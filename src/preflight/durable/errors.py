@@ -1,7 +1,7 @@
 """Exception classes shared by every durable component.
 
 Each carries a message that names the file or field and what was wrong, so the CLIs can
-print it as-is and map the class to an exit code (see DESIGN.md "Exit codes").
+print it as-is and map the class to an exit code (see docs/contract.md "Exit codes").
 """
 
 from __future__ import annotations

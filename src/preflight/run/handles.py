@@ -11,7 +11,7 @@ from preflight.run.job import Run, prepare
 from preflight.spec import tiers
 from preflight.spec.parse import WorkloadSpec, find_spec, load_spec
 
-FAULTS_ENV = "PREFLIGHT_FAULTS"  # the durable fault-point spec a job reads (DESIGN.md)
+FAULTS_ENV = "PREFLIGHT_FAULTS"  # the durable fault-point spec a job reads (docs/contract.md "Fault points")
 
 
 class WorkloadHandle:

@@ -1,4 +1,4 @@
-"""The `datagen` command line (contract: DESIGN.md "Command lines" and "Exit codes")."""
+"""The `datagen` command line (contract: docs/contract.md "Command lines" and "Exit codes")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """`trainer` command line: fit | fingerprint | verify | status, plus export | evaluate |
 predict | bench-infer | serve | promote | rollback (trainer.serving_cli).
 
-Exit codes (DESIGN.md): 0 done; 1 failed (or not complete yet); 2 bad input, nothing
+Exit codes (docs/contract.md): 0 done; 1 failed (or not complete yet); 2 bad input, nothing
 written; 3 RUN_DIR locked by a live run; 4 refused: data or checkpoint failed its checksum
 and cannot be repaired; 75 stopped on SIGTERM after a clean checkpoint.
 """

@@ -60,7 +60,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# The fault-point contract of DESIGN.md (durable.faults reads these; the harness only sets).
+# The fault-point contract of docs/contract.md (durable.faults reads these; the harness only sets).
 ENV_FAULTS = "PREFLIGHT_FAULTS"
 ENV_TRACE = "PREFLIGHT_FAULTS_TRACE"
 

@@ -17,7 +17,7 @@ from preflight.check.drive.schedule import Experiment
 from preflight.check.history import FAULT_NONE, Attempt, Corruption, History
 from preflight.workload import RunTimeoutError, run_aux
 
-EXIT_STOPPED = 75  # DESIGN.md: stopped after a clean checkpoint; a resume is expected
+EXIT_STOPPED = 75  # docs/contract.md: stopped after a clean checkpoint; a resume is expected
 
 
 Execute = TypeVar("Execute", bound=Callable[..., History])
