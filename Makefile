@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 SCALE ?= small
 PYTEST_ARGS ?=
 
-.PHONY: test test-long gate bench soak lint clean venv promtool corpus corpus-ci chromium fuse3
+.PHONY: test test-long gate bench soak lint clean venv promtool corpus corpus-ci chromium fuse3 \
+	package-check
 
 venv: $(STAMP)
 
@@ -85,8 +86,11 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/preflight soak datagen --duration $${DURATION:-60s}
 
+# ruff, then the import contracts of pyproject.toml [tool.importlinter] (layers, no cycles,
+# preflight never imports the examples or torch).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info

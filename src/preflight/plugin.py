@@ -74,8 +74,9 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 def _scale(config: pytest.Config) -> str:
     scale = config.getoption("scale")
     if scale is None and "slow" in str(config.getoption("markexpr", "") or ""):
-        # docs/contract.md "pytest plugin": `pytest -m slow` runs the tiers above small. Without an explicit
-        # --scale the ceiling must not deselect them, so it rises to the top tier.
+        # docs/contract.md "pytest plugin": `pytest -m slow` runs the tiers above small.
+        # Without an explicit --scale the ceiling must not deselect them, so it rises to the
+        # top tier.
         scale = tiers.TIER_NAMES[-1]
     scale = scale or config.getini("preflight_scale")
     if scale not in tiers.TIER_NAMES:

@@ -1,4 +1,5 @@
-"""The PROGRESS.json contract (docs/contract.md): done, total, unit, rate, ETA, state, updated_at."""
+"""The PROGRESS.json contract (docs/contract.md): done, total, unit, rate, ETA, state,
+updated_at."""
 
 from __future__ import annotations
 
