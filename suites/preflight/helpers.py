@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from preflight.analysis.confirm import TIMING_DETECTORS
-from preflight.experiments.base import disturbed, host_text
+from preflight.host.rule import disturbed, host_text
 from preflight.host.share import MachineWatch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ class HostSeen:
 
     @property
     def disturbed(self) -> bool:
-        """The product's rule (preflight.experiments.base.disturbed)."""
+        """The product's rule (preflight.host.rule.disturbed)."""
         return disturbed(self.steal, self.frozen)
 
     def __str__(self) -> str:

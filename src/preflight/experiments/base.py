@@ -15,19 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from preflight.host.rule import disturbed, excused
 from preflight.run.handles import WorkloadHandle
 from preflight.run.job import Run, run_aux
 from preflight.spec.parse import WorkloadSpec
 
 PASS, FAIL, INCONCLUSIVE, NOT_APPLICABLE = "passed", "failed", "inconclusive", "not_applicable"
 STATUSES = (PASS, FAIL, INCONCLUSIVE, NOT_APPLICABLE)
-# A timing measurement is not the job's when the host stole (or froze the harness for) more
-# than this share of the time it ran: on a host taking 70% in whole-second bursts a clean
-# datagen read a 1.5 s stall and a 0.52 throughput ratio.
-HOST_DISTURBED_SHARE = 0.25
-# Other processes using more than half of the machine (a neighbour's build on a 2-core CI
-# box) left the job less than the CPU it had when measured alone.
-NEIGHBOURS_DISTURBED_SHARE = 0.5
 AUX_TIMEOUT_FLOOR_S = 60.0
 AUX_TIMEOUT_FACTOR = 10.0  # a helper (verify, fingerprint) may take 10x the job's own run
 
@@ -87,41 +81,9 @@ class Experiment(Protocol):
     def execute(self, ctx: Context) -> Finding: ...
 
 
-def host_text(steal: float | None, frozen: float | None,
-              neighbours: float | None = None) -> str:
-    parts = [f"steal {steal:.0%}" if steal is not None else "steal unknown"]
-    if frozen is not None:
-        parts.append(f"harness frozen {frozen:.0%}")
-    if neighbours is not None:
-        parts.append(f"other processes {neighbours:.0%} of the machine")
-    return ", ".join(parts)
-
-
-def disturbed(steal: float | None, frozen: float | None,
-              neighbours: float | None = None) -> bool:
-    """The host (or the job's neighbours) took enough of the machine that a wall-clock
-    figure is theirs, not the job's (pure)."""
-    return (max(steal or 0.0, frozen or 0.0) > HOST_DISTURBED_SHARE
-            or (neighbours or 0.0) > NEIGHBOURS_DISTURBED_SHARE)
-
-
-# A wall-clock alarm is excused by a taken machine only when it is within this factor of its
-# limit: a throughput ratio of at least half the limit, a stall of at most twice it. A
-# tenfold slowdown or a stall four times the limit is the job's, whatever the machine did.
-EXCUSE_FACTOR = 2.0
-
-
-def within_host_noise(verdict: Any) -> bool:
-    """Whether a failed throughput or stall verdict is small enough that a taken machine
-    could explain it (pure; a detector verdict or its JSON)."""
-    fields = verdict.to_json() if hasattr(verdict, "to_json") else dict(verdict)
-    if fields.get("kind") == "throughput":
-        floor = (1.0 - float(fields.get("degradation_max", 0.2))) / EXCUSE_FACTOR
-        return float(fields.get("ratio_last_first", 0.0)) >= floor
-    if fields.get("kind") == "stall":
-        return float(fields.get("longest_stall_s", 0.0)) <= EXCUSE_FACTOR * float(
-            fields.get("stall_s", 0.0))
-    return False
+# The host rule lives in preflight.host.rule; the soak reads these two through here.
+__all__ = ["disturbed", "within_host_noise"]
+within_host_noise = excused
 
 
 def timing_status(failed: bool, steal: float | None, frozen: float | None,

@@ -12,12 +12,12 @@ from preflight.experiments.base import (
     Context,
     Finding,
     Measurement,
-    host_text,
     job_cpu_s,
     tail,
     timing_status,
 )
 from preflight.host import share as hostshare
+from preflight.host.rule import host_text
 from preflight.spec.parse import WorkloadSpec
 
 REPS_MIN, REPS_MAX, SIDE_S = 2, 5, 20.0

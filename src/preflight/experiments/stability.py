@@ -18,14 +18,12 @@ from preflight.experiments.base import (
     Context,
     Finding,
     Measurement,
-    disturbed,
-    host_text,
     job_cpu_s,
     save_evidence,
     tail,
-    within_host_noise,
 )
 from preflight.host import share as hostshare
+from preflight.host.rule import disturbed, excused, host_text
 from preflight.spec.parse import SpecError, WorkloadSpec
 
 TIMING = ("throughput", "stall")
@@ -82,8 +80,8 @@ def judge_stability(obs: StabilityObservation) -> Finding:
     found = _measurements(obs.verdicts)
     hard = {k: v for k, v in failing.items() if k not in TIMING}
     timing = {k: v for k, v in failing.items() if k in TIMING}
-    excused = all(within_host_noise(v) for v in timing.values())
-    if hard or (timing and not (excused and disturbed(obs.steal, obs.frozen, obs.neighbours))):
+    near = all(excused(v) for v in timing.values())
+    if hard or (timing and not (near and disturbed(obs.steal, obs.frozen, obs.neighbours))):
         reasons = "; ".join(f"{k}: {v.reason}" for k, v in {**hard, **timing}.items())
         return Finding("stability", FAIL, found, reasons, host)
     if timing:

@@ -28,13 +28,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from preflight.host import rule
+
 PROC_STAT = Path("/proc/stat")
 READ_BYTES_MAX = 4096  # the aggregate "cpu" line comes first
 IDLE_FIELD, IOWAIT_FIELD = 3, 4
 STEAL_FIELD = 7  # user nice system idle iowait irq softirq steal guest guest_nice
-# Above this share of the machine's CPU time taken by the host, a run's clock says more about
-# the host than the job. Quiet hours here show 0-6%; the bursts that broke runs, 60-97%.
-STEAL_DISTURBED = 0.25
 
 PROBE_S = 0.5  # long enough to span several scheduler slices, short enough to do often
 PROBE_GRACE_S = 30.0  # a spinner's interpreter start-up on a starved machine, bounded
@@ -98,8 +97,9 @@ def steal_fraction(before: Jiffies | None, after: Jiffies | None) -> float | Non
     return max(0.0, min(1.0, (after.steal - before.steal) / total))
 
 
-def disturbed(fraction: float | None) -> bool:
-    return fraction is not None and fraction > STEAL_DISTURBED
+# One figure over the host rule's share (preflight.host.rule.taken); kept under its old name
+# for preflight.check.checker until it calls rule.disturbed(steal, frozen), the same rule.
+disturbed = rule.taken
 
 
 def cpu_count() -> int:
