@@ -51,7 +51,7 @@ def run_child(argv: list[str]) -> str:
 
 def cli_argv(*args: str) -> list[str]:
     """The serving subcommands (identical to `trainer ...` once trainer/cli.py wires them)."""
-    return [sys.executable, "-m", "preflight_examples.trainer.serving_cli", *args]
+    return [sys.executable, "-m", "preflight_examples.serving.cli", *args]
 
 
 def make_bundle(work: Path) -> Path:

@@ -182,7 +182,7 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
 
 def make_bodies(shape: list[int], count: int = BODIES, seed: int = 0) -> list[bytes]:
     """Single-video /predict bodies in the compact base64 form."""
-    from preflight_examples.trainer.infer import encode_request
+    from preflight_examples.serving.infer import encode_request
 
     rng = np.random.default_rng(seed)
     videos = rng.integers(0, 256, size=(count, 1, *shape), dtype=np.uint8)
@@ -192,7 +192,7 @@ def make_bodies(shape: list[int], count: int = BODIES, seed: int = 0) -> list[by
 # -- the benchmark ---------------------------------------------------------------------------
 def cli_argv(*args: str) -> list[str]:
     """The serving subcommands (identical to `trainer ...` once trainer/cli.py wires them)."""
-    return [sys.executable, "-m", "preflight_examples.trainer.serving_cli", *args]
+    return [sys.executable, "-m", "preflight_examples.serving.cli", *args]
 
 
 def child_env() -> dict[str, str]:

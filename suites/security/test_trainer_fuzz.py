@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import strategies as st
-from preflight_examples.trainer import bundle, data, infer
+from preflight_examples.serving import bundle, infer
+from preflight_examples.trainer import data
 from preflight_examples.trainer.checkpoint import (
     KIND_CHECKPOINT,
     STATE_FORMAT,
@@ -199,7 +200,7 @@ def test_run_config_json_verifies_or_refuses(
 
 
 def test_content_length_header_is_a_number_or_a_request_error(fuzz: Fuzz) -> None:
-    from preflight_examples.trainer.serve import check_content_length
+    from preflight_examples.serving.serve import check_content_length
 
     headers = st.one_of(
         st.text(max_size=30),

@@ -68,16 +68,16 @@ def run4(data4: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def bundle4(run4: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trained run exported (read-only: tests that tamper copy it first)."""
-    from preflight_examples.trainer.bundle import export
+    from preflight_examples.serving.bundle import export
 
     return export(run4, tmp_path_factory.mktemp("bundle4") / "bundle").root
 
 
 def plant_bundle(run: Path, dest: Path, mutate: Callable[[object], None], tag: str) -> Path:
     """A bundle of ``run``'s model after ``mutate(classifier)``, with its own identity."""
-    from preflight_examples.trainer import bundle as bundle_mod
+    from preflight_examples.serving import bundle as bundle_mod
+    from preflight_examples.serving.infer import serving_model
     from preflight_examples.trainer.data import open_dataset
-    from preflight_examples.trainer.infer import serving_model
 
     model = bundle_mod.load_run_model(run)
     mutate(model.classifier)
@@ -109,7 +109,7 @@ def worse4(run4: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
     """The serving subcommands through a tiny argparse wrapper, as trainer/cli.py wires them."""
-    from preflight_examples.trainer import serving_cli
+    from preflight_examples.serving import cli as serving_cli
     from preflight_examples.trainer.cli import classify
 
     def run(argv: Sequence[str]) -> Result:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from preflight_examples.trainer import bundle as bundle_mod
-from preflight_examples.trainer.infer import preprocess, serving_model
+from preflight_examples.serving import bundle as bundle_mod
+from preflight_examples.serving.infer import preprocess, serving_model
 
 from preflight.durable import VerifyError, faults, manifest, sha256_file
 from suites.examples.serving.conftest import Cli, write_data

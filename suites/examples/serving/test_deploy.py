@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from preflight_examples.trainer import deploy
+from preflight_examples.serving import deploy
 
 from preflight.durable import manifest
 from suites.examples.serving.conftest import Cli, bundle_id

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from preflight_examples.trainer import metrics
+from preflight_examples.serving import metrics
 
 from preflight.durable import BadInputError
 

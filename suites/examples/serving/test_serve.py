@@ -18,9 +18,9 @@ import pytest
 pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 
-from preflight_examples.trainer import deploy, serve  # noqa: E402
-from preflight_examples.trainer.bundle import load_bundle  # noqa: E402
-from preflight_examples.trainer.infer import Predictor, encode_request  # noqa: E402
+from preflight_examples.serving import deploy, serve  # noqa: E402
+from preflight_examples.serving.bundle import load_bundle  # noqa: E402
+from preflight_examples.serving.infer import Predictor, encode_request  # noqa: E402
 
 from suites.examples.serving.conftest import Cli, bundle_id, load_bench_serve  # noqa: E402
 

@@ -17,8 +17,8 @@ import pytest
 pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 
-from preflight_examples.trainer import serve  # noqa: E402
-from preflight_examples.trainer.infer import RequestError, encode_request, parse_request  # noqa: E402
+from preflight_examples.serving import serve  # noqa: E402
+from preflight_examples.serving.infer import RequestError, encode_request, parse_request  # noqa: E402
 
 SHAPE = (4, 1, 16, 16)
 QUEUE_MAX = 2

@@ -1,5 +1,5 @@
 """`trainer` command line: fit | fingerprint | verify | status, plus export | evaluate |
-predict | bench-infer | serve | promote | rollback (trainer.serving_cli).
+predict | bench-infer | serve | promote | rollback (preflight_examples.serving.cli).
 
 Exit codes (docs/contract.md): 0 done; 1 failed (or not complete yet); 2 bad input, nothing
 written; 3 RUN_DIR locked by a live run; 4 refused: data or checkpoint failed its checksum
@@ -36,8 +36,8 @@ from preflight.durable import (
     VerifyError,
     read_progress,
 )
+from preflight_examples.serving import cli as serving_cli  # noqa: E402
 from preflight_examples.telemetry.clihelp import finish_help, print_usage  # noqa: E402
-from preflight_examples.trainer import serving_cli  # noqa: E402
 
 EXIT_OK = 0
 EXIT_FAILED = 1

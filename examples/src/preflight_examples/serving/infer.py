@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from preflight.durable import BadInputError, atomic_write, loads_strict
-from preflight_examples.trainer.bundle import MODEL_ONNX, LoadedBundle, onnx_session, read_verified
+from preflight_examples.serving.bundle import MODEL_ONNX, LoadedBundle, onnx_session, read_verified
 
 if TYPE_CHECKING:
     import torch

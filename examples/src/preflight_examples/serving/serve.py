@@ -36,9 +36,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from preflight.durable import BadInputError, DurableError
-from preflight_examples.trainer.bundle import load_bundle
-from preflight_examples.trainer.deploy import CURRENT, POLL_S_DEFAULT, current_target, is_deploy_dir
-from preflight_examples.trainer.infer import (
+from preflight_examples.serving.bundle import load_bundle
+from preflight_examples.serving.deploy import CURRENT, POLL_S_DEFAULT, current_target, is_deploy_dir
+from preflight_examples.serving.infer import (
     BODY_BYTES_MAX,
     SERVE_QUEUE_MAX_DEFAULT,
     SERVE_WORKERS_DEFAULT,

@@ -1,6 +1,6 @@
 """`trainer evaluate BUNDLE --data DATASET [--baseline OLD_BUNDLE]`: metrics and the gate.
 
-Every number comes from ``trainer.metrics``. With ``--baseline`` both bundles are scored
+Every number comes from ``serving.metrics``. With ``--baseline`` both bundles are scored
 on the same dataset (the old model's held-out set) and the new one fails the gate when any
 gated metric is worse than the old one's by more than ``--margin``: the "catastrophic
 forgetting" check after fine-tuning on new data.
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from preflight.durable import BadInputError
-from preflight_examples.trainer import metrics
-from preflight_examples.trainer.bundle import BundleInfo, load_bundle
-from preflight_examples.trainer.infer import Engine, dataset_batches, softmax, torchscript_engine
+from preflight_examples.serving import metrics
+from preflight_examples.serving.bundle import BundleInfo, load_bundle
+from preflight_examples.serving.infer import Engine, dataset_batches, softmax, torchscript_engine
 
 EVAL_BATCH_DEFAULT = 32
 MARGIN_DEFAULT = 0.02

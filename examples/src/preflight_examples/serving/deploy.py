@@ -33,7 +33,7 @@ from preflight.durable import (
     read_json,
 )
 from preflight.durable.jsonio import require_fields
-from preflight_examples.trainer.bundle import ID_HEX_CHARS, BundleRef, verify_bundle
+from preflight_examples.serving.bundle import ID_HEX_CHARS, BundleRef, verify_bundle
 
 DEPLOY_FORMAT = "preflight-deploy/1"
 CURRENT = "current"

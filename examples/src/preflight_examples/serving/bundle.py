@@ -580,9 +580,9 @@ def export(
     with_onnx: bool = True,
 ) -> BundleRef:
     """`trainer export`: checks that need no work first (exit 2), then build and commit."""
+    from preflight_examples.serving.evaluate import evaluate_module
+    from preflight_examples.serving.infer import serving_model
     from preflight_examples.trainer.data import check_data_dir, open_dataset
-    from preflight_examples.trainer.evaluate import evaluate_module
-    from preflight_examples.trainer.infer import serving_model
 
     dest_path, run_path = Path(dest), Path(run_dir)
     if eval_samples < 0:

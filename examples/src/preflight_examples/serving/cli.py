@@ -2,8 +2,8 @@
 
 trainer/cli.py wires them in with ``add_commands(subparsers)`` and ``dispatch(args)``; its
 ``classify`` maps the exceptions to exit codes (2 bad input, 4 refused bundle, 1 failed).
-``python -m trainer.serving_cli`` runs them on their own. Heavy imports (torch, uvicorn)
-happen inside each command, so `trainer rollback` starts fast.
+``python -m preflight_examples.serving.cli`` runs them on their own. Heavy imports (torch,
+uvicorn) happen inside each command, so `trainer rollback` starts fast.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _metric_names(text: str) -> tuple[str, ...]:
 
 
 def _add_export(sub: Any) -> None:
-    from preflight_examples.trainer.bundle import EVAL_SAMPLES_DEFAULT
+    from preflight_examples.serving.bundle import EVAL_SAMPLES_DEFAULT
 
     p = sub.add_parser("export", help="export a finished run as a verified model bundle")
     p.add_argument("run_dir", metavar="RUN")
@@ -59,7 +59,7 @@ def _add_export(sub: Any) -> None:
 
 
 def _add_evaluate(sub: Any) -> None:
-    from preflight_examples.trainer.evaluate import (
+    from preflight_examples.serving.evaluate import (
         EVAL_BATCH_DEFAULT,
         GATE_METRICS_DEFAULT,
         MARGIN_DEFAULT,
@@ -121,8 +121,8 @@ def _add_bench(sub: Any) -> None:
 
 
 def _add_serve(sub: Any) -> None:
-    from preflight_examples.trainer.deploy import POLL_S_DEFAULT
-    from preflight_examples.trainer.infer import (
+    from preflight_examples.serving.deploy import POLL_S_DEFAULT
+    from preflight_examples.serving.infer import (
         BODY_BYTES_MAX,
         SERVE_QUEUE_MAX_DEFAULT,
         SERVE_WORKERS_DEFAULT,
@@ -194,7 +194,7 @@ def _positive(value: int, option: str, limit: int = 1 << 20) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from preflight_examples.trainer.bundle import export
+    from preflight_examples.serving.bundle import export
 
     ref = export(
         args.run_dir,
@@ -220,7 +220,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from preflight.durable import atomic_write
-    from preflight_examples.trainer.evaluate import failure_message, run_evaluate
+    from preflight_examples.serving.evaluate import failure_message, run_evaluate
 
     report = run_evaluate(
         args.bundle,
@@ -244,8 +244,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from preflight_examples.trainer import infer
-    from preflight_examples.trainer.bundle import load_bundle
+    from preflight_examples.serving import infer
+    from preflight_examples.serving.bundle import load_bundle
 
     _positive(args.batch_size, "--batch-size", 4096)
     if args.limit is not None:
@@ -253,8 +253,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     predictor = infer.Predictor(load_bundle(args.bundle), args.engine)
     if args.data is not None:
+        from preflight_examples.serving.evaluate import check_fits
         from preflight_examples.trainer.data import open_dataset
-        from preflight_examples.trainer.evaluate import check_fits
 
         dataset = open_dataset(args.data)
         check_fits(predictor.bundle.info, dataset, "--data")
@@ -271,8 +271,8 @@ def cmd_bench_infer(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from preflight.durable import atomic_write
-    from preflight_examples.trainer import infer
-    from preflight_examples.trainer.bundle import load_bundle
+    from preflight_examples.serving import infer
+    from preflight_examples.serving.bundle import load_bundle
 
     _positive(args.iterations, "--iterations", 1_000_000)
     if not 0 <= args.warmup <= 10_000:
@@ -296,7 +296,7 @@ def cmd_bench_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from preflight_examples.trainer import serve
+    from preflight_examples.serving import serve
 
     _positive(args.workers, "--workers", 64)
     _positive(args.queue_max, "--queue-max", 100_000)
@@ -320,14 +320,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from preflight_examples.trainer.deploy import promote
+    from preflight_examples.serving.deploy import promote
 
     _emit(promote(args.bundle, args.deploy_dir))
     return EXIT_OK
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from preflight_examples.trainer.deploy import rollback
+    from preflight_examples.serving.deploy import rollback
 
     _emit(rollback(args.deploy_dir))
     return EXIT_OK
