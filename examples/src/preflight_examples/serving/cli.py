@@ -1,9 +1,11 @@
 """Subcommands export | evaluate | predict | bench-infer | serve | promote | rollback.
 
-trainer/cli.py wires them in with ``add_commands(subparsers)`` and ``dispatch(args)``; its
-``classify`` maps the exceptions to exit codes (2 bad input, 4 refused bundle, 1 failed).
-``python -m preflight_examples.serving.cli`` runs them on their own. Heavy imports (torch,
-uvicorn) happen inside each command, so `trainer rollback` starts fast.
+They are part of the ``trainer`` command line: examples/pyproject.toml registers this module
+under trainer's entry point group (trainer/cli.py: ``EXTENSION_GROUP``), and trainer/cli.py
+calls ``add_commands(subparsers)`` and ``dispatch(args)``; its ``classify`` maps the
+exceptions to exit codes (2 bad input, 4 refused bundle, 1 failed). trainer never imports
+this package. ``python -m preflight_examples.serving.cli`` runs them on their own. Heavy
+imports (torch, uvicorn) happen inside each command, so `trainer rollback` starts fast.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""`trainer` command line: fit | fingerprint | verify | status, plus export | evaluate |
-predict | bench-infer | serve | promote | rollback (preflight_examples.serving.cli).
+"""`trainer` command line: fit | fingerprint | verify | status, plus the subcommands other
+packages register (``EXTENSION_GROUP``): preflight_examples.serving adds export | evaluate |
+predict | bench-infer | serve | promote | rollback. trainer imports none of them.
 
 Exit codes (docs/contract.md): 0 done; 1 failed (or not complete yet); 2 bad input, nothing
 written; 3 RUN_DIR locked by a live run; 4 refused: data or checkpoint failed its checksum
@@ -21,6 +22,7 @@ if sys.argv[1:2] == ["fit"]:
         early_signals.die_with_launcher()
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
@@ -36,7 +38,6 @@ from preflight.durable import (
     VerifyError,
     read_progress,
 )
-from preflight_examples.serving import cli as serving_cli  # noqa: E402
 from preflight_examples.telemetry.clihelp import finish_help, print_usage  # noqa: E402
 
 EXIT_OK = 0
@@ -58,6 +59,11 @@ DESCRIPTION = (
     "Train a video classifier on a datagen dataset with bit-exact resume,\n"
     "then export, evaluate, serve and deploy it."
 )
+# Subcommands other packages add to `trainer`: each entry point of this group names a module
+# with ``add_commands(subparsers)`` and ``dispatch(args) -> int | None`` (None: not its
+# command). examples/pyproject.toml registers preflight_examples.serving.cli; found through
+# the installed metadata, so trainer never imports serving (serving imports trainer).
+EXTENSION_GROUP = "preflight_examples.trainer.commands"
 
 
 def _add_fit(subparsers: Any) -> None:
@@ -129,11 +135,21 @@ def _add_fit(subparsers: Any) -> None:
     add_cli_options(fit)
 
 
+@functools.cache
+def extensions() -> tuple[Any, ...]:
+    """The modules registered under EXTENSION_GROUP, by entry point name (one per module)."""
+    from importlib.metadata import entry_points
+
+    found = {ep.value: ep for ep in entry_points(group=EXTENSION_GROUP)}
+    return tuple(ep.load() for ep in sorted(found.values(), key=lambda ep: ep.name))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainer", description=DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_fit(subparsers)
-    serving_cli.add_commands(subparsers)
+    for extension in extensions():
+        extension.add_commands(subparsers)
     for name, text in (
         ("fingerprint", "print one line: sha256 over the final model + optimizer state"),
         ("verify", "exit 0 when the run's final state is committed and valid"),
@@ -247,6 +263,18 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``args.command``: one of ours, else the extension that added it."""
+    own = COMMANDS.get(args.command)
+    if own is not None:
+        return own(args)
+    for extension in extensions():
+        code = extension.dispatch(args)
+        if code is not None:
+            return code
+    raise AssertionError(f"no handler for command {args.command!r}")  # argparse allows none
+
+
 def classify(exc: BaseException) -> tuple[int, bool]:
     """(exit code, expected): the class decides, never the message. Expected failures
     carry a message that names the step, option or file; others also get a traceback."""
@@ -274,8 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if early_signals.under_launcher():
             early_signals.die_with_launcher()
     try:
-        code = serving_cli.dispatch(args)
-        return code if code is not None else COMMANDS[args.command](args)
+        return run_command(args)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message and an exit code
         code, expected = classify(exc)
         if not expected:
