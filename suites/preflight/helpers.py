@@ -9,7 +9,7 @@ from pathlib import Path
 
 from preflight.analysis.confirm import TIMING_DETECTORS
 from preflight.host.rule import disturbed, host_text
-from preflight.host.share import MachineWatch
+from preflight.host.watch import HostWatch
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures"
@@ -28,7 +28,7 @@ def write_spec(directory: Path, text: str, name: str = "workloads.toml") -> Path
 @dataclass
 class HostSeen:
     """What the host did during a block: the steal share (/proc/stat) and the share of the
-    time this process tree could not run at all (the product's MachineWatch; it sees a frozen
+    time this process tree could not run at all (the product's HostWatch; it sees a frozen
     cgroup, which shows no steal). None where there was no figure."""
 
     steal: float | None = None
@@ -47,7 +47,7 @@ class HostSeen:
 def watching_host() -> Iterator[HostSeen]:
     """``with watching_host() as host: ...``; ``host`` is filled in when the block ends."""
     seen = HostSeen()
-    with MachineWatch() as machine:
+    with HostWatch() as machine:
         yield seen
     seen.steal, seen.frozen = machine.steal, machine.frozen
 

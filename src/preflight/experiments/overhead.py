@@ -12,12 +12,11 @@ from preflight.experiments.base import (
     Context,
     Finding,
     Measurement,
-    job_cpu_s,
     tail,
     timing_status,
 )
-from preflight.host import share as hostshare
 from preflight.host.rule import host_text
+from preflight.host.watch import watching_frozen
 from preflight.spec.parse import WorkloadSpec
 
 REPS_MIN, REPS_MAX, SIDE_S = 2, 5, 20.0
@@ -77,17 +76,18 @@ class Overhead:
             if rep >= REPS_MIN and sum(walls["single"]) >= SIDE_S:
                 break
             for label, params in (("sharded", sharded), ("single", single)):
-                with hostshare.MachineWatch() as machine:
+                with watching_frozen():
                     run = handle.run(params)
-                neighbours = max(neighbours, machine.neighbours(job_cpu_s(run)) or 0.0)
+                host = run.host
+                neighbours = max(neighbours, host.neighbours or 0.0)
                 if run.returncode != 0:
                     return judge_overhead(OverheadObservation(
                         (), (), 0.0, None, None, None,
                         f"the {label} run failed (exit {run.returncode}): {tail(run)}"))
-                walls[label].append(max(run.duration_s - machine.meter.frozen_s, 1e-3))
-                frozen_s += machine.meter.frozen_s
+                walls[label].append(max(run.duration_s - host.frozen_s, 1e-3))
+                frozen_s += host.frozen_s
                 wall_total += run.duration_s
-                steal = max(steal, run.host_steal_fraction or 0.0)
+                steal = max(steal, host.steal or 0.0)
         return judge_overhead(OverheadObservation(
             tuple(walls["sharded"]), tuple(walls["single"]), frozen_s, steal,
             frozen_s / wall_total if wall_total else None,

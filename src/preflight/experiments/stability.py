@@ -18,12 +18,11 @@ from preflight.experiments.base import (
     Context,
     Finding,
     Measurement,
-    job_cpu_s,
     save_evidence,
     tail,
 )
-from preflight.host import share as hostshare
 from preflight.host.rule import disturbed, excused, host_text
+from preflight.host.watch import HostFigures, watching_frozen
 from preflight.spec.parse import SpecError, WorkloadSpec
 
 TIMING = ("throughput", "stall")
@@ -120,15 +119,13 @@ class Stability:
         params.update(readiness.stability_params)
         return params, total, production
 
-    def _once(self, ctx: Context, number: int) -> tuple[dict[str, Any], int | None, float | None,
-                                                        float | None, str, str,
-                                                        float | None]:
+    def _once(self, ctx: Context, number: int
+              ) -> tuple[dict[str, Any], int | None, HostFigures, str, str]:
         handle = ctx.handle(f"{self.name}{number}", ctx.spec.readiness.stability_sample_s)
         params, total, production = self._params(ctx, handle)
         tier = ctx.tier
-        with hostshare.MachineWatch() as machine:
+        with watching_frozen():
             run = handle.run(params)
-        neighbours = machine.neighbours(job_cpu_s(run))
         speed = throughput_verdict(run.samples, tier=tier)
         ratio_min = ctx.bounds.get("min_throughput_ratio")
         if speed.conclusive and ratio_min is not None:
@@ -144,18 +141,18 @@ class Stability:
                                  evidence_doc(run.samples, verdicts, workload=ctx.spec.name,
                                               tier=tier, run=number, attempt=ctx.attempt,
                                               total=total, bounds=ctx.bounds))
-        return (verdicts, run.returncode, run.host_steal_fraction, machine.frozen, tail(run),
-                evidence, neighbours)
+        return verdicts, run.returncode, run.host, tail(run), evidence
 
     def execute(self, ctx: Context) -> Finding:
-        verdicts, rc, steal, frozen, err, evidence, neighbours = self._once(ctx, 1)
+        verdicts, rc, host, err, evidence = self._once(ctx, 1)
+        steal, frozen, neighbours = host.steal, host.frozen, host.neighbours
         runs, artifacts = 1, [evidence]
         alarmed = any(not verdicts[k].ok for k in TIMING)
         if rc == 0 and alarmed:  # a wall-clock alarm stands only if another run reproduces it
-            again, rc2, steal2, frozen2, err, evidence, neighbours2 = self._once(ctx, 2)
+            again, rc2, host2, err, evidence = self._once(ctx, 2)
             verdicts, rc, runs = confirm(verdicts, again), rc2, 2
-            steal, frozen = max(steal or 0, steal2 or 0), max(frozen or 0, frozen2 or 0)
-            neighbours = max(neighbours or 0, neighbours2 or 0)
+            steal, frozen = max(steal or 0, host2.steal or 0), max(frozen or 0, host2.frozen or 0)
+            neighbours = max(neighbours or 0, host2.neighbours or 0)
             artifacts.append(evidence)
         finding = judge_stability(StabilityObservation(rc, verdicts, steal, frozen, runs, err,
                                                        neighbours))

@@ -97,6 +97,22 @@ def steal_fraction(before: Jiffies | None, after: Jiffies | None) -> float | Non
     return max(0.0, min(1.0, (after.steal - before.steal) / total))
 
 
+def neighbour_share(before: Jiffies | None, after: Jiffies | None, job_cpu_s: float,
+                    ticks_per_s: float | None = None) -> float | None:
+    """The share of the whole machine's CPU time that processes other than the job used
+    between two readings (pure): busy time less the job's own, over all CPUs' time."""
+    if before is None or after is None:
+        return None
+    total = after.total - before.total
+    if total <= 0:
+        return None
+    idle = (after.idle - before.idle) + (after.iowait - before.iowait)
+    steal = after.steal - before.steal
+    ticks = ticks_per_s or float(os.sysconf("SC_CLK_TCK"))
+    others = (total - idle - steal) - job_cpu_s * ticks
+    return max(0.0, min(1.0, others / total))
+
+
 # One figure over the host rule's share (preflight.host.rule.taken); kept under its old name
 # for preflight.check.checker until it calls rule.disturbed(steal, frozen), the same rule.
 disturbed = rule.taken

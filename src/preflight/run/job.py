@@ -17,15 +17,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-from preflight.host import load as hostload
+from preflight.host.watch import HostFigures, HostWatch, frozen_asked
 from preflight.run.procs import (
     ENV_RUN_TOKEN,
-    TEXT_BYTES_MAX,
     Leftover,
     _child_setup,
     _kill_group,
+    _read_tail,
     _tail_text,
     kill_leftovers,
 )
@@ -46,7 +45,6 @@ class RunError(RuntimeError):
 
 class RunTimeoutError(RunError, TimeoutError):
     """A bounded wait for a job (or an auxiliary command) ran out; the group was killed."""
-
 
 
 def base_env() -> dict[str, str]:
@@ -83,6 +81,7 @@ class Run:
         log_dir: str | os.PathLike[str] | None = None,
         preexec: Callable[[], None] | None = None,
         cwd: str | os.PathLike[str] | None = None,
+        watch_frozen: bool | None = None,
     ) -> None:
         if not sample_interval_s > 0:
             raise ValueError(f"sample_interval_s must be positive, got {sample_interval_s}")
@@ -116,14 +115,15 @@ class Run:
         self._follower: FileProgress | RegexProgress | NoProgress = NoProgress()
         self._started_s = 0.0
         self._ended_s: float | None = None
-        self._cpu_at_start: hostload.Jiffies | None = None
+        # What the machine did while the job ran (preflight.host.watch): steal and
+        # neighbours always; the harness frozen when asked (None: as watching_frozen() says).
+        self.host_watch = HostWatch(frozen=frozen_asked() if watch_frozen is None
+                                    else watch_frozen)
         self.returncode: int | None = None
         self.timed_out = False
         # Processes the job left behind outside its process group (setsid, double fork):
         # killed when the Run ends and listed here, so the caller reports them as a failure.
         self.leftovers: list[Leftover] = []
-        # The host's share of this machine's CPU while the job ran (preflight.host.load).
-        self.host_steal_fraction: float | None = None
 
     # -- lifecycle
 
@@ -133,6 +133,7 @@ class Run:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._follower = self._make_follower()
+        self.host_watch.start()
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             try:
                 self._proc = subprocess.Popen(
@@ -146,9 +147,9 @@ class Run:
                     preexec_fn=_child_setup(os.getpid(), self._preexec),
                 )
             except (OSError, subprocess.SubprocessError) as exc:
+                self.host_watch.stop()
                 raise RunError(f"{self.spec.where}: cannot start {self.argv!r}: {exc}") from exc
         self._started_s = time.monotonic()
-        self._cpu_at_start = hostload.read_jiffies()
         self._sampler = Sampler(
             self._proc.pid,
             self.sample_interval_s,
@@ -240,9 +241,7 @@ class Run:
             return
         self._ended_s = time.monotonic()
         self.returncode = returncode
-        self.host_steal_fraction = hostload.steal_fraction(
-            self._cpu_at_start, hostload.read_jiffies()
-        )
+        self.host_watch.stop()
         # The job is the group: a grandchild left running would keep writing to the
         # workdir under the next run's feet.
         _kill_group(self.pid, signal.SIGKILL)
@@ -289,6 +288,18 @@ class Run:
     @property
     def samples(self) -> list[Sample]:
         return [] if self._sampler is None else self._sampler.samples
+
+    @property
+    def host(self) -> HostFigures:
+        """The machine while the job ran (all None until it ended); neighbours set the
+        job's own CPU time (the sampler's last reading) apart."""
+        samples = self.samples
+        return self.host_watch.figures(float(samples[-1].cpu_s) if samples else 0.0)
+
+    @property
+    def host_steal_fraction(self) -> float | None:
+        """The host's share of this machine's CPU while the job ran (None until it ended)."""
+        return self.host_watch.steal
 
     @property
     def duration_s(self) -> float:
@@ -358,12 +369,6 @@ def run_aux(
         finally:
             _kill_group(proc.pid, signal.SIGKILL)
         return subprocess.CompletedProcess(argv, returncode, _read_tail(out), _read_tail(err))
-
-
-def _read_tail(handle: Any, bytes_max: int = TEXT_BYTES_MAX) -> str:
-    size = handle.seek(0, os.SEEK_END)
-    handle.seek(max(0, size - bytes_max))
-    return handle.read(bytes_max).decode("utf-8", errors="replace")
 
 
 def prepare(

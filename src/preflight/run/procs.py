@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 TEXT_BYTES_MAX = 16 << 20  # stdout_text()/stderr_text() return at most the last this-many
 PARENT_GONE_EXIT = 125
@@ -81,6 +82,13 @@ def _tail_text(path: Path, bytes_max: int = TEXT_BYTES_MAX) -> str:
             return handle.read(bytes_max).decode("utf-8", errors="replace")
     except FileNotFoundError:
         return ""
+
+
+def _read_tail(handle: IO[bytes], bytes_max: int = TEXT_BYTES_MAX) -> str:
+    """The last ``bytes_max`` of an open temporary file, as text."""
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(max(0, size - bytes_max))
+    return handle.read(bytes_max).decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)

@@ -168,8 +168,7 @@ def test_a_tenfold_slowdown_is_never_excused_by_the_host() -> None:
 
 
 def test_neighbours_share_is_busy_time_less_the_jobs_own() -> None:
-    from preflight.host.load import parse_jiffies
-    from preflight.host.share import Jiffies, neighbour_share
+    from preflight.host.load import Jiffies, neighbour_share, parse_jiffies
 
     before = parse_jiffies("cpu  100 0 100 700 50 0 0 50 0 0\ncpu0 1 2 3 4 5 6 7 8\n")
     assert before == Jiffies(1000, 700, 50, 50)
@@ -204,17 +203,17 @@ def test_the_longest_experiments_start_first() -> None:
 
 
 def test_the_eta_before_any_result_comes_from_the_previous_gate() -> None:
-    from preflight.experiments.schedule import Costs, Progress
+    from preflight.experiments.schedule import Costs, GateProgress
 
     now = [100.0]
     costs = Costs({"a": 120.0, "b": 60.0, "c": 30.0}, frozenset({"c"}), True, workers=2)
-    progress = Progress(3, None, clock=lambda: now[0], costs=costs)
+    progress = GateProgress(3, None, clock=lambda: now[0], costs=costs)
     progress.begin("a")
     progress.begin("b")
     now[0] = 160.0
     # a has 60 s left, b none; side by side that is the longest (60), then c alone (30).
     assert progress.eta_s() == 90.0
-    assert Progress(4, None, clock=lambda: 0.0).eta_s() is None
+    assert GateProgress(4, None, clock=lambda: 0.0).eta_s() is None
 
 
 def test_the_eta_scales_what_is_left_by_how_slow_the_finished_ran() -> None:

@@ -124,6 +124,40 @@ def test_run_captures_output_follows_progress_and_samples(
         assert run.host_steal_fraction is not None and 0.0 <= run.host_steal_fraction <= 1.0
 
 
+def test_a_run_carries_what_the_machine_did_frozen_only_when_asked(
+    specs: dict[str, WorkloadSpec], tmp_path: Path
+) -> None:
+    from preflight.host.watch import watching_frozen
+
+    with Run(specs["file"], tmp_path / "plain", {"n": 2}, env={"MODE": "ok"}) as plain:
+        assert plain.host.steal is None  # not ended yet: no figure
+        assert plain.wait(WAIT_S) == 0
+    assert plain.host.frozen is None and plain.host_watch.meter is None
+    assert plain.host.steal == plain.host_steal_fraction
+    # A job of a second or more: the FreezeMeter gives a figure, and its child is gone.
+    with watching_frozen():
+        asked = Run(specs["file"], tmp_path / "asked", {"n": 120}, env={"MODE": "ok"})
+    assert asked.host_watch.meter is not None
+    with asked:
+        assert asked.wait(WAIT_S) == 0
+    figures = asked.host
+    assert figures.frozen is not None and 0.0 <= figures.frozen <= 1.0
+    assert figures.frozen_s >= 0.0 and asked.host_watch.meter._child is None
+    if Path("/proc/stat").exists():
+        assert figures.steal is not None and figures.neighbours is not None
+    explicit = Run(specs["file"], tmp_path / "x", {"n": 1}, watch_frozen=True)
+    assert explicit.host_watch.meter is not None
+
+
+def test_a_run_that_cannot_start_leaves_no_freeze_meter(
+    specs: dict[str, WorkloadSpec], tmp_path: Path
+) -> None:
+    run = Run(specs["missing"], tmp_path / "w", {}, watch_frozen=True)
+    with pytest.raises(RunError):
+        run.start()
+    assert run.host_watch.meter is not None and run.host_watch.meter._child is None
+
+
 def test_progress_from_stdout_regex_and_wait_for_progress(
     specs: dict[str, WorkloadSpec], tmp_path: Path
 ) -> None:
