@@ -20,12 +20,14 @@ from typing import Protocol, TypeVar
 TIMING_DETECTORS = frozenset({"throughput", "stall"})
 
 
-class Verdict(Protocol):
+class DetectorVerdict(Protocol):
+    """What confirm needs of any detector verdict (preflight.analysis: leak, throughput, stall)."""
+
     ok: bool
     reason: str
 
 
-V = TypeVar("V", bound=Verdict)
+V = TypeVar("V", bound=DetectorVerdict)
 
 
 def below_bound(verdict: V, value: float, minimum: float, what: str) -> V:

@@ -92,7 +92,7 @@ def eta_s(costs: Costs, finished: Mapping[str, float], running: Mapping[str, flo
     return max(max(side, default=0.0), sum(side) / max(1, costs.workers)) + alone
 
 
-class Progress:
+class GateProgress:
     """Live progress: the current experiments, done/total and an ETA, printed as each one
     starts and ends and at least every HEARTBEAT_S (plain lines: CI logs are not TTYs)."""
 
@@ -136,7 +136,7 @@ class Progress:
             self.done += 1
             self.say(f"{label}: {status}. {self.line()}")
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> GateProgress:
         if self.out is not None:
             self._thread = threading.Thread(target=self._beat, daemon=True)
             self._thread.start()
@@ -161,7 +161,7 @@ def _execute(item: Planned, ctx: Context) -> Finding:
         return Finding(item.experiment.name, FAIL, (), f"the experiment raised {where}")
 
 
-def _run_one(item: Planned, ctx: Context, reruns: int, progress: Progress) -> dict[str, Any]:
+def _run_one(item: Planned, ctx: Context, reruns: int, progress: GateProgress) -> dict[str, Any]:
     if item.not_applicable is not None:
         finding = Finding(item.experiment.name, NOT_APPLICABLE, (), item.not_applicable)
         progress.end(item.label, NOT_APPLICABLE)
@@ -236,7 +236,7 @@ def run_planned(items: Sequence[Planned], *, tier: str, base_dir: Path,
     alone = [(i, it) for i, it in enumerate(items) if it.experiment.timing]
     workers = workers or hostload.cpu_count()
     costs = costs_for([it for _, it in side], [it for _, it in alone], seen_s or {}, workers)
-    with Progress(len(items), out, costs=costs) as progress:
+    with GateProgress(len(items), out, costs=costs) as progress:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {i: pool.submit(_run_one, it, ctx_for(it), 0, progress) for i, it in side}
             results.update({i: f.result() for i, f in futures.items()})
