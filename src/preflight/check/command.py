@@ -4,335 +4,35 @@
                              [--seed S] [--report DIR] [--only ID[,ID]] [--ckpt-interval N]
 
 Every experiment is planned from the seed and the reference run, recorded as a history,
-and judged by the pure checker (preflight.check.checker). The report (JSON, Markdown, HTML) has one
-row per experiment; every failure prints the one command that replays it. Exit 0 only when
-every verdict passes; 1 when one fails; 2 on bad input.
+and judged by the pure checker (preflight.check.checker); the battery itself is
+preflight.check.battery. The report (JSON, Markdown, HTML) has one row per experiment; every
+failure prints the one command that replays it. Exit 0 only when every verdict passes; 1 when
+one fails; 2 on bad input.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
-import time
-import traceback
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
-from preflight.check import checker, registry
-from preflight.check.drive.reference import run_reference
-from preflight.check.drive.runner import Bounds, Context
-from preflight.check.drive.schedule import Experiment, parse_kinds
-from preflight.check.history import KINDS, History, Reference
-from preflight.check.interrupt import Interrupted, stop_on_signals
-from preflight.check.kind import InjectContext, PlanContext
-from preflight.check.kinds import corrupt
-from preflight.check.live import Live
-from preflight.check.options import validate
-from preflight.check.report import CheckReport, Row, replay_command, to_html, to_markdown
-from preflight.host import load as hostload
+from preflight.check import checker
+from preflight.check.battery import Battery, BatteryResult, run_battery
+from preflight.check.drive.schedule import parse_kinds
+from preflight.check.history import KINDS
+from preflight.check.interrupt import Interrupted
+from preflight.check.options import DEFAULT_SCALE, CheckOptions, validate
 from preflight.spec import tiers
-from preflight.workload import RunError, SpecError, WorkloadSpec, load_spec, prepare
+from preflight.workload import RunError, SpecError
+
+__all__ = ["Battery", "CheckOptions", "CheckResult", "build_parser", "main", "options_from",
+           "run_check"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-DEFAULT_SCALE = "small"
-REFERENCE_TIMEOUT_S = 3600.0  # without spec.timeout_s; small tiers take seconds
-ATTEMPT_TIMEOUT_FLOOR_S = 30.0
-ATTEMPT_TIMEOUT_FACTOR = 5.0  # a faulted or resumed attempt may take 5x the reference
-TERM_GRACE_FLOOR_S, TERM_GRACE_CEIL_S = 10.0, 120.0
-REPORTS_DIR = Path("reports")
-
-
-@dataclass(frozen=True)
-class CheckOptions:
-    workload: str
-    spec_file: str | None = None
-    scale: str = DEFAULT_SCALE
-    faults: tuple[str, ...] = KINDS
-    seed: int = 0
-    report_dir: str | None = None
-    only: tuple[str, ...] = ()
-    ckpt_interval: int | None = None
-    restarts_max: int = checker.RESTARTS_MAX
-    attempt_timeout_s: float | None = None
-    work_root: str | None = None
-    keep: bool = False
-    quiet: bool = False
-    # What SIGTERM must do: "graceful" | "any"; None takes the spec's `sigterm` key.
-    sigterm: str | None = None
-
-    def meta(self) -> dict[str, Any]:
-        return {
-            "workload": self.workload,
-            "spec": self.spec_file,
-            "scale": self.scale,
-            "faults": ",".join(self.faults),
-            "seed": self.seed,
-            "only": ",".join(self.only) or None,
-            "ckpt_interval": self.ckpt_interval,
-            "restarts_max": self.restarts_max,
-            "sigterm": self.sigterm,
-        }
-
-
-@dataclass
-class CheckResult:
-    report: CheckReport
-    paths: list[Path] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return self.report.passed
-
-    def row(self, experiment_id: str) -> Row:
-        return next(r for r in self.report.rows if r.experiment.id == experiment_id)
-
-
-def _say(opts: CheckOptions, text: str) -> None:
-    if not opts.quiet:
-        print(text, flush=True)
-
-
-def experiment_bounds(spec: WorkloadSpec, reference: Reference, opts: CheckOptions) -> Bounds:
-    """Every attempt's time bound follows from the reference run unless given explicitly."""
-    timeout_s = opts.attempt_timeout_s or spec.timeout_s
-    if timeout_s is None:
-        timeout_s = max(ATTEMPT_TIMEOUT_FLOOR_S, ATTEMPT_TIMEOUT_FACTOR * reference.duration_s)
-    grace_s = min(TERM_GRACE_CEIL_S, max(TERM_GRACE_FLOOR_S, reference.duration_s))
-    return Bounds(
-        attempt_timeout_s=timeout_s,
-        restarts_max=opts.restarts_max,
-        term_grace_s=grace_s,
-        aux_timeout_s=max(ATTEMPT_TIMEOUT_FLOOR_S, timeout_s),
-    )
-
-
-def plan_all(spec: WorkloadSpec, reference: Reference, opts: CheckOptions) -> list[Experiment]:
-    return registry.plan(opts.faults, PlanContext(spec, reference, opts.seed))
-
-
-def sigterm_mode(spec: WorkloadSpec, opts: CheckOptions) -> str:
-    """The stop behaviour to judge: the option, else the spec's ``sigterm`` key."""
-    return opts.sigterm or spec.sigterm
-
-
-def _run_one(ctx: InjectContext, exp: Experiment, opts: CheckOptions, sigterm: str) -> Row:
-    try:
-        with hostload.FreezeMeter() as meter:
-            history = registry.inject(ctx, exp)
-        history = replace(history, host_frozen=meter.fraction)
-        verdicts = tuple(checker.check(history, ctx.reference, opts.restarts_max, sigterm=sigterm))
-    except Exception as exc:  # noqa: BLE001 - any harness error becomes a failed verdict
-        # The harness itself failed here: a failed verdict, never a silent pass.
-        history = History(exp.id, exp.kind, opts.seed, exp.schedule, notes=(_tb(exc),))
-        detail = f"harness error: {type(exc).__name__}: {exc}"
-        verdicts = (checker.Verdict("experiment", checker.FAIL, detail),)
-    return Row(exp, history, verdicts, replay_command(opts.meta(), exp.kind, exp.id))
-
-
-def _tb(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc))[-2000:]
-
-
-def _print_row(opts: CheckOptions, row: Row) -> None:
-    _say(opts, f"{row.status:<17} {row.experiment.id}  ({row.history.duration_s:.1f} s)")
-    if row.failed:
-        for verdict in row.verdicts:
-            if verdict.failed:
-                _say(opts, f"    {verdict.name}: {verdict.detail}")
-        _say(opts, f"    replay: {row.replay}")
-
-
-class Battery:
-    """A workload's reference run plus the machinery to run experiments against it.
-
-    ``preflight check`` runs one planned battery through it; a property test keeps one
-    Battery and runs many hypothesis-drawn corruptions against the same reference.
-    Always close it (or use it as a context manager): it owns a scratch directory."""
-
-    def __init__(self, opts: CheckOptions) -> None:
-        self.opts = opts
-        self.started_s = time.monotonic()
-        self.spec = load_spec(opts.workload, opts.spec_file)
-        self.params: dict[str, object] = dict(self.spec.params(opts.scale))
-        self.root = Path(
-            tempfile.mkdtemp(prefix=f"preflight-check-{self.spec.name}-", dir=opts.work_root)
-        )
-        self.meta = {**opts.meta(), "started": datetime.now(UTC).isoformat(timespec="seconds")}
-        self.reference: Reference | None = None
-        self.error = ""
-        self.ctx = Context(self.spec, self.params, self.root)
-        self.sigterm = sigterm_mode(self.spec, opts)
-
-    def __enter__(self) -> Battery:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if not self.opts.keep:
-            remove_tree(self.root)
-
-    def start(self) -> Reference:
-        """Prepare shared inputs, then the uninterrupted reference run (once)."""
-        if self.reference is not None:
-            return self.reference
-        spec, opts = self.spec, self.opts
-        ref_timeout_s = opts.attempt_timeout_s or spec.timeout_s or REFERENCE_TIMEOUT_S
-        self.ctx = replace(self.ctx, bounds=Bounds(attempt_timeout_s=ref_timeout_s))
-        if spec.prepare is not None:
-            # Inputs every run shares (e.g. the trainer's dataset): made once, never faulted.
-            _say(opts, f"preflight check {spec.name}: prepare")
-            prepared = prepare(spec, self.params, self.root / "prepared", ref_timeout_s)
-            self.params["prepared"] = str(prepared)
-            self.ctx = replace(self.ctx, params=dict(self.params))
-        _say(opts, f"preflight check {spec.name}: reference run (scale {opts.scale})")
-        reference, _ = run_reference(self.ctx, opts.ckpt_interval)
-        self.reference = reference
-        if reference.rc != 0 or reference.fingerprint is None and spec.fingerprint is not None:
-            self.error = (
-                f"the uninterrupted reference run failed (exit {reference.rc}): "
-                f"{reference.stderr_tail.strip()[-500:]}"
-            )
-        self.ctx = replace(self.ctx, bounds=experiment_bounds(spec, reference, opts))
-        return reference
-
-    def plan(self) -> list[Experiment]:
-        """The battery for the options' fault kinds and seed (filtered by --only)."""
-        experiments = plan_all(self.spec, self.start(), self.opts)
-        if not self.opts.only:
-            return experiments
-        known = {e.id for e in experiments}
-        unknown = [i for i in self.opts.only if i not in known]
-        if unknown:
-            raise ValueError(
-                f"unknown experiment id(s) {unknown}; known: {', '.join(sorted(known))}"
-            )
-        return [e for e in experiments if e.id in self.opts.only]
-
-    def run_ids(self, ids: Sequence[str]) -> list[Row]:
-        """Run planned experiments by id (any fault kind), in the given order."""
-        planned = {
-            e.id: e
-            for e in plan_all(self.spec, self.start(), replace(self.opts, faults=registry.names()))
-        }
-        unknown = [i for i in ids if i not in planned]
-        if unknown:
-            raise ValueError(f"unknown experiment id(s) {unknown}; known: {sorted(planned)}")
-        return [self.run(planned[i]) for i in ids]
-
-    def run(self, exp: Experiment) -> Row:
-        reference = self.start()
-        inject = InjectContext(self.ctx, reference, self.opts.seed)
-        return _run_one(inject, exp, self.opts, self.sigterm)
-
-    def corruption(self, spec: corrupt.CorruptionSpec, stop_fraction: float = 0.5) -> Row:
-        """One corruption experiment with a given (e.g. hypothesis-drawn) corruption."""
-        reference = self.start()
-        if reference.total:
-            stop: dict[str, object] = {"at_done": max(1, int(reference.total * stop_fraction))}
-        else:
-            stop = {"at_s": round(reference.duration_s * stop_fraction, 3)}
-        schedule = {"corruption": asdict(spec), "stop": stop}
-        row = self.run(Experiment(f"corrupt-{spec.kind}-drawn", "corrupt", schedule))
-        # Not in the CLI's seeded plan: the drawn value itself is the reproducer.
-        return replace(row, replay=f"hypothesis example {spec!r} (stop at {stop})")
-
-    def report(self, rows: Sequence[Row], errors: Sequence[str] = ()) -> CheckReport:
-        errors = (*((self.error,) if self.error else ()), *errors)
-        wall_s = time.monotonic() - self.started_s
-        meta = {**self.meta, "sigterm": self.sigterm}
-        return CheckReport(self.spec.name, meta, self.reference, tuple(rows), wall_s, errors)
-
-
-def run_check(opts: CheckOptions) -> CheckResult:
-    """The whole check; raises SpecError/ValueError on bad input (the CLI exits 2).
-
-    The report is rewritten after every experiment, so a check stopped by its bound (or a
-    signal) leaves the rows it finished and says why it stopped; the scratch directory is
-    removed on every way out (unless --keep)."""
-    out_dir = _out_dir(opts)
-    with stop_on_signals(), Battery(opts) as battery:
-        rows: list[Row] = []
-        try:
-            reference = battery.start()
-            if battery.error:
-                return _finish(opts, battery.report([]), out_dir)
-            experiments = battery.plan()
-            _say(
-                opts,
-                f"reference: {reference.duration_s:.2f} s, checkpoint interval "
-                f"{reference.ckpt_interval} ({reference.ckpt_interval_source}); "
-                f"{len(experiments)} experiments",
-            )
-            with Live(len(experiments), quiet=opts.quiet) as live:
-                for exp in experiments:
-                    live.begin(exp.id)
-                    row = battery.run(exp)
-                    live.end(row.history.duration_s)
-                    _print_row(opts, row)
-                    rows.append(row)
-                    write_report(battery.report(rows, ("in progress",)), out_dir)
-        except (Interrupted, KeyboardInterrupt) as exc:
-            stopped = f"check stopped after {len(rows)} experiment(s): {exc or 'interrupted'}"
-            _finish(opts, battery.report(rows, (stopped,)), out_dir)
-            raise
-        return _finish(opts, battery.report(rows), out_dir)
-
-
-def remove_tree(root: Path, tries: int = 50, pause_s: float = 0.1) -> None:
-    """rmtree until ``root`` is gone (bounded): a job killed by an interrupted experiment
-    may still be writing a file or two into it while its group dies."""
-    for _ in range(tries):
-        shutil.rmtree(root, ignore_errors=True)
-        if not root.exists():
-            return
-        time.sleep(pause_s)
-
-
-def _out_dir(opts: CheckOptions) -> Path:
-    if opts.report_dir:
-        return Path(opts.report_dir)
-    return default_report_dir(opts.workload, opts.seed)
-
-
-def default_report_dir(workload: str, seed: int) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return REPORTS_DIR / f"{stamp}-check-{workload}-s{seed}"
-
-
-def write_report(report: CheckReport, out_dir: Path) -> list[Path]:
-    # durable is the harness's only dependency, for exactly this: crash-safe report writes.
-    from preflight.durable.atomic import atomic_write
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"check-{report.workload}"
-    paths = [stem.with_suffix(".json"), stem.with_suffix(".md"), stem.with_suffix(".html")]
-    atomic_write(paths[0], report.to_json())
-    atomic_write(paths[1], to_markdown(report))
-    atomic_write(paths[2], to_html(report))
-    return paths
-
-
-def _finish(opts: CheckOptions, report: CheckReport, out_dir: Path) -> CheckResult:
-    paths = write_report(report, out_dir)
-    failed = sum(r.failed for r in report.rows)
-    for error in report.errors:
-        _say(opts, f"ERROR: {error}")
-    verdict = "PASS" if report.passed else "FAIL"
-    _say(
-        opts,
-        f"{verdict}: {len(report.rows)} experiments, {failed} failed, "
-        f"wall {report.wall_s:.1f} s; report {paths[1]}",
-    )
-    only = ",".join(opts.only) or None
-    _say(opts, f"replay: {replay_command(opts.meta(), ','.join(opts.faults), only)}")
-    return CheckResult(report, paths)
+# The names docs/contract.md gives the fault_check fixture's result, and the check's
+# older name for the battery (suites/examples/distributed).
+CheckResult = BatteryResult
+run_check = run_battery
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -393,7 +93,7 @@ def options_from(args: argparse.Namespace) -> CheckOptions:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        result = run_check(options_from(args))
+        result = run_battery(options_from(args))
     except (SpecError, ValueError) as exc:
         print(f"preflight check: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

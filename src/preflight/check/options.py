@@ -1,5 +1,5 @@
-"""``preflight check``'s option checks: every bad value is a ValueError naming the option
-(the CLI's exit 2), found before anything runs.
+"""``preflight check``'s options (:class:`CheckOptions`) and their checks: every bad value is
+a ValueError naming the option (the CLI's exit 2), found before anything runs.
 
 ``--work-root`` is the folder every experiment's scratch goes under: a path the job could
 never write into (``/proc``, a file, a read-only mount) must be refused here, not surface as
@@ -12,11 +12,48 @@ import contextlib
 import os
 import tempfile
 from argparse import Namespace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from preflight.check.checker import RESTARTS_MAX
 from preflight.check.drive.schedule import SEED_MAX
+from preflight.check.history import KINDS
 
 RESTARTS_LIMIT = 100
+DEFAULT_SCALE = "small"
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    workload: str
+    spec_file: str | None = None
+    scale: str = DEFAULT_SCALE
+    faults: tuple[str, ...] = KINDS
+    seed: int = 0
+    report_dir: str | None = None
+    only: tuple[str, ...] = ()
+    ckpt_interval: int | None = None
+    restarts_max: int = RESTARTS_MAX
+    attempt_timeout_s: float | None = None
+    work_root: str | None = None
+    keep: bool = False
+    quiet: bool = False
+    # What SIGTERM must do: "graceful" | "any"; None takes the spec's `sigterm` key.
+    sigterm: str | None = None
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "spec": self.spec_file,
+            "scale": self.scale,
+            "faults": ",".join(self.faults),
+            "seed": self.seed,
+            "only": ",".join(self.only) or None,
+            "ckpt_interval": self.ckpt_interval,
+            "restarts_max": self.restarts_max,
+            "sigterm": self.sigterm,
+        }
 
 
 def validate(args: Namespace) -> None:

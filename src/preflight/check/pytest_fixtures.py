@@ -1,8 +1,9 @@
 """pytest fixtures for fault experiments (registered by src/preflight/plugin.py).
 
 ``fault_check(workload, ...)`` runs the same battery as ``preflight check`` in the test's
-tmp_path and returns the CheckResult; ``assert_check_passed(result)`` fails the test with
-every failed verdict and the command that replays it.
+tmp_path and returns the BatteryResult (preflight.check.battery);
+``assert_check_passed(result)`` fails the test with every failed verdict and the command
+that replays it.
 
 ``fault_battery(workload, ...)`` (session scope) keeps one reference run per workload for
 property tests: with ``preflight.check.kinds.corrupt.corruptions()`` as the hypothesis strategy,
@@ -23,14 +24,15 @@ from pathlib import Path
 
 import pytest
 
-from preflight.check.command import Battery, CheckOptions, CheckResult, run_check
+from preflight.check.battery import Battery, BatteryResult, run_battery
 from preflight.check.history import KINDS
+from preflight.check.options import CheckOptions
 
-FaultCheck = Callable[..., CheckResult]
+FaultCheck = Callable[..., BatteryResult]
 FaultBattery = Callable[..., Battery]
 
 
-def failure_text(result: CheckResult) -> str:
+def failure_text(result: BatteryResult) -> str:
     lines = list(result.report.errors)
     for row in result.report.rows:
         if row.failed:
@@ -40,7 +42,7 @@ def failure_text(result: CheckResult) -> str:
     return "\n".join(lines)
 
 
-def assert_check_passed(result: CheckResult) -> None:
+def assert_check_passed(result: BatteryResult) -> None:
     assert result.passed, "preflight check failed:\n" + failure_text(result)
 
 
@@ -57,8 +59,8 @@ def fault_check(tmp_path: Path) -> FaultCheck:
         seed: int = 0,
         only: Iterable[str] = (),
         ckpt_interval: int | None = None,
-    ) -> CheckResult:
-        return run_check(
+    ) -> BatteryResult:
+        return run_battery(
             CheckOptions(
                 workload=workload,
                 spec_file=spec,

@@ -7,9 +7,24 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from preflight.check.checker import FAIL, PASS, Verdict, lost_work_per_fault
+from preflight.check.checker import FAIL, PASS, SKIP, Verdict, lost_work_per_fault
 from preflight.check.drive.schedule import Experiment
 from preflight.check.history import History, Reference
+
+DETAIL_CHARS = 800  # BatteryRow.detail: the failed verdicts, cut to this length
+
+
+@dataclass(frozen=True)
+class BatteryRow:
+    """One judged experiment as a caller of the battery needs it (the gate's fault
+    experiment): typed and frozen, nothing to unpick (Row.summary)."""
+
+    id: str
+    status: str  # PASS | FAIL | SILENT-CORRUPTION | SKIP (Row.status)
+    detail: str  # the failed verdicts, named
+    replay: str
+    lost: tuple[int, ...]  # units lost per fault, for rows without corruption
+    exact: bool | None  # None: the row judged no exact resume
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,14 @@ class Row:
             return "—"  # a damaged checkpoint may rightly force a restart from scratch
         losses = lost_work_per_fault(self.history)
         return ", ".join("?" if lost is None else str(lost) for _, lost in losses) or "—"
+
+    def summary(self) -> BatteryRow:
+        exact = [v for v in self.verdicts if v.name == "exact" and v.status != SKIP]
+        lost = () if self.history.corruptions else tuple(
+            lost for _, lost in lost_work_per_fault(self.history) if lost is not None)
+        detail = ", ".join(f"{v.name}: {v.detail}" for v in self.verdicts if v.failed)
+        return BatteryRow(self.experiment.id, self.status, detail[:DETAIL_CHARS], self.replay,
+                          lost, all(v.status == PASS for v in exact) if exact else None)
 
     def to_json(self) -> dict[str, Any]:
         return {

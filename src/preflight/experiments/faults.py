@@ -1,13 +1,16 @@
 """Fault batteries as readiness experiments: one per fault kind, each the same battery as
-``preflight check WORKLOAD --faults KIND`` (preflight.check.command), recorded as measurements the
-gate judges (exact resume, lost work per kill, silent corruptions). An experiment whose
-fault was never injected (every row skipped) is inconclusive, not a pass."""
+``preflight check WORKLOAD --faults KIND`` (preflight.check.battery.run_battery), recorded as
+measurements the gate judges (exact resume, lost work per kill, silent corruptions) from its
+typed rows. An experiment whose fault was never injected (every row skipped) is
+inconclusive, not a pass."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from preflight.check.report import BatteryRow
 from preflight.experiments.base import (
     FAIL,
     INCONCLUSIVE,
@@ -20,22 +23,13 @@ from preflight.experiments.base import (
 from preflight.spec.parse import WorkloadSpec
 
 FAILURES_SHOWN = 3
-
-
-@dataclass(frozen=True)
-class RowSummary:
-    id: str
-    status: str  # PASS | FAIL | SILENT-CORRUPTION | SKIP (preflight.check.report.Row)
-    detail: str  # the failed verdicts, named
-    replay: str
-    lost: tuple[int, ...]  # units lost per fault, for rows without corruption
-    exact: bool | None  # None: the row judged no exact resume
+RowSummary = BatteryRow  # the battery's typed row (the name the judge's tests use)
 
 
 @dataclass(frozen=True)
 class BatteryObservation:
     kind: str
-    rows: tuple[RowSummary, ...]
+    rows: tuple[BatteryRow, ...]
     interval: int | None
     errors: tuple[str, ...]
     wall_s: float
@@ -77,22 +71,6 @@ def judge_battery(obs: BatteryObservation) -> Finding:
     return Finding(name, PASS, tuple(found), "", injected=len(ran) == len(obs.rows))
 
 
-def summarize(row: object) -> RowSummary:
-    """The judged row of preflight.check.report as the battery's observation needs it."""
-    from preflight.check.checker import PASS as CHECK_PASS
-    from preflight.check.checker import SKIP as CHECK_SKIP
-    from preflight.check.checker import lost_work_per_fault
-
-    history, verdicts = row.history, row.verdicts  # type: ignore[attr-defined]
-    exact = [v for v in verdicts if v.name == "exact" and v.status != CHECK_SKIP]
-    lost = () if history.corruptions else tuple(
-        lost for _, lost in lost_work_per_fault(history) if lost is not None)
-    detail = ", ".join(f"{v.name}: {v.detail}" for v in verdicts if v.failed)
-    return RowSummary(row.experiment.id, row.status, detail[:800],  # type: ignore[attr-defined]
-                      row.replay, lost,  # type: ignore[attr-defined]
-                      all(v.status == CHECK_PASS for v in exact) if exact else None)
-
-
 class FaultBattery:
     timing, metrics = False, ()
 
@@ -114,7 +92,8 @@ class FaultBattery:
         return None
 
     def execute(self, ctx: Context) -> Finding:
-        from preflight.check.command import CheckOptions, run_check
+        from preflight.check.battery import run_battery
+        from preflight.check.options import CheckOptions
 
         interval = None
         param = ctx.spec.readiness.checkpoint_param
@@ -122,23 +101,21 @@ class FaultBattery:
             interval = int(ctx.spec.params(ctx.tier)[param]) or None
         work_root = ctx.base_dir / f"work-{self.kind}"
         work_root.mkdir(parents=True, exist_ok=True)
-        result = run_check(CheckOptions(
+        result = run_battery(CheckOptions(
             workload=ctx.spec.name, spec_file=str(ctx.spec.source), scale=ctx.tier,
             faults=(self.kind,), seed=ctx.seed,
             report_dir=str(ctx.base_dir / f"check-{ctx.spec.name}-{self.kind}"),
             ckpt_interval=interval, work_root=str(work_root),
             quiet=True))
-        report = result.report
-        if interval is None and report.reference is not None:
-            interval = report.reference.ckpt_interval
+        if interval is None:
+            interval = result.ckpt_interval
         finding = judge_battery(BatteryObservation(
-            self.kind, tuple(summarize(r) for r in report.rows), interval,
-            tuple(report.errors), report.wall_s))
+            self.kind, result.rows, interval, result.errors, result.wall_s))
         # The check report's JSON holds every row's history: the report's timeline plot.
         return replace(finding, artifacts=evidence_paths(result.paths, ctx.base_dir))
 
 
-def evidence_paths(paths: list[Path], base_dir: Path) -> tuple[str, ...]:
+def evidence_paths(paths: Sequence[Path], base_dir: Path) -> tuple[str, ...]:
     """The JSON among a check's written reports, relative to the experiment's base_dir
     (pure)."""
     return tuple(str(Path(p).relative_to(base_dir)) for p in paths
