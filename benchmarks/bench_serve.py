@@ -182,7 +182,7 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
 
 def make_bodies(shape: list[int], count: int = BODIES, seed: int = 0) -> list[bytes]:
     """Single-video /predict bodies in the compact base64 form."""
-    from preflight_examples.serving.infer import encode_request
+    from preflight_examples.serving.request import encode_request
 
     rng = np.random.default_rng(seed)
     videos = rng.integers(0, 256, size=(count, 1, *shape), dtype=np.uint8)

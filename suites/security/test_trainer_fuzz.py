@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import strategies as st
-from preflight_examples.serving import bundle, infer
+from preflight_examples.serving import bundle
+from preflight_examples.serving.request import RequestError, encode_request, parse_request
 from preflight_examples.trainer import data
 from preflight_examples.trainer.checkpoint import (
     KIND_CHECKPOINT,
@@ -153,13 +154,13 @@ def test_bundle_json_parse_info_refuses_with_bad_input_error(fuzz: Fuzz) -> None
 def test_predict_request_parsing_refuses_with_request_error(form: str, fuzz: Fuzz) -> None:
     shape = (2, 1, 4, 4)
     videos = np.arange(2 * 32, dtype=np.uint8).reshape(2, *shape)
-    valid = {"videos": videos.tolist()} if form == "nested" else infer.encode_request(videos)
+    valid = {"videos": videos.tolist()} if form == "nested" else encode_request(videos)
 
     def check(body: bytes) -> None:
-        array = infer.parse_request(body, shape, batch_max=4, body_bytes_max=1 << 16)
+        array = parse_request(body, shape, batch_max=4, body_bytes_max=1 << 16)
         assert array.dtype == np.uint8 and array.shape[1:] == shape
 
-    tally = fuzz(f"predict_request_{form}", document_bytes(valid), check, (infer.RequestError,))
+    tally = fuzz(f"predict_request_{form}", document_bytes(valid), check, (RequestError,))
     assert tally.refused > 0 and not tally.crashes
 
 
@@ -211,6 +212,6 @@ def test_content_length_header_is_a_number_or_a_request_error(fuzz: Fuzz) -> Non
         "content_length",
         headers,
         lambda value: check_content_length(value, 1 << 20),
-        (infer.RequestError,),
+        (RequestError,),
     )
     assert tally.refused > 0 and not tally.crashes

@@ -68,26 +68,26 @@ def run4(data4: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def bundle4(run4: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trained run exported (read-only: tests that tamper copy it first)."""
-    from preflight_examples.serving.bundle import export
+    from preflight_examples.serving.export import export
 
     return export(run4, tmp_path_factory.mktemp("bundle4") / "bundle").root
 
 
 def plant_bundle(run: Path, dest: Path, mutate: Callable[[object], None], tag: str) -> Path:
     """A bundle of ``run``'s model after ``mutate(classifier)``, with its own identity."""
-    from preflight_examples.serving import bundle as bundle_mod
+    from preflight_examples.serving import export as export_mod
     from preflight_examples.serving.infer import serving_model
     from preflight_examples.trainer.data import open_dataset
 
-    model = bundle_mod.load_run_model(run)
+    model = export_mod.load_run_model(run)
     mutate(model.classifier)
     fingerprint = hashlib.sha256(f"{model.source['fingerprint']}:{tag}".encode()).hexdigest()
     model = replace(model, source={**model.source, "fingerprint": fingerprint})
-    dataset = open_dataset(bundle_mod.resolve_data_dir(run, None))
-    spec = bundle_mod.dataset_spec(dataset, model)
-    artifacts = bundle_mod.build_artifacts(serving_model(model.classifier), spec.input_shape, False)
-    document = bundle_mod.bundle_document(model, spec, artifacts, None)
-    return bundle_mod.write_bundle(dest, document, artifacts).root
+    dataset = open_dataset(export_mod.resolve_data_dir(run, None))
+    spec = export_mod.dataset_spec(dataset, model)
+    artifacts = export_mod.build_artifacts(serving_model(model.classifier), spec.input_shape, False)
+    document = export_mod.bundle_document(model, spec, artifacts, None)
+    return export_mod.write_bundle(dest, document, artifacts).root
 
 
 def _rotate_head(classifier: object) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from preflight_examples.serving import bundle as bundle_mod
+from preflight_examples.serving import export as export_mod
 from preflight_examples.serving.infer import preprocess, serving_model
 
 from preflight.durable import VerifyError, faults, manifest, sha256_file
@@ -52,7 +53,7 @@ def test_load_returns_the_exported_model(bundle4: Path, run4: Path) -> None:
 
 @pytest.mark.parametrize("fast", [False, True])
 def test_torchscript_matches_eager_within_tolerance(bundle4: Path, run4: Path, fast: bool) -> None:
-    eager = serving_model(bundle_mod.load_run_model(run4).classifier)
+    eager = serving_model(export_mod.load_run_model(run4).classifier)
     loaded = bundle_mod.load_bundle(bundle4, fast=fast)
     for batch in bundle_mod.parity_batches(loaded.info.input_shape):
         with torch.inference_mode():
@@ -66,7 +67,7 @@ def test_onnx_matches_eager_within_tolerance(bundle4: Path, run4: Path) -> None:
     pytest.importorskip("onnxruntime")
     loaded = bundle_mod.load_bundle(bundle4)
     session = bundle_mod.onnx_session(bundle_mod.read_verified(loaded.ref, "model.onnx"))
-    eager = serving_model(bundle_mod.load_run_model(run4).classifier)
+    eager = serving_model(export_mod.load_run_model(run4).classifier)
     for batch in bundle_mod.parity_batches(loaded.info.input_shape):
         with torch.inference_mode():
             want = eager(torch.from_numpy(batch)).numpy()
@@ -167,7 +168,7 @@ def test_interrupted_export_leaves_no_bundle(
     monkeypatch.setenv("PREFLIGHT_FAULTS", "manifest.before_commit:raise")
     monkeypatch.setattr(faults, "_state", faults._State())
     with pytest.raises(OSError):
-        bundle_mod.export(run4, dest, with_onnx=False, eval_samples=0)
+        export_mod.export(run4, dest, with_onnx=False, eval_samples=0)
     assert list(tmp_path.iterdir()) == []  # no half bundle, no temp dir, stale one removed
 
 

@@ -59,7 +59,7 @@ def test_gate_options_are_validated(bundle4: Path, data4: Path, cli: Cli) -> Non
 
 
 def test_binary_task_gets_a_threshold_sweep(tmp_path: Path, cli: Cli) -> None:
-    from preflight_examples.serving.bundle import export
+    from preflight_examples.serving.export import export
 
     data = write_data(tmp_path / "ds", classes=2, samples=32)
     bundle = export(fit(data, tmp_path / "run", steps=20), tmp_path / "b", with_onnx=False).root

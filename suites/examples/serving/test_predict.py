@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from preflight_examples.serving.infer import RequestError, encode_request, parse_request
+from preflight_examples.serving.request import RequestError, encode_request, parse_request
 
 from suites.examples.serving.conftest import Cli
 

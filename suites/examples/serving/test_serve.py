@@ -20,7 +20,10 @@ pytest.importorskip("starlette")
 
 from preflight_examples.serving import deploy, serve  # noqa: E402
 from preflight_examples.serving.bundle import load_bundle  # noqa: E402
-from preflight_examples.serving.infer import Predictor, encode_request  # noqa: E402
+from preflight_examples.serving.infer import Predictor  # noqa: E402
+from preflight_examples.serving.request import encode_request  # noqa: E402
+from preflight_examples.serving.serve_metrics import ServeMetrics  # noqa: E402
+from preflight_examples.serving.server import ServerThread  # noqa: E402
 
 from suites.examples.serving.conftest import Cli, bundle_id, load_bench_serve  # noqa: E402
 
@@ -52,9 +55,9 @@ def post(url: str, body: bytes, chunked: bool = False) -> tuple[int, dict, str |
 
 
 @pytest.fixture
-def server(bundle4: Path) -> Iterator[serve.ServerThread]:
+def server(bundle4: Path) -> Iterator[ServerThread]:
     state = serve.initial_state(bundle4, body_bytes_max=64 << 10, batch_max=4)
-    with serve.ServerThread(serve.make_app(state)) as running:
+    with ServerThread(serve.make_app(state)) as running:
         yield running
 
 
@@ -62,7 +65,7 @@ def wait_for(bench: ModuleType, url: str, bundle: str) -> None:
     bench.wait_for_bundle(url, bundle, timeout_s=WAIT_S)
 
 
-def test_predict_and_healthz(server: serve.ServerThread, bundle4: Path, bench: ModuleType) -> None:
+def test_predict_and_healthz(server: ServerThread, bundle4: Path, bench: ModuleType) -> None:
     status, health = bench.request(server.url, "GET", "/healthz")
     assert status == 200 and health["bundle"] == bundle_id(bundle4)
     assert (
@@ -80,7 +83,7 @@ def test_predict_and_healthz(server: serve.ServerThread, bundle4: Path, bench: M
 
 
 def test_bad_requests_get_400_or_413_and_are_counted(
-    server: serve.ServerThread, bench: ModuleType
+    server: ServerThread, bench: ModuleType
 ) -> None:
     status, reply, _ = post(server.url, b"{oops")
     assert status == 400 and "invalid JSON" in reply["error"]
@@ -108,7 +111,7 @@ def test_hot_swap_and_rollback_drop_no_request(
     deploy.promote(bundle4, d)
     state = serve.initial_state(d)
     bodies = [json.dumps(encode_request(clips(1, seed))).encode() for seed in range(4)]
-    with serve.ServerThread(serve.make_app(state, poll_s=0.05)) as running:
+    with ServerThread(serve.make_app(state, poll_s=0.05)) as running:
         stop = threading.Event()
         outcomes: list = []
 
@@ -140,7 +143,7 @@ def test_a_bundle_that_fails_to_load_is_not_served(
     deploy.promote(bundle4, d)
     (d / "bundles" / bundle_id(worse4) / "model.ts").write_bytes(b"tampered")
     state = serve.initial_state(d)
-    with serve.ServerThread(serve.make_app(state, poll_s=0.05)) as running:
+    with ServerThread(serve.make_app(state, poll_s=0.05)) as running:
         deploy.switch_current(d, bundle_id(worse4))  # bypasses rollback's own verification
         deadline_s = time.monotonic() + WAIT_S
         while state.failed_target is None and time.monotonic() < deadline_s:
@@ -154,7 +157,7 @@ def test_a_bundle_that_fails_to_load_is_not_served(
 
 
 def test_load_at_twice_the_expected_rate_has_no_errors(
-    server: serve.ServerThread, bench: ModuleType
+    server: ServerThread, bench: ModuleType
 ) -> None:
     """Small tier of benchmarks/bench_serve.py: the p99 is reported there, not judged here."""
     bodies = [json.dumps(encode_request(clips(1, seed))).encode() for seed in range(4)]
@@ -180,7 +183,7 @@ def test_metrics_exposition_with_and_without_prometheus_client(
 ) -> None:
     if use_prometheus_client:
         pytest.importorskip("prometheus_client")
-    metrics = serve.ServeMetrics(use_prometheus_client)
+    metrics = ServeMetrics(use_prometheus_client)
     metrics.request("predict", 200, 0.004)
     metrics.request("predict", 200, 0.006)
     metrics.request("predict", 413, 0.001)

@@ -18,7 +18,8 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 
 from preflight_examples.serving import serve  # noqa: E402
-from preflight_examples.serving.infer import RequestError, encode_request, parse_request  # noqa: E402
+from preflight_examples.serving.request import RequestError, encode_request, parse_request  # noqa: E402
+from preflight_examples.serving.server import ServerThread  # noqa: E402
 
 SHAPE = (4, 1, 16, 16)
 QUEUE_MAX = 2
@@ -59,13 +60,13 @@ def state(bundle4: Path) -> serve.ServerState:
 
 
 @pytest.fixture
-def server(state: serve.ServerState) -> Iterator[serve.ServerThread]:
-    with serve.ServerThread(serve.make_app(state)) as running:
+def server(state: serve.ServerState) -> Iterator[ServerThread]:
+    with ServerThread(serve.make_app(state)) as running:
         yield running
 
 
 def test_slow_uploads_do_not_take_model_slots(
-    server: serve.ServerThread, state: serve.ServerState
+    server: ServerThread, state: serve.ServerState
 ) -> None:
     with ExitStack() as stack:
         for _ in range(SLOW_UPLOADS):
@@ -77,7 +78,7 @@ def test_slow_uploads_do_not_take_model_slots(
 
 
 def test_a_body_that_does_not_arrive_in_time_is_a_408(
-    server: serve.ServerThread, state: serve.ServerState
+    server: ServerThread, state: serve.ServerState
 ) -> None:
     state.body_read_timeout_s = 0.2
     with ExitStack() as stack:
@@ -86,7 +87,7 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408(
     assert reply.startswith(b"HTTP/1.1 408"), reply[:80]
 
 
-def test_healthz_reflects_capacity(server: serve.ServerThread, state: serve.ServerState) -> None:
+def test_healthz_reflects_capacity(server: ServerThread, state: serve.ServerState) -> None:
     state.inflight = state.queue_max  # every model slot taken
     try:
         status, health = request(server.url, "GET", "/healthz")

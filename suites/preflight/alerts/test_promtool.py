@@ -68,7 +68,7 @@ def test_telemetry_exposition_is_promtool_clean() -> None:
 
 @pytest.mark.parametrize("use_prometheus_client", [True, False])
 def test_serve_exposition_is_promtool_clean(use_prometheus_client: bool) -> None:
-    from preflight_examples.serving.serve import ServeMetrics
+    from preflight_examples.serving.serve_metrics import ServeMetrics
 
     metrics = ServeMetrics(use_prometheus_client)
     metrics.request("predict", 200, 0.004)

@@ -40,7 +40,7 @@ def _metric_names(text: str) -> tuple[str, ...]:
 
 
 def _add_export(sub: Any) -> None:
-    from preflight_examples.serving.bundle import EVAL_SAMPLES_DEFAULT
+    from preflight_examples.serving.export import EVAL_SAMPLES_DEFAULT
 
     p = sub.add_parser("export", help="export a finished run as a verified model bundle")
     p.add_argument("run_dir", metavar="RUN")
@@ -124,7 +124,7 @@ def _add_bench(sub: Any) -> None:
 
 def _add_serve(sub: Any) -> None:
     from preflight_examples.serving.deploy import POLL_S_DEFAULT
-    from preflight_examples.serving.infer import (
+    from preflight_examples.serving.request import (
         BODY_BYTES_MAX,
         SERVE_QUEUE_MAX_DEFAULT,
         SERVE_WORKERS_DEFAULT,
@@ -196,7 +196,7 @@ def _positive(value: int, option: str, limit: int = 1 << 20) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from preflight_examples.serving.bundle import export
+    from preflight_examples.serving.export import export
 
     ref = export(
         args.run_dir,
@@ -273,7 +273,7 @@ def cmd_bench_infer(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from preflight.durable import atomic_write
-    from preflight_examples.serving import infer
+    from preflight_examples.serving import bench, infer
     from preflight_examples.serving.bundle import load_bundle
 
     _positive(args.iterations, "--iterations", 1_000_000)
@@ -283,9 +283,9 @@ def cmd_bench_infer(args: argparse.Namespace) -> int:
         raise BadInputError(f"--budget-s: must be in (0, 3600], got {args.budget_s}")
     _set_threads(args.threads)
     predictor = infer.Predictor(load_bundle(args.bundle), args.engine)
-    plan = infer.BenchPlan(args.batch_sizes, args.iterations, args.warmup, args.budget_s)
-    results = infer.bench_infer(predictor, plan)
-    report = infer.bench_report(predictor, plan, results, args.threads)
+    plan = bench.BenchPlan(args.batch_sizes, args.iterations, args.warmup, args.budget_s)
+    results = bench.bench_infer(predictor, plan)
+    report = bench.bench_report(predictor, plan, results, args.threads)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out, report)
     for row in results:
@@ -298,7 +298,7 @@ def cmd_bench_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from preflight_examples.serving import serve
+    from preflight_examples.serving import serve, server
 
     _positive(args.workers, "--workers", 64)
     _positive(args.queue_max, "--queue-max", 100_000)
@@ -317,7 +317,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         queue_max=args.queue_max,
         workers=args.workers,
     )
-    serve.serve_forever(state, args.host, args.port, args.poll_s, _emit)
+    server.serve_forever(state, args.host, args.port, args.poll_s, _emit)
     return EXIT_OK
 
 

@@ -1,4 +1,5 @@
-"""`trainer serve BUNDLE_OR_DEPLOY_DIR --port P`: HTTP JSON predictions on uvicorn + starlette.
+"""`trainer serve BUNDLE_OR_DEPLOY_DIR --port P`: the HTTP app (starlette) and its model slot;
+``serving.server`` runs it on uvicorn, ``serving.serve_metrics`` renders /metrics.
 
 POST /predict  {"videos": nested lists | base64, "shape": [...]} -> predictions + bundle id
 GET  /healthz  the bundle being served (id, fingerprint) and the deploy target
@@ -15,21 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
-import signal
-import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -38,117 +34,26 @@ from starlette.routing import Route
 from preflight.durable import BadInputError, DurableError
 from preflight_examples.serving.bundle import load_bundle
 from preflight_examples.serving.deploy import CURRENT, POLL_S_DEFAULT, current_target, is_deploy_dir
-from preflight_examples.serving.infer import (
+from preflight_examples.serving.infer import Predictor, records
+from preflight_examples.serving.request import (
     BODY_BYTES_MAX,
     SERVE_QUEUE_MAX_DEFAULT,
     SERVE_WORKERS_DEFAULT,
     VIDEOS_PER_REQUEST_MAX,
-    Predictor,
     RequestError,
     parse_request,
-    records,
 )
+from preflight_examples.serving.serve_metrics import ServeMetrics
 
-STARTUP_TIMEOUT_S = 30.0
 # A body must arrive within this long: a client sending a byte at a time (slowloris) holds
 # an upload slot, never a model slot, and loses even that after this bound (408).
 BODY_READ_TIMEOUT_S = 10.0
 UPLOADS_PER_SLOT = 4  # bodies being received at once, per queue slot
 SHUTDOWN_TIMEOUT_S = 10.0
-GRACEFUL_S = 5
-LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 def log(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), file=sys.stderr, flush=True)
-
-
-# -- metrics ---------------------------------------------------------------------------------
-class ServeMetrics:
-    """Prometheus exposition; prometheus_client when installed, else a minimal text form."""
-
-    def __init__(self, use_prometheus_client: bool = True) -> None:
-        try:
-            import prometheus_client as prom
-        except ImportError:
-            prom = None
-        if not use_prometheus_client:
-            prom = None
-        self._prom = prom
-        self._lock = threading.Lock()
-        self._counts: dict[tuple[str, str], int] = {}
-        self._latency: dict[str, list[float]] = {}  # endpoint -> [sum_s, count]
-        self._reloads: dict[str, int] = {}
-        if prom is not None:
-            # A registry per app: several servers in one process (tests) never collide.
-            self.registry = prom.CollectorRegistry()
-            # process_* (CPU, RSS, open fds, start time): the standard series a dashboard
-            # and the usual alerts expect of any long-running server.
-            prom.ProcessCollector(registry=self.registry)
-            self._requests = prom.Counter(
-                "preflight_serve_requests",
-                "HTTP requests",
-                ["endpoint", "status"],
-                registry=self.registry,
-            )
-            self._seconds = prom.Histogram(
-                "preflight_serve_request_latency_seconds",
-                "request latency",
-                ["endpoint"],
-                buckets=LATENCY_BUCKETS_S,
-                registry=self.registry,
-            )
-            self._reload_counter = prom.Counter(
-                "preflight_serve_model_reloads",
-                "model reloads",
-                ["result"],
-                registry=self.registry,
-            )
-
-    def request(self, endpoint: str, status: int, seconds: float) -> None:
-        if self._prom is not None:
-            self._requests.labels(endpoint, str(status)).inc()
-            self._seconds.labels(endpoint).observe(seconds)
-            return
-        with self._lock:
-            key = (endpoint, str(status))
-            self._counts[key] = self._counts.get(key, 0) + 1
-            total = self._latency.setdefault(endpoint, [0.0, 0.0])
-            total[0] += seconds
-            total[1] += 1
-
-    def reload(self, result: str) -> None:
-        if self._prom is not None:
-            self._reload_counter.labels(result).inc()
-            return
-        with self._lock:
-            self._reloads[result] = self._reloads.get(result, 0) + 1
-
-    def render(self) -> tuple[bytes, str]:
-        if self._prom is not None:
-            return self._prom.generate_latest(self.registry), self._prom.CONTENT_TYPE_LATEST
-        with self._lock:
-            # HELP and TYPE for every family, as `promtool check metrics` asks.
-            lines = [
-                "# HELP preflight_serve_requests_total HTTP requests",
-                "# TYPE preflight_serve_requests_total counter",
-            ]
-            for (endpoint, status), count in sorted(self._counts.items()):
-                lines.append(
-                    f'preflight_serve_requests_total{{endpoint="{endpoint}",status="{status}"}} '
-                    f"{count}"
-                )
-            lines.append("# HELP preflight_serve_request_latency_seconds request latency")
-            lines.append("# TYPE preflight_serve_request_latency_seconds summary")
-            for endpoint, (total_s, count) in sorted(self._latency.items()):
-                label = f'{{endpoint="{endpoint}"}}'
-                lines.append(f"preflight_serve_request_latency_seconds_sum{label} {total_s}")
-                lines.append(f"preflight_serve_request_latency_seconds_count{label} {count:.0f}")
-            lines.append("# HELP preflight_serve_model_reloads_total model reloads")
-            lines.append("# TYPE preflight_serve_model_reloads_total counter")
-            for result, count in sorted(self._reloads.items()):
-                lines.append(f'preflight_serve_model_reloads_total{{result="{result}"}} {count}')
-        return ("\n".join(lines) + "\n").encode(), "text/plain; version=0.0.4; charset=utf-8"
 
 
 # -- the model slot and its watcher ----------------------------------------------------------
@@ -384,130 +289,3 @@ def make_app(state: ServerState, poll_s: float = POLL_S_DEFAULT) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
-
-
-# -- server lifecycle ------------------------------------------------------------------------
-def bind(host: str, port: int) -> socket.socket:
-    """Bind ourselves, so a taken port is a clear error (exit 2), not uvicorn's sys.exit(3)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise BadInputError(f"--host/--port: cannot listen on {host}:{port}: {exc}") from None
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
-class _Server(uvicorn.Server):
-    """uvicorn re-raises a caught SIGTERM once it has shut down, so a clean shutdown would
-    still end the process by the signal (exit -15); serve_forever handles signals itself."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def uvicorn_server(app: Starlette) -> uvicorn.Server:
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        timeout_keep_alive=5,
-        timeout_graceful_shutdown=GRACEFUL_S,
-    )
-    return _Server(config)
-
-
-class ServerThread:
-    """A server on a background thread with bounded start and stop (tests, benchmarks)."""
-
-    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.sock = bind(host, port)
-        self.host = host
-        self.port = int(self.sock.getsockname()[1])
-        self.server = uvicorn_server(app)
-        self._thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, name="serve", daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self, timeout_s: float = STARTUP_TIMEOUT_S) -> ServerThread:
-        self._thread.start()
-        deadline_s = time.monotonic() + timeout_s
-        while not self.server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline_s:
-                self.stop()
-                raise RuntimeError(f"server on {self.url} did not start within {timeout_s} s")
-            time.sleep(0.01)
-        return self
-
-    def stop(self, timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
-        self.server.should_exit = True
-        self._thread.join(timeout_s / 2)
-        if self._thread.is_alive():
-            self.server.force_exit = True
-            self._thread.join(timeout_s / 2)
-        self.sock.close()
-        if self._thread.is_alive():
-            raise RuntimeError(f"server on {self.url} did not stop within {timeout_s} s")
-
-    def __enter__(self) -> ServerThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def serve_forever(
-    state: ServerState, host: str, port: int, poll_s: float, announce: Callable[[dict], None]
-) -> None:
-    """The CLI's server on the main thread. SIGINT/SIGTERM start a graceful shutdown
-    (in-flight requests finish, bounded by GRACEFUL_S); a second signal stops waiting."""
-    sock = bind(host, port)
-    bound_port = int(sock.getsockname()[1])
-    server = uvicorn_server(make_app(state, poll_s))
-    # Everything allocated so far (torch, the model, the app) lives as long as the server:
-    # moved out of the collector's reach, a full collection under load no longer walks it
-    # (measured: a 120 ms pause in the middle of serving without this).
-    gc.collect()
-    gc.freeze()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        server.force_exit = server.should_exit
-        server.should_exit = True
-
-    async def run() -> None:
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        deadline_s = time.monotonic() + STARTUP_TIMEOUT_S
-        while not server.started and not task.done() and time.monotonic() < deadline_s:
-            await asyncio.sleep(0.01)
-        if not server.started:
-            server.should_exit = True
-            await asyncio.wait_for(task, SHUTDOWN_TIMEOUT_S)
-            raise RuntimeError(f"server did not start within {STARTUP_TIMEOUT_S} s")
-        url = f"http://{host}:{bound_port}"
-        announce(
-            {
-                "event": "serving",
-                "url": url,
-                "bundle": state.served.predictor.id,
-                "source": str(state.source),
-            }
-        )
-        await task
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        asyncio.run(run())
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        sock.close()
