@@ -4,14 +4,13 @@ A fault kind plans experiments from what the reference run taught (pure, from th
 and injects one experiment into the job, returning the recorded History the pure checker
 judges. Both get frozen contexts, so a kind cannot change what the others see.
 
-    class MyKind:
+    class MyKind(FaultKind):
         name = "mykind"
         def plan(self, ctx: PlanContext) -> list[Experiment]: ...
         def inject(self, ctx: InjectContext, experiment: Experiment) -> History: ...
 
-Register it with ``preflight.check.registry.register``. A module written in the older
-``plan(reference, seed)`` / ``execute(ctx, exp, seed)`` shape is adapted by
-``registry.ModuleKind``.
+Register it with ``preflight.check.registry.register``; each of ours is its module's
+``KIND``, registered by preflight/check/registry.py.
 """
 
 from __future__ import annotations

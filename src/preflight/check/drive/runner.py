@@ -46,20 +46,6 @@ __all__ = [
     "run_attempt",
 ]
 
-# Moved to sequence.py (which imports this module); still importable from here.
-_SEQUENCE_NAMES = frozenset(
-    {"build_history", "finish", "recover_s", "resume_until_done", "skipped_history", "Finish"}
-)
-
-
-def __getattr__(name: str) -> object:
-    if name in _SEQUENCE_NAMES:
-        from preflight.check.drive import sequence
-
-        return getattr(sequence, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # The fault-point contract of docs/contract.md (durable.faults reads these; the harness only sets).
 ENV_FAULTS = "PREFLIGHT_FAULTS"
 ENV_TRACE = "PREFLIGHT_FAULTS_TRACE"

@@ -30,7 +30,7 @@ from preflight.check.drive.sequence import (
 )
 from preflight.check.drive.watch import expand
 from preflight.check.history import Attempt, Control, Corruption, History, Reference
-from preflight.check.kind import InjectContext, PlanContext
+from preflight.check.kind import FaultKind, InjectContext, PlanContext
 
 PAGE_BYTES = 4096
 JSON_DEPTH = 100_000  # far beyond any sane parser's recursion limit
@@ -362,7 +362,7 @@ def control_run(ctx: Context, space: Workspace, stopped: Attempt) -> Control:
     )
 
 
-class Corrupt:
+class Corrupt(FaultKind):
     name = "corrupt"
 
     def plan(self, ctx: PlanContext) -> list[Experiment]:

@@ -11,7 +11,7 @@ from preflight.check.drive.runner import Context, run_attempt
 from preflight.check.drive.schedule import Experiment, stream
 from preflight.check.drive.sequence import Injected, Workspace, conclude, skippable
 from preflight.check.history import FAULT_POINT, Attempt, History, Reference
-from preflight.check.kind import InjectContext, PlanContext
+from preflight.check.kind import FaultKind, InjectContext, PlanContext
 
 HITS_PER_POINT_MAX = 2  # the first hit and one seeded later hit
 EXPERIMENTS_MAX = 24  # a job with many points gets a seeded sample of them
@@ -54,7 +54,7 @@ def execute(ctx: Context, exp: Experiment, seed: int) -> History:
     return conclude(ctx, exp, seed, space, attempts, [], injected=injected)
 
 
-class Crashpoints:
+class Crashpoints(FaultKind):
     name = "crashpoints"
 
     def plan(self, ctx: PlanContext) -> list[Experiment]:

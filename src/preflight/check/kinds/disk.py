@@ -24,7 +24,7 @@ from preflight.check.drive.runner import Context, run_attempt
 from preflight.check.drive.schedule import Experiment, stream
 from preflight.check.drive.sequence import Injected, Workspace, conclude, skippable, skipped_history
 from preflight.check.history import FAULT_DISK, Attempt, History, Reference
-from preflight.check.kind import InjectContext, PlanContext
+from preflight.check.kind import FaultKind, InjectContext, PlanContext
 
 PAGE_BYTES = 4096
 FS_BYTES_MIN = 8 * PAGE_BYTES
@@ -180,7 +180,7 @@ def bit(first: Attempt) -> Injected:
     return Injected(True, f"{first.armed}: the job stopped with exit {first.rc}")
 
 
-class Disk:
+class Disk(FaultKind):
     name = "disk"
 
     def plan(self, ctx: PlanContext) -> list[Experiment]:

@@ -17,7 +17,7 @@ from preflight.check.drive.runner import Context, Trigger, run_attempt
 from preflight.check.drive.schedule import Experiment, progress_target, stream
 from preflight.check.drive.sequence import Injected, Workspace, conclude, skippable
 from preflight.check.history import Attempt, History, Reference
-from preflight.check.kind import InjectContext, PlanContext
+from preflight.check.kind import FaultKind, InjectContext, PlanContext
 
 STORM_KILLS = 3
 TIME_FRACTION_LOW, TIME_FRACTION_HIGH = 0.15, 0.85
@@ -175,7 +175,7 @@ def execute(ctx: Context, exp: Experiment, seed: int) -> History:
     return conclude(ctx, exp, seed, space, attempts, notes, injected=injected(triggers, attempts))
 
 
-class Kill:
+class Kill(FaultKind):
     name = "kill"
 
     def plan(self, ctx: PlanContext) -> list[Experiment]:

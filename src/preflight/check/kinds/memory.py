@@ -23,7 +23,7 @@ from preflight.check.drive.runner import Context, run_attempt
 from preflight.check.drive.schedule import Experiment, stream
 from preflight.check.drive.sequence import Injected, Workspace, conclude, skippable, skipped_history
 from preflight.check.history import FAULT_MEMORY, FAULT_POINT, Attempt, History, Reference
-from preflight.check.kind import InjectContext, PlanContext
+from preflight.check.kind import FaultKind, InjectContext, PlanContext
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
@@ -276,7 +276,7 @@ def _execute_limit(
     return conclude(ctx, exp, seed, space, [first], notes, injected=bit(first))
 
 
-class Memory:
+class Memory(FaultKind):
     name = "memory"
 
     def plan(self, ctx: PlanContext) -> list[Experiment]:

@@ -35,7 +35,7 @@ from preflight.check.drive.schedule import Experiment, progress_target, stream
 from preflight.check.drive.sequence import Injected, Workspace, conclude, skippable
 from preflight.check.drive.watch import ProgressProbe, leftover_fields
 from preflight.check.history import FAULT_NONE, FAULT_SIGKILL, Attempt, History, Reference
-from preflight.check.kind import InjectContext, PlanContext
+from preflight.check.kind import FaultKind, InjectContext, PlanContext
 from preflight.workload import Run
 
 ENV_RANK = "RANK"
@@ -330,7 +330,7 @@ def _notes(seen: _Observed, rc: int | None) -> list[str]:
     return [text]
 
 
-class Rank:
+class Rank(FaultKind):
     name = "rank"
 
     def plan(self, ctx: PlanContext) -> list[Experiment]:

@@ -20,7 +20,7 @@ from preflight.check.drive.schedule import Experiment, stream
 from preflight.check.drive.sequence import Injected, Workspace, conclude, skipped_history
 from preflight.check.drive.watch import is_checkpoint_write
 from preflight.check.history import FAULT_SIGKILL, Attempt, History, Reference
-from preflight.check.kind import InjectContext, PlanContext
+from preflight.check.kind import FaultKind, InjectContext, PlanContext
 from preflight.check.kinds.powerloss import trace as trace
 from preflight.check.kinds.powerloss.durable_state import MODES
 
@@ -131,8 +131,8 @@ def _record(attempt: Attempt, mode: str, where: str, findings: list[str]) -> Att
     )
 
 
-class PowerLoss:
-    """The FaultKind (preflight.check.kind) the registry finds as ``KIND``."""
+class PowerLoss(FaultKind):
+    """The FaultKind (preflight.check.kind) the registry registers as ``KIND``."""
 
     name = NAME
 
