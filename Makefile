@@ -92,6 +92,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
+# pytest-preflight as a team installs it (docs/packaging.md): builds dist/*.whl, installs it
+# into a clean venv without torch, gates a small job in a bare temporary repository (clean:
+# READY, planted defect: NOT READY) and writes the install's size to reports/package.json.
+package-check: $(STAMP)
+	$(RUN) $(BIN)/python tools/package_check.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info
 
