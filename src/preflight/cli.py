@@ -17,7 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from preflight.durable.errors import EXIT_BAD_INPUT, EXIT_OK
+
 DEFAULT_REPORTS = "reports"
 LATEST = "latest"
 TEXT_BYTES_MAX = 32 << 20

@@ -25,14 +25,14 @@ from preflight.alerts.latency import (
 )
 from preflight.alerts.rules import Thresholds
 from preflight.alerts.watch import FileSource, TraceWatch, Watcher, WatchResult
+from preflight.durable.faults import ENV_FAULTS as FAULTS_ENV
+from preflight.durable.faults import ENV_TRACE as TRACE_ENV
 from preflight.host import load as hostload
 from preflight.workload import Run, WorkloadSpec
 
 METRICS_SUFFIX = ".metrics.prom"
 LOG_SUFFIX = ".log.jsonl"
 TRACE_SUFFIX = ".faults.trace"
-FAULTS_ENV = "PREFLIGHT_FAULTS"
-TRACE_ENV = "PREFLIGHT_FAULTS_TRACE"
 
 
 def sidecar(workdir: Path, suffix: str) -> Path:

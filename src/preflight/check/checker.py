@@ -32,13 +32,13 @@ from typing import Any
 
 from preflight.check.history import FAULT_NONE, FAULT_SIGTERM, Attempt, History, Reference
 from preflight.check.messages import DISK_MESSAGE_RE, MEMORY_MESSAGE_RE, cause, tail_line
+from preflight.durable.errors import EXIT_STOPPED
 from preflight.host import load as hostload
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 SIGTERM_GRACEFUL, SIGTERM_ANY = "graceful", "any"
 SIGTERM_MODES = (SIGTERM_GRACEFUL, SIGTERM_ANY)
 RESTARTS_MAX = 2  # unplanned restarts a job may need after the faults (DESIGN "R")
-EXIT_STOPPED = 75  # docs/contract.md: stopped on SIGTERM after a clean checkpoint
 SIGKILL_RCS = (-9, 137)  # Popen reports -9; a shell wrapper reports 128 + 9
 
 

@@ -22,13 +22,13 @@ from preflight.check.drive.schedule import parse_kinds
 from preflight.check.history import KINDS
 from preflight.check.interrupt import Interrupted
 from preflight.check.options import DEFAULT_SCALE, CheckOptions, validate
+from preflight.durable.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from preflight.spec import tiers
 from preflight.workload import RunError, SpecError
 
 __all__ = ["Battery", "CheckOptions", "CheckResult", "build_parser", "main", "options_from",
            "run_check"]
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 # The names docs/contract.md gives the fault_check fixture's result, and the check's
 # older name for the battery (suites/examples/distributed).
 CheckResult = BatteryResult

@@ -6,6 +6,15 @@ print it as-is and map the class to an exit code (see docs/contract.md "Exit cod
 
 from __future__ import annotations
 
+# The exit codes of docs/contract.md "Exit codes", for every preflight command and the
+# example workloads (gate: READY is EXIT_OK, NOT READY is EXIT_FAILED).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2  # BadInputError
+EXIT_LOCKED = 3  # LockedError
+EXIT_REFUSED = 4  # VerifyError: checksum failed, cannot repair
+EXIT_STOPPED = 75  # stopped on SIGTERM after a clean checkpoint; a resume is expected
+
 
 class DurableError(Exception):
     """Base class: something about durable state is wrong."""

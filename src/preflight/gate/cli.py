@@ -27,6 +27,7 @@ from typing import Any
 
 from preflight.durable import BadInputError
 from preflight.durable.atomic import atomic_write
+from preflight.durable.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from preflight.experiments.schedule import plan, run_planned
 from preflight.gate.policy import Policy, load_policy
 from preflight.gate.suites import run_suites
@@ -39,7 +40,7 @@ from preflight.reports.session import git_commit, point_latest
 from preflight.spec import tiers
 from preflight.spec.parse import PYPROJECT_FILE, WORKLOADS_FILE, SpecError, WorkloadSpec, load_specs
 
-EXIT_READY, EXIT_NOT_READY, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_READY, EXIT_NOT_READY = EXIT_OK, EXIT_FAILED
 REPORT_BYTES_MAX = 64 << 20
 
 

@@ -15,12 +15,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from preflight.durable.errors import BadInputError, DurableError
+from preflight.durable.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    BadInputError,
+    DurableError,
+)
 from preflight.history import compare as cmp
 from preflight.history.store import HISTORY_ROWS_MAX, History, ResultRow
 from preflight.history.trend import PLOT_RUNS_MAX, build_series, write_trend
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 HISTORY_FILE = "history.sqlite"
 
 

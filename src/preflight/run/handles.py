@@ -7,11 +7,11 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+# FAULTS_ENV: the durable fault-point spec a job reads (docs/contract.md "Fault points").
+from preflight.durable.faults import ENV_FAULTS as FAULTS_ENV
 from preflight.run.job import Run, prepare
 from preflight.spec import tiers
 from preflight.spec.parse import WorkloadSpec, find_spec, load_spec
-
-FAULTS_ENV = "PREFLIGHT_FAULTS"  # the durable fault-point spec a job reads (docs/contract.md "Fault points")
 
 
 class WorkloadHandle:

@@ -22,7 +22,7 @@ from xml.sax.saxutils import escape, quoteattr
 from preflight.analysis import leak_verdict, stall_from_series, throughput_from_series
 from preflight.analysis.settings import settings_for
 from preflight.durable.atomic import atomic_write
-from preflight.durable.errors import BadInputError
+from preflight.durable.errors import EXIT_FAILED, EXIT_OK, BadInputError
 from preflight.durable.jsonio import read_json
 from preflight.experiments.base import disturbed, job_cpu_s, within_host_noise
 from preflight.host import share as hostshare
@@ -375,4 +375,4 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{verdicts['host']})")
     print(f"soak {args.workload}: {'PASS' if verdicts['ok'] else 'FAIL'} after "
           f"{len(state.iterations)} iteration(s), {state.elapsed_s:.1f} s; report {report_path}")
-    return 0 if verdicts["ok"] else 1
+    return EXIT_OK if verdicts["ok"] else EXIT_FAILED

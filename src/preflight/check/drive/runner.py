@@ -32,6 +32,9 @@ from preflight.check.drive.watch import (
 )
 from preflight.check.drive.windows import InotifyWatcher, inotify_available
 from preflight.check.history import FAULT_NONE, FAULT_POINT, FAULT_SIGKILL, FAULT_SIGTERM, Attempt
+
+# The fault-point contract of docs/contract.md: durable.faults reads these, the harness sets.
+from preflight.durable.faults import ENV_FAULTS, ENV_TRACE
 from preflight.workload import Run, WorkloadSpec
 
 __all__ = [
@@ -46,9 +49,6 @@ __all__ = [
     "run_attempt",
 ]
 
-# The fault-point contract of docs/contract.md (durable.faults reads these; the harness only sets).
-ENV_FAULTS = "PREFLIGHT_FAULTS"
-ENV_TRACE = "PREFLIGHT_FAULTS_TRACE"
 
 POLL_S = 0.02  # progress and trigger checks
 WINDOW_POLL_S = 0.003  # write windows last milliseconds; poll them finely

@@ -15,10 +15,8 @@ from typing import TypeVar
 from preflight.check.drive.runner import Context, run_attempt
 from preflight.check.drive.schedule import Experiment
 from preflight.check.history import FAULT_NONE, Attempt, Corruption, History
+from preflight.durable.errors import EXIT_STOPPED
 from preflight.workload import RunTimeoutError, run_aux
-
-EXIT_STOPPED = 75  # docs/contract.md: stopped after a clean checkpoint; a resume is expected
-
 
 Execute = TypeVar("Execute", bound=Callable[..., History])
 
