@@ -15,41 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from preflight.evidence import Finding, Measurement, Status
 from preflight.host.rule import disturbed, excused
 from preflight.run.handles import WorkloadHandle
 from preflight.run.job import Run, run_aux
 from preflight.spec.parse import WorkloadSpec
 
-PASS, FAIL, INCONCLUSIVE, NOT_APPLICABLE = "passed", "failed", "inconclusive", "not_applicable"
-STATUSES = (PASS, FAIL, INCONCLUSIVE, NOT_APPLICABLE)
+PASS, FAIL = Status.PASSED, Status.FAILED
+INCONCLUSIVE, NOT_APPLICABLE = Status.INCONCLUSIVE, Status.NOT_APPLICABLE
+STATUSES = tuple(Status)
 AUX_TIMEOUT_FLOOR_S = 60.0
 AUX_TIMEOUT_FACTOR = 10.0  # a helper (verify, fingerprint) may take 10x the job's own run
-
-
-@dataclass(frozen=True)
-class Measurement:
-    name: str  # "<metric>", recorded as "<workload>.<metric>"
-    value: float | int | bool
-    unit: str = ""
-
-
-@dataclass(frozen=True)
-class Finding:
-    """The judged result of one experiment on one workload."""
-
-    experiment: str
-    status: str  # one of STATUSES
-    measurements: tuple[Measurement, ...] = ()
-    reason: str = ""  # why it failed, is inconclusive or not applicable
-    host: str = ""  # what the host did while it ran (steal, frozen), when measured
-    injected: bool | None = None  # for fault experiments: was every fault really injected
-    # Evidence files the experiment wrote (paths relative to its Context.base_dir): the
-    # samples or histories the readiness report plots (preflight.reports.evidence).
-    artifacts: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.status in (PASS, NOT_APPLICABLE)
 
 
 @dataclass(frozen=True)
@@ -82,12 +58,12 @@ class Experiment(Protocol):
 
 
 # The host rule lives in preflight.host.rule; the soak reads these two through here.
-__all__ = ["disturbed", "within_host_noise"]
+__all__ = ["Finding", "Measurement", "Status", "disturbed", "within_host_noise"]
 within_host_noise = excused
 
 
 def timing_status(failed: bool, steal: float | None, frozen: float | None,
-                  neighbours: float | None = None) -> str:
+                  neighbours: float | None = None) -> Status:
     """A timing verdict: a failure on a disturbed machine is inconclusive (pure)."""
     if not failed:
         return PASS
@@ -139,10 +115,3 @@ def tail(run: Run, limit: int = 600) -> str:
 def replay_command(spec: WorkloadSpec, tier: str, experiment: str) -> str:
     return shlex.join(["preflight", "gate", "--spec", str(spec.source), "--workload", spec.name,
                        "--scale", tier, "--only", experiment])
-
-
-def as_dict(finding: Finding) -> dict[str, Any]:
-    return {"experiment": finding.experiment, "status": finding.status, "reason": finding.reason,
-            "host": finding.host, "injected": finding.injected,
-            "artifacts": list(finding.artifacts),
-            "measurements": [vars(m) for m in finding.measurements]}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from preflight.evidence import Measurement, Row
 from preflight.experiments.base import (
     FAIL,
     INCONCLUSIVE,
@@ -161,11 +162,11 @@ def _execute(item: Planned, ctx: Context) -> Finding:
         return Finding(item.experiment.name, FAIL, (), f"the experiment raised {where}")
 
 
-def _run_one(item: Planned, ctx: Context, reruns: int, progress: GateProgress) -> dict[str, Any]:
+def _run_one(item: Planned, ctx: Context, reruns: int, progress: GateProgress) -> Row:
     if item.not_applicable is not None:
         finding = Finding(item.experiment.name, NOT_APPLICABLE, (), item.not_applicable)
         progress.end(item.label, NOT_APPLICABLE)
-        return entry(item, ctx, finding, 0.0, 0)
+        return row_of(item, ctx, finding, 0.0, 0)
     progress.begin(item.label)
     started = time.monotonic()
     finding = _execute(item, ctx)
@@ -174,27 +175,25 @@ def _run_one(item: Planned, ctx: Context, reruns: int, progress: GateProgress) -
         attempts += 1
         finding = _execute(item, replace(ctx, attempt=attempts))
     progress.end(item.label, finding.status)
-    return entry(item, ctx, finding, time.monotonic() - started, attempts)
+    return row_of(item, ctx, finding, time.monotonic() - started, attempts)
 
 
-def entry(item: Planned, ctx: Context, finding: Finding, wall_s: float, attempts: int
-          ) -> dict[str, Any]:
-    """One experiment as a report entry (pure)."""
+def row_of(item: Planned, ctx: Context, finding: Finding, wall_s: float, attempts: int
+           ) -> Row:
+    """One experiment as a row of the gate's evidence (pure)."""
     inconclusive = finding.status == INCONCLUSIVE
-    return {
-        "nodeid": item.label, "workload": item.spec.name, "experiment": item.experiment.name,
-        "outcome": finding.status, "tier": ctx.tier, "reason": finding.reason,
-        "host": finding.host, "injected": finding.injected, "wall_s": round(wall_s, 2),
-        "attempts": attempts, "timing": item.experiment.timing,
-        "metrics": list(item.experiment.metrics),
-        "replay": replay_command(item.spec, ctx.tier, item.experiment.name),
+    return Row(
+        nodeid=item.label, outcome=finding.status.value, status=finding.status,
+        measurements=tuple(Measurement(f"{item.spec.name}.{m.name}", m.value, m.unit,
+                                       inconclusive) for m in finding.measurements),
+        tier=ctx.tier, experiment=item.experiment.name, workload=item.spec.name,
+        reason=finding.reason, host=finding.host, injected=finding.injected,
+        wall_s=round(wall_s, 2), attempts=attempts, timing=item.experiment.timing,
+        metrics=tuple(item.experiment.metrics),
+        replay=replay_command(item.spec, ctx.tier, item.experiment.name),
         # Where the experiment's evidence files are now; the gate moves them out of its
         # scratch directory before deleting it (preflight.reports.evidence.keep_evidence).
-        "artifacts": [str(ctx.base_dir / a) for a in finding.artifacts],
-        "measurements": [{"name": f"{item.spec.name}.{m.name}", "value": m.value,
-                          "unit": m.unit, "inconclusive": inconclusive}
-                         for m in finding.measurements],
-    }
+        artifacts=tuple(str(ctx.base_dir / a) for a in finding.artifacts))
 
 
 def longest_first(items: Sequence[tuple[int, Planned]], seen_s: Mapping[str, float]
@@ -230,7 +229,7 @@ def run_planned(items: Sequence[Planned], *, tier: str, base_dir: Path,
     def ctx_for(item: Planned) -> Context:
         return Context(item.spec, tier, base_dir / item.spec.name, seed, bounds)
 
-    results: dict[int, dict[str, Any]] = {}
+    results: dict[int, Row] = {}
     side = longest_first([(i, it) for i, it in enumerate(items) if not it.experiment.timing],
                          seen_s or {})
     alone = [(i, it) for i, it in enumerate(items) if it.experiment.timing]
@@ -242,4 +241,4 @@ def run_planned(items: Sequence[Planned], *, tier: str, base_dir: Path,
             results.update({i: f.result() for i, f in futures.items()})
         for i, it in alone:
             results[i] = _run_one(it, ctx_for(it), reruns, progress)
-    return [results[i] for i in range(len(items))]
+    return [results[i].to_json() for i in range(len(items))]

@@ -7,9 +7,11 @@ the worst measured value must meet the threshold, and every readiness test must 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from preflight.evidence import Row, Status, rows_of
 from preflight.gate.policy import Policy, Requirement, default_policy
 
 
@@ -34,8 +36,7 @@ class RequirementResult:
     ok: bool
     note: str = ""
     tier: str | None = None  # the tier whose threshold applies (None: no evidence)
-    # passed | failed | inconclusive | not_applicable (preflight.experiments.base.STATUSES)
-    status: str = ""
+    status: Status | None = None  # None only in results made without one
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Verdict:
         return asdict(self)
 
 
-def _number(value: Any) -> float | None:
+def _number(value: float | int | bool | None) -> float | None:
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, int | float) and value == value:
@@ -59,18 +60,14 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def collect_evidence(report: dict[str, Any], metric: str) -> list[Evidence]:
+def collect_evidence(rows: Sequence[Row], metric: str) -> list[Evidence]:
     """Every recorded measurement whose name ends with ``metric``."""
     found = []
-    for test in report.get("tests", []):
-        for item in test.get("measurements", []):
-            name = str(item.get("name", ""))
-            value = _number(item.get("value"))
-            if value is not None and (name == metric or name.endswith("." + metric)):
-                tier = test.get("tier")
-                unsure = bool(item.get("inconclusive")) or test.get("outcome") == "inconclusive"
-                found.append(Evidence(str(test.get("nodeid", "?")), name, value,
-                                      str(tier) if tier else None, unsure))
+    for row in rows:
+        for item in row.measurements:
+            value = _number(item.value)
+            if value is not None and (item.name == metric or item.name.endswith("." + metric)):
+                found.append(Evidence(row.nodeid, item.name, value, row.tier, item.inconclusive))
     return found
 
 
@@ -78,31 +75,30 @@ def _meets(value: float, comparator: str, threshold: float) -> bool:
     return value <= threshold if comparator == "<=" else value >= threshold
 
 
-def _metrics_of(report: dict[str, Any], outcomes: tuple[str, ...]) -> set[str]:
-    """The policy metrics that experiments with these outcomes would give evidence for."""
-    return {str(m) for t in report.get("tests", []) if t.get("outcome") in outcomes
-            for m in t.get("metrics", [])}
+def _metrics_of(rows: Sequence[Row], statuses: tuple[Status, ...]) -> set[str]:
+    """The policy metrics that experiments with these statuses would give evidence for."""
+    return {m for row in rows if row.status in statuses for m in row.metrics}
 
 
-def _no_evidence(report: dict[str, Any], requirement: Requirement, policy: Policy
-                 ) -> tuple[str, bool, str]:
+def _no_evidence(rows: Sequence[Row], planned: bool, requirement: Requirement, policy: Policy
+                 ) -> tuple[Status, bool, str]:
     """(status, ok, note) for a requirement that nothing measured (pure). A gate made of
     experiments knows which metrics it set out to measure: one that no applicable
     experiment gives is not applicable; one whose experiment was inconclusive is
     inconclusive; one it expected and did not get fails for lack of evidence."""
-    planned = "experiments" in report
-    if planned and requirement.metric in _metrics_of(report, ("inconclusive",)):
-        return ("inconclusive", policy.on_inconclusive != "fail",
+    if planned and requirement.metric in _metrics_of(rows, (Status.INCONCLUSIVE,)):
+        return (Status.INCONCLUSIVE, policy.on_inconclusive != "fail",
                 "its experiment was inconclusive")
-    expected = _metrics_of(report, ("passed", "failed"))
+    expected = _metrics_of(rows, (Status.PASSED, Status.FAILED))
     if planned and requirement.metric not in expected:
-        return "not_applicable", True, "no applicable experiment measures this"
+        return Status.NOT_APPLICABLE, True, "no applicable experiment measures this"
     ok = not policy.require_evidence
-    return ("passed" if ok else "failed"), ok, "no readiness test recorded this measurement"
+    return (Status.PASSED if ok else Status.FAILED), ok, \
+        "no readiness test recorded this measurement"
 
 
 def evaluate_requirement(
-    report: dict[str, Any], requirement: Requirement, policy: Policy
+    rows: Sequence[Row], planned: bool, requirement: Requirement, policy: Policy
 ) -> list[RequirementResult]:
     """One result per tier that has evidence, each judged by that tier's threshold; one
     result without evidence when no test recorded the metric. Evidence taken while the host
@@ -122,9 +118,9 @@ def evaluate_requirement(
             **extra,
         )
 
-    evidence = collect_evidence(report, requirement.metric)
+    evidence = collect_evidence(rows, requirement.metric)
     if not evidence:
-        status, ok, note = _no_evidence(report, requirement, policy)
+        status, ok, note = _no_evidence(rows, planned, requirement, policy)
         return [result(requirement.threshold, None, [], ok, note=note, status=status)]
     by_tier: dict[str | None, list[Evidence]] = {}
     for item in evidence:
@@ -133,15 +129,15 @@ def evaluate_requirement(
     for tier, items in by_tier.items():
         threshold = policy.threshold(requirement, tier)
         status, worst = _judge_tier(items, requirement.comparator, threshold)
-        ok = status == "passed" or (status == "inconclusive"
-                                    and policy.on_inconclusive != "fail")
-        note = "measured while the host took the CPU" if status == "inconclusive" else ""
+        ok = status is Status.PASSED or (status is Status.INCONCLUSIVE
+                                         and policy.on_inconclusive != "fail")
+        note = "measured while the host took the CPU" if status is Status.INCONCLUSIVE else ""
         results.append(result(threshold, worst, items, ok, tier=tier, status=status, note=note))
     return results
 
 
 def _judge_tier(items: list[Evidence], comparator: str, threshold: float
-                ) -> tuple[str, float]:
+                ) -> tuple[Status, float]:
     """(status, worst value): a failing conclusive value fails; a failing value taken on a
     disturbed host alone is inconclusive (pure)."""
     def worst_of(values: list[float]) -> float:
@@ -150,37 +146,38 @@ def _judge_tier(items: list[Evidence], comparator: str, threshold: float
     sure = [e.value for e in items if not e.inconclusive]
     unsure = [e.value for e in items if e.inconclusive]
     if sure and not _meets(worst_of(sure), comparator, threshold):
-        return "failed", worst_of(sure)
+        return Status.FAILED, worst_of(sure)
     if unsure and not _meets(worst_of(unsure), comparator, threshold):
-        return "inconclusive", worst_of(unsure)
-    return "passed", worst_of(sure + unsure)
+        return Status.INCONCLUSIVE, worst_of(unsure)
+    return Status.PASSED, worst_of(sure + unsure)
 
 
-def _failed_tests(report: dict[str, Any]) -> tuple[str, ...]:
-    bad = ("failed", "error")
-    return tuple(t.get("nodeid", "?") for t in report.get("tests", []) if t.get("outcome") in bad)
+def validate_ready_for_production(report: Mapping[str, Any], policy: Policy | None = None
+                                  ) -> Verdict:
+    """Ready only when every readiness test passed and every requirement is met with
+    evidence. ``report``: a session report, or the gate's (``"experiments"`` in it: the
+    metrics its experiments set out to measure are known); its tests become Rows here."""
+    return judge(rows_of(report.get("tests", [])), "experiments" in report, policy)
 
 
-def validate_ready_for_production(report: dict[str, Any], policy: Policy | None = None) -> Verdict:
-    """Ready only when every readiness test passed and every requirement is met with evidence."""
+def judge(rows: Sequence[Row], planned: bool, policy: Policy | None = None) -> Verdict:
+    """The verdict over typed rows (pure): ``planned`` when they are the gate's experiments."""
     policy = policy or default_policy()
-    results = tuple(
-        result for r in policy.requirements for result in evaluate_requirement(report, r, policy)
-    )
-    tests = report.get("tests", [])
-    failed = _failed_tests(report)
-    unsure = tuple(t.get("nodeid", "?") for t in tests if t.get("outcome") == "inconclusive")
+    results = tuple(result for r in policy.requirements
+                    for result in evaluate_requirement(rows, planned, r, policy))
+    failed = tuple(row.nodeid for row in rows if row.status is Status.FAILED)
+    unsure = tuple(row.nodeid for row in rows if row.status is Status.INCONCLUSIVE)
     notes = []
-    if not tests:
+    if not rows:
         notes.append("no readiness test ran: nothing proves the job is ready")
     if failed and policy.require_all_tests_pass:
         notes.append(f"{len(failed)} readiness test(s) failed")
     if unsure:
         notes.append(f"{len(unsure)} experiment(s) inconclusive: the host took the CPU while "
                      f"they measured (on_inconclusive = {policy.on_inconclusive!r})")
-    ready = bool(tests) and all(r.ok for r in results)
+    ready = bool(rows) and all(r.ok for r in results)
     if policy.require_all_tests_pass:
         ready = ready and not failed
     if policy.on_inconclusive == "fail":
         ready = ready and not unsure
-    return Verdict(ready, results, len(tests), failed, tuple(notes), unsure)
+    return Verdict(ready, results, len(rows), failed, tuple(notes), unsure)

@@ -15,6 +15,7 @@ from typing import Any
 
 from preflight.analysis.settings import settings_for
 from preflight.durable.atomic import atomic_write
+from preflight.evidence import Row, rows_of
 from preflight.gate.verdict import Verdict
 from preflight.reports import evidence_plots as draw
 from preflight.reports.readiness_model import needs_generic_plot, requirement_key
@@ -72,11 +73,10 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
 
 
-def measurement(test: Mapping[str, Any], metric: str) -> float | None:
-    for item in test.get("measurements", []):
-        if str(item.get("name", "")).endswith("." + metric):
-            value = item.get("value")
-            return float(value) if isinstance(value, int | float) else None
+def measurement(row: Row, metric: str) -> float | None:
+    for item in row.measurements:
+        if item.name.endswith("." + metric):
+            return None if item.value is None else float(item.value)
     return None
 
 
@@ -104,15 +104,14 @@ def stability_figure(figure: str, doc: Mapping[str, Any], title: str) -> bytes |
     return draw.stall_png(title, samples, doc["verdicts"][detector], bound)
 
 
-def figures_of(test: Mapping[str, Any], run_dir: Path
-               ) -> list[tuple[str, Callable[[], bytes | None]]]:
+def figures_of(row: Row, run_dir: Path) -> list[tuple[str, Callable[[], bytes | None]]]:
     """(figure, how to draw it) for one entry's evidence files."""
-    docs = [d for d in (load_json(run_dir / a) for a in test.get("artifacts") or ()) if d]
-    nodeid = str(test.get("nodeid"))
+    docs = [d for d in (load_json(run_dir / a) for a in row.artifacts) if d]
+    nodeid = row.nodeid
     runs = [d for d in docs if d.get("experiment") == "stability" and "samples" in d]
     out: list[tuple[str, Callable[[], bytes | None]]] = []
     for figure in STABILITY_FIGURES if runs else ():
-        doc = standing_doc(runs, figure, measurement(test, STABILITY_FIGURES[figure][2]))
+        doc = standing_doc(runs, figure, measurement(row, STABILITY_FIGURES[figure][2]))
         out.append((figure, lambda f=figure, d=doc: stability_figure(f, d, nodeid)))
     rows = [row for d in docs for row in d.get("rows", []) if isinstance(row, dict)]
     if rows:
@@ -133,15 +132,15 @@ def _save(run_dir: Path, name: str, render: Callable[[], bytes | None]) -> str |
     return name
 
 
-def draw_evidence(tests: Sequence[Mapping[str, Any]], verdict: Verdict, run_dir: Path
+def draw_evidence(tests: Sequence[Row | Mapping[str, Any]], verdict: Verdict, run_dir: Path
                   ) -> dict[str, str]:
     """Draw every figure the report shows into ``run_dir``; returns plot key -> PNG path
     relative to ``run_dir`` (readiness_model's keys). A requirement with evidence but no
     experiment figure gets its measured values drawn against its threshold."""
     plots: dict[str, str] = {}
-    for test in tests:
-        nodeid = str(test.get("nodeid"))
-        for figure, render in figures_of(test, run_dir):
+    for row in rows_of(tests):
+        nodeid = row.nodeid
+        for figure, render in figures_of(row, run_dir):
             saved = _save(run_dir, f"evidence-{slug(nodeid)}-{figure}.png", render)
             if saved is not None:
                 plots[f"{nodeid}#{figure}"] = saved

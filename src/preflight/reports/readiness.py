@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from preflight.durable.atomic import atomic_write
+from preflight.evidence import Row, rows_of
 from preflight.gate.verdict import Verdict
 from preflight.reports import readiness_html
 from preflight.reports.readiness_model import (
@@ -116,14 +117,14 @@ def markdown(model: ReadinessModel) -> str:
 
 def to_markdown(verdict: Verdict, meta: Mapping[str, Any],
                 bad_inputs: Sequence[BadInputRow] = (),
-                tests: Sequence[Mapping[str, Any]] = ()) -> str:
+                tests: Sequence[Row | Mapping[str, Any]] = ()) -> str:
     """Markdown of a verdict without drawn plots (pure)."""
     return markdown(build_model(verdict, tests, meta, {}, bad_inputs))
 
 
 def to_html(verdict: Verdict, meta: Mapping[str, Any], plots: Sequence[str] = (),
             bad_inputs: Sequence[BadInputRow] = (),
-            tests: Sequence[Mapping[str, Any]] = ()) -> str:
+            tests: Sequence[Row | Mapping[str, Any]] = ()) -> str:
     """HTML of a verdict; ``plots`` are extra PNGs shown at the end (pure)."""
     return readiness_html.to_html(build_model(verdict, tests, meta, {}, bad_inputs, plots))
 
@@ -134,14 +135,15 @@ def write_readiness(
     meta: Mapping[str, Any],
     plots: Sequence[str] = (),
     bad_inputs: Sequence[BadInputRow] = (),
-    tests: Sequence[Mapping[str, Any]] = (),
+    tests: Sequence[Row | Mapping[str, Any]] = (),
 ) -> list[Path]:
     """Draw the evidence plots into ``out_dir`` (from the entries' artifacts, relative to
     it), then write readiness.json/.md/.html atomically; returns the three paths."""
     from preflight.reports.evidence import draw_evidence
 
-    drawn = draw_evidence(tests, verdict, out_dir)
-    model = build_model(verdict, tests, meta, drawn, bad_inputs, plots)
+    rows = rows_of(tests)  # the report's entries as evidence, converted once
+    drawn = draw_evidence(rows, verdict, out_dir)
+    model = build_model(verdict, rows, meta, drawn, bad_inputs, plots)
     paths = [out_dir / "readiness.json", out_dir / "readiness.md", out_dir / "readiness.html"]
     atomic_write(paths[0], model.to_json())
     atomic_write(paths[1], markdown(model))

@@ -13,15 +13,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from preflight.evidence import Row, Status, label, rows_of
 from preflight.gate.policy import default_policy
 from preflight.gate.verdict import Evidence, RequirementResult, Verdict
 
 SECURITY_PREFIX = "security."
 BAD_INPUT_FIELDS = {"inputs": 0, "refused": 1, "parser_crashes": 2}
-LABELS = {"passed": "PASS", "failed": "FAIL", "error": "FAIL", "inconclusive": "INCONCLUSIVE",
-          "not_applicable": "N/A"}
 # Failures first, then what could not be judged, then what does not apply, then passes.
-ORDER = {"failed": 0, "error": 0, "inconclusive": 1, "not_applicable": 2}
+ORDER = {Status.FAILED: 0, Status.INCONCLUSIVE: 1, Status.NOT_APPLICABLE: 2, Status.PASSED: 3}
+SHOWN = (Status.FAILED, Status.INCONCLUSIVE)  # the statuses whose rows say why and replay
 # A pytest failure's longrepr is a whole traceback: its tail names the assertion.
 REASON_CHARS_MAX = 1500
 # Which experiment figure shows a metric's evidence (preflight.reports.evidence_plots draws them).
@@ -59,7 +59,7 @@ class Failure:
     """A failed or inconclusive experiment or test: why, and the one command that replays it."""
 
     nodeid: str
-    status: str
+    status: str  # the entry's outcome as recorded (a pytest "error" stays "error")
     label: str
     reason: str
     replay: str
@@ -76,7 +76,7 @@ class RequirementRow:
     threshold: float
     unit: str
     measured: float | None
-    status: str  # passed | failed | inconclusive | not_applicable
+    status: Status
     label: str
     evidence: str  # the tests or experiments that measured it, named
     note: str
@@ -89,7 +89,7 @@ class ExperimentRow:
     nodeid: str
     workload: str
     experiment: str
-    status: str
+    status: Status
     label: str
     reason: str
     host: str
@@ -148,19 +148,15 @@ def bad_inputs_rows(report: Mapping[str, Any]) -> list[BadInputRow]:
     """Sum the ``security.<parser>.{inputs,refused,parser_crashes}`` measurements of a
     session report per parser (pure; tests may record one parser several times)."""
     totals: dict[str, list[int]] = {}
-    for test in report.get("tests", []):
-        for item in test.get("measurements", []):
-            name, value = str(item.get("name", "")), item.get("value")
-            if not name.startswith(SECURITY_PREFIX) or isinstance(value, bool):
+    for row in rows_of(report.get("tests", [])):
+        for item in row.measurements:
+            name, value = item.name, item.value
+            if not name.startswith(SECURITY_PREFIX) or value is None or isinstance(value, bool):
                 continue
             parser, _, kind = name[len(SECURITY_PREFIX):].rpartition(".")
-            if parser and kind in BAD_INPUT_FIELDS and isinstance(value, int | float):
+            if parser and kind in BAD_INPUT_FIELDS:
                 totals.setdefault(parser, [0, 0, 0])[BAD_INPUT_FIELDS[kind]] += int(value)
     return [BadInputRow(p, *totals[p]) for p in sorted(totals)]
-
-
-def label(status: str) -> str:
-    return LABELS.get(status, status.upper())
 
 
 def fmt(value: float | None) -> str:
@@ -202,21 +198,20 @@ def needs_generic_plot(result: RequirementResult, plots: Mapping[str, str]) -> b
     return bool(result.evidence) and (key is None or key not in plots)
 
 
-def replay_for(test: Mapping[str, Any]) -> str:
+def _pytest_replay(nodeid: str, tier: str | None) -> str:
+    return shlex.join(["python", "-m", "pytest", nodeid, *(["--scale", tier] if tier else [])])
+
+
+def replay_for(row: Row) -> str:
     """An experiment's own replay command; for a project's pytest test, pytest on its id."""
-    if test.get("replay"):
-        return str(test["replay"])
-    argv = ["python", "-m", "pytest", str(test.get("nodeid", "?"))]
-    if test.get("tier"):
-        argv += ["--scale", str(test["tier"])]
-    return shlex.join(argv)
+    return row.replay or _pytest_replay(row.nodeid, row.tier)
 
 
-def reason_for(test: Mapping[str, Any]) -> str:
-    why = str(test.get("reason") or "")
-    if not why and test.get("longrepr"):
-        why = str(test["longrepr"])[-REASON_CHARS_MAX:]
-    if test.get("injected") is False and test.get("outcome") != "not_applicable":
+def reason_for(row: Row) -> str:
+    why = row.reason
+    if not why and row.longrepr:
+        why = row.longrepr[-REASON_CHARS_MAX:]
+    if row.injected is False and row.status is not Status.NOT_APPLICABLE:
         why += " [fault not injected]"
     return why.strip() or "(no reason recorded)"
 
@@ -231,26 +226,24 @@ def plots_of(nodeid: str, plots: Mapping[str, str]) -> tuple[Plot, ...]:
     return tuple(Plot(plots[k], _caption(k)) for k in keys if k in plots)
 
 
-def failure_of(test: Mapping[str, Any], plots: Mapping[str, str]) -> Failure:
-    nodeid = str(test.get("nodeid", "?"))
-    status = str(test.get("outcome"))
-    return Failure(nodeid, status, label(status), reason_for(test), replay_for(test),
-                   str(test.get("host") or ""), plots_of(nodeid, plots))
+def failure_of(row: Row, plots: Mapping[str, str]) -> Failure:
+    return Failure(row.nodeid, row.outcome, label(row.status), reason_for(row), replay_for(row),
+                   row.host, plots_of(row.nodeid, plots))
 
 
-def _requirement_failures(result: RequirementResult, by_id: Mapping[str, Mapping[str, Any]],
-                          tests: Sequence[Mapping[str, Any]], plots: Mapping[str, str]
+def _requirement_failures(result: RequirementResult, by_id: Mapping[str, Row],
+                          rows: Sequence[Row], plots: Mapping[str, str]
                           ) -> tuple[Failure, ...]:
     """The experiments behind a failed or inconclusive requirement: those whose evidence
     misses the threshold or, without evidence, those that owed the measurement."""
-    if result.status not in ("failed", "inconclusive"):
+    if result.status not in SHOWN:
         return ()
     if result.evidence:
         ids = [e.nodeid for e in result.evidence
                if not _meets(e.value, result.comparator, result.threshold)]
     else:
         metric = metric_of(result.id)
-        ids = [str(t.get("nodeid")) for t in tests if metric in t.get("metrics", ())]
+        ids = [row.nodeid for row in rows if metric in row.metrics]
     unique = list(dict.fromkeys(i for i in ids if i in by_id))
     return tuple(failure_of(by_id[i], plots) for i in unique)
 
@@ -273,58 +266,51 @@ def _plot_for(result: RequirementResult, plots: Mapping[str, str]) -> Plot | Non
     return None
 
 
-def requirement_rows(verdict: Verdict, tests: Sequence[Mapping[str, Any]],
+def requirement_rows(verdict: Verdict, rows: Sequence[Row],
                      plots: Mapping[str, str]) -> tuple[RequirementRow, ...]:
-    by_id = {str(t.get("nodeid")): t for t in tests}
-    return tuple(
-        RequirementRow(r.id, r.description, r.tier, r.comparator, r.threshold, r.unit,
-                       r.measured, r.status or ("passed" if r.ok else "failed"),
-                       label(r.status or ("passed" if r.ok else "failed")),
-                       _evidence_text(r), r.note, _plot_for(r, plots),
-                       _requirement_failures(r, by_id, tests, plots))
-        for r in verdict.results)
+    by_id = {row.nodeid: row for row in rows}
+    out = []
+    for r in verdict.results:
+        status = r.status or (Status.PASSED if r.ok else Status.FAILED)
+        out.append(RequirementRow(r.id, r.description, r.tier, r.comparator, r.threshold,
+                                  r.unit, r.measured, status, label(status), _evidence_text(r),
+                                  r.note, _plot_for(r, plots),
+                                  _requirement_failures(r, by_id, rows, plots)))
+    return tuple(out)
 
 
-def experiment_rows(tests: Sequence[Mapping[str, Any]], plots: Mapping[str, str]
+def experiment_rows(rows: Sequence[Row], plots: Mapping[str, str]
                     ) -> tuple[ExperimentRow, ...]:
     """One row per gate experiment, failures first (pure; suite tests are not rows)."""
-    rows = []
-    for t in sorted(tests, key=lambda t: ORDER.get(str(t.get("outcome")), 3)):
-        if "experiment" not in t:
+    out = []
+    for row in sorted(rows, key=lambda row: ORDER[row.status]):
+        if row.experiment is None:
             continue
-        status = str(t.get("outcome"))
-        shown = status in ("failed", "error", "inconclusive")
-        wall = t.get("wall_s")
-        rows.append(ExperimentRow(
-            str(t.get("nodeid")), str(t.get("workload")), str(t.get("experiment")), status,
-            label(status), reason_for(t) if status != "passed" else "",
-            str(t.get("host") or ""), replay_for(t) if shown else "",
-            float(wall) if isinstance(wall, int | float) else None,
-            plots_of(str(t.get("nodeid")), plots)))
-    return tuple(rows)
+        shown = row.status in SHOWN
+        out.append(ExperimentRow(
+            row.nodeid, str(row.workload), row.experiment, row.status, label(row.status),
+            reason_for(row) if row.status is not Status.PASSED else "", row.host,
+            replay_for(row) if shown else "", row.wall_s, plots_of(row.nodeid, plots)))
+    return tuple(out)
 
 
-def failures(tests: Sequence[Mapping[str, Any]], plots: Mapping[str, str]
-             ) -> tuple[Failure, ...]:
-    bad = [t for t in tests if t.get("outcome") in ("failed", "error", "inconclusive")]
-    bad.sort(key=lambda t: ORDER.get(str(t.get("outcome")), 3))
-    return tuple(failure_of(t, plots) for t in bad)
+def failures(rows: Sequence[Row], plots: Mapping[str, str]) -> tuple[Failure, ...]:
+    bad = sorted((row for row in rows if row.status in SHOWN), key=lambda row: ORDER[row.status])
+    return tuple(failure_of(row, plots) for row in bad)
 
 
-def _host_text(name: str, tests: Sequence[Mapping[str, Any]]) -> str:
-    seen = [f"{t.get('experiment')}: {t['host']}" for t in tests
-            if t.get("workload") == name and t.get("host")]
+def _host_text(name: str, rows: Sequence[Row]) -> str:
+    seen = [f"{row.experiment}: {row.host}" for row in rows if row.workload == name and row.host]
     return "; ".join(seen) or "not measured (no timing experiment ran)"
 
 
-def workload_rows(meta: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]
-                  ) -> tuple[WorkloadRow, ...]:
+def workload_rows(meta: Mapping[str, Any], rows: Sequence[Row]) -> tuple[WorkloadRow, ...]:
     out = []
     for name, info in (meta.get("workloads") or {}).items():
         sizes = tuple((str(k), str(v)) for k, v in (info.get("sizes") or {}).items())
         skipped = tuple((str(k), str(v)) for k, v in (info.get("not_applicable") or {}).items())
         out.append(WorkloadRow(str(name), str(info.get("spec", "")), sizes,
-                               _host_text(str(name), tests),
+                               _host_text(str(name), rows),
                                tuple(str(e) for e in info.get("run", ())), skipped))
     return tuple(out)
 
@@ -339,23 +325,25 @@ def run_info(meta: Mapping[str, Any]) -> RunInfo:
     return RunInfo(*(text(k) for k in RUN_KEYS), other=other)
 
 
-def build_model(verdict: Verdict, tests: Sequence[Mapping[str, Any]], meta: Mapping[str, Any],
-                plots: Mapping[str, str] | None = None,
+def build_model(verdict: Verdict, tests: Sequence[Row | Mapping[str, Any]],
+                meta: Mapping[str, Any], plots: Mapping[str, str] | None = None,
                 bad_inputs: Sequence[BadInputRow] = (),
                 other_plots: Sequence[str] = ()) -> ReadinessModel:
-    """The readiness report's model (pure): ``plots`` maps plot keys to drawn PNGs."""
-    drawn = dict(plots or {})
-    requirements = requirement_rows(verdict, tests, drawn)
-    every = failures(tests, drawn) or tuple(
-        Failure(n, "failed", "FAIL", "(no reason recorded)", replay_for({"nodeid": n}))
+    """The readiness report's model (pure): ``tests`` the report's entries (Rows, or their
+    JSON, converted here); ``plots`` maps plot keys to drawn PNGs."""
+    rows, drawn = rows_of(tests), dict(plots or {})
+    requirements = requirement_rows(verdict, rows, drawn)
+    every = failures(rows, drawn) or tuple(
+        Failure(n, Status.FAILED.value, label(Status.FAILED), "(no reason recorded)",
+                _pytest_replay(n, None))
         for n in verdict.tests_failed)
     explained = {f.nodeid for r in requirements for f in r.failures}
     return ReadinessModel(
         ready=verdict.ready, status="READY" if verdict.ready else "NOT READY",
-        run=run_info(meta), workloads=workload_rows(meta, tests),
+        run=run_info(meta), workloads=workload_rows(meta, rows),
         tests_total=verdict.tests_total, tests_failed=len(verdict.tests_failed),
         requirements=requirements, failures=every,
         other_failures=tuple(f for f in every if f.nodeid not in explained),
-        experiments=experiment_rows(tests, drawn), bad_inputs=tuple(bad_inputs),
+        experiments=experiment_rows(rows, drawn), bad_inputs=tuple(bad_inputs),
         notes=verdict.notes, other_plots=tuple(Plot(p, p) for p in other_plots),
         verdict=verdict, meta=dict(meta))

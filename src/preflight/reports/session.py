@@ -79,7 +79,8 @@ class RunLike(Protocol):
 
 def jsonable(data: Any) -> Any:
     """Plain JSON types all the way down: numpy scalars unwrapped (duck-typed, so this
-    module never imports numpy), NaN and infinity become null."""
+    module never imports numpy), NaN and infinity become null, str subclasses plain str
+    (pytest-xdist's execnet ships only plain types)."""
     if isinstance(data, Mapping):
         return {str(k): jsonable(v) for k, v in data.items()}
     if isinstance(data, list | tuple):
@@ -88,7 +89,9 @@ def jsonable(data: Any) -> Any:
         data = data.item()
     if isinstance(data, float):
         return data if math.isfinite(data) else None
-    if data is None or isinstance(data, bool | int | str):
+    if isinstance(data, str):
+        return str(data)  # a StrEnum (preflight.evidence.Status) travels as its plain value
+    if data is None or isinstance(data, bool | int):
         return data
     if isinstance(data, Iterable):
         return [jsonable(v) for v in data]

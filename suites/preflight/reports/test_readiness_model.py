@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from preflight.evidence import Row
 from preflight.gate.verdict import validate_ready_for_production
 from preflight.reports.readiness import markdown
 from preflight.reports.readiness_model import (
@@ -120,12 +121,13 @@ def test_failures_no_requirement_explains_are_listed_apart() -> None:
 
 def test_reasons_keep_the_tail_of_a_long_traceback_and_say_when_nothing_was_injected() -> None:
     long = "x" * 5000 + "E   assert the real reason"
-    why = reason_for({"outcome": "failed", "longrepr": long})
+    why = reason_for(Row.from_json({"outcome": "failed", "longrepr": long}))
     assert len(why) <= REASON_CHARS_MAX and why.endswith("assert the real reason")
-    assert reason_for({"outcome": "inconclusive", "reason": "r", "injected": False}) == (
-        "r [fault not injected]")
-    assert reason_for({"outcome": "failed"}) == "(no reason recorded)"
-    assert replay_for({"nodeid": "t.py::a b"}) == "python -m pytest 't.py::a b'"
+    assert reason_for(Row.from_json({"outcome": "inconclusive", "reason": "r",
+                                     "injected": False})) == "r [fault not injected]"
+    assert reason_for(Row.from_json({"outcome": "failed"})) == "(no reason recorded)"
+    assert replay_for(Row.from_json({"nodeid": "t.py::a b"})) == (
+        "python -m pytest 't.py::a b'")
 
 
 def test_json_keeps_the_keys_readers_parse_and_markdown_reads_the_same_model(
