@@ -34,12 +34,16 @@ _DEFAULT_POLICY = default_policy()  # for directions only; thresholds don't matt
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class HistorySnapshot:
     """What a comparison reads from the history: ``rows`` newest first, and per kind the
     result id of its stored baseline."""
 
     rows: tuple[ResultRow, ...]
     baselines: Mapping[str, int]
+
+
+# The name preflight.history.cli reads (alerts.snapshot has a Snapshot of its own).
+Snapshot = HistorySnapshot
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,11 @@ def check_run_spec(spec: str) -> str:
     return spec
 
 
-def _of_kind(snapshot: Snapshot, kind: str | None) -> list[ResultRow]:
+def _of_kind(snapshot: HistorySnapshot, kind: str | None) -> list[ResultRow]:
     return [r for r in snapshot.rows if kind is None or r.kind == kind]
 
 
-def _by_run_id(snapshot: Snapshot, run_id: str, kind: str | None) -> ResultRow:
+def _by_run_id(snapshot: HistorySnapshot, run_id: str, kind: str | None) -> ResultRow:
     """The newest result recorded under ``run_id`` (a gate re-recorded under one id counts
     as its newest recording)."""
     found = [r for r in snapshot.rows if r.run_id == run_id]
@@ -90,14 +94,14 @@ def _by_run_id(snapshot: Snapshot, run_id: str, kind: str | None) -> ResultRow:
     return found[0]
 
 
-def latest(snapshot: Snapshot, kind: str | None) -> ResultRow:
+def latest(snapshot: HistorySnapshot, kind: str | None) -> ResultRow:
     rows = _of_kind(snapshot, kind)
     if not rows:
         raise BadInputError(f"the history holds no {kind or 'gate or soak'} result yet")
     return rows[0]
 
 
-def choose_baseline(snapshot: Snapshot, kind: str, explicit: str | None = None) -> Chosen:
+def choose_baseline(snapshot: HistorySnapshot, kind: str, explicit: str | None = None) -> Chosen:
     """The baseline for results of ``kind``: ``explicit`` (--baseline RUN) first, then the
     stored one (--set-baseline), else the result before the latest, as asv compares to the
     previous commit when told nothing."""
@@ -124,7 +128,7 @@ def choose_baseline(snapshot: Snapshot, kind: str, explicit: str | None = None) 
 
 
 def resolve(
-    spec: str, snapshot: Snapshot, kind: str | None, explicit_baseline: str | None = None
+    spec: str, snapshot: HistorySnapshot, kind: str | None, explicit_baseline: str | None = None
 ) -> Chosen:
     """The result ``spec`` names. ``baseline`` is the baseline of ``kind`` (or of the
     latest result's kind when no kind is given)."""
@@ -136,7 +140,7 @@ def resolve(
 
 
 def resolve_pair(
-    spec_a: str, spec_b: str, snapshot: Snapshot, kind: str | None,
+    spec_a: str, spec_b: str, snapshot: HistorySnapshot, kind: str | None,
     explicit_baseline: str | None = None,
 ) -> tuple[Chosen, Chosen]:
     """Resolve A and B so that ``baseline`` means the baseline of the other side's kind:

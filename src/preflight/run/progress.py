@@ -16,9 +16,13 @@ STDOUT_LINE_BYTES_MAX = 64 << 10  # a longer "line" is not a progress line
 
 
 @dataclass(frozen=True)
-class Progress:
+class JobProgress:
     done: int
     total: int  # 0 when the job does not report a total
+
+
+# The name preflight.workload re-exports (durable.ledger has a Progress of its own).
+Progress = JobProgress
 
 
 class FileProgress:
@@ -27,17 +31,17 @@ class FileProgress:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._last: Progress | None = None
+        self._last: JobProgress | None = None
         self._lock = threading.Lock()
 
-    def read(self) -> Progress | None:
+    def read(self) -> JobProgress | None:
         with self._lock:
             parsed = self._parse()
             if parsed is not None:
                 self._last = parsed
             return self._last
 
-    def _parse(self) -> Progress | None:
+    def _parse(self) -> JobProgress | None:
         # Read here, not through durable.read_json: that import pulls in numpy, and the
         # first sample must not wait for it. The size bound is the same idea.
         try:
@@ -54,12 +58,12 @@ class FileProgress:
         return _progress_from(raw.get("done"), raw.get("total")) if isinstance(raw, dict) else None
 
 
-def _progress_from(done: Any, total: Any) -> Progress | None:
+def _progress_from(done: Any, total: Any) -> JobProgress | None:
     if isinstance(done, bool) or not isinstance(done, int) or done < 0:
         return None
     if isinstance(total, bool) or not isinstance(total, int) or total < 0:
         total = 0
-    return Progress(done, total)
+    return JobProgress(done, total)
 
 
 class RegexProgress:
@@ -72,23 +76,23 @@ class RegexProgress:
         self.regex = re.compile(pattern.encode())
         self._offset = 0
         self._partial = b""
-        self._last: Progress | None = None
+        self._last: JobProgress | None = None
         self._lock = threading.Lock()
 
-    def read(self) -> Progress | None:
+    def read(self) -> JobProgress | None:
         """The latest value (what a sampler wants)."""
         with self._lock:
             self._follow()
             return self._last
 
-    def read_all(self) -> list[Progress]:
+    def read_all(self) -> list[JobProgress]:
         """Every value printed since the last call, in order: a resumed run's first line is
         its resume point even when later lines came before the harness looked."""
         with self._lock:
             return self._follow()
 
-    def _follow(self) -> list[Progress]:
-        values: list[Progress] = []
+    def _follow(self) -> list[JobProgress]:
+        values: list[JobProgress] = []
         for line in self._new_lines():
             match = self.regex.search(line)
             if match is None:
@@ -116,5 +120,5 @@ class RegexProgress:
 
 
 class NoProgress:
-    def read(self) -> Progress | None:
+    def read(self) -> JobProgress | None:
         return None

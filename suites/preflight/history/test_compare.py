@@ -10,7 +10,7 @@ import pytest
 from preflight.durable import BadInputError
 from preflight.history.compare import (
     Change,
-    Snapshot,
+    HistorySnapshot,
     check_thresholds,
     choose_baseline,
     compare_values,
@@ -34,8 +34,8 @@ ROWS = (_row(5, "g3"), _row(4, "s2", "soak"), _row(3, "g2"), _row(2, "s1", "soak
         _row(1, "g1"))
 
 
-def _snapshot(baselines: dict[str, int] | None = None) -> Snapshot:
-    return Snapshot(ROWS, baselines or {})
+def _snapshot(baselines: dict[str, int] | None = None) -> HistorySnapshot:
+    return HistorySnapshot(ROWS, baselines or {})
 
 
 def test_direction_comes_from_the_policy_comparator():
@@ -71,7 +71,7 @@ def test_baseline_order_explicit_then_stored_then_previous():
     with pytest.raises(BadInputError, match="--baseline must name a run id"):
         choose_baseline(stored, "gate", explicit="latest")
     with pytest.raises(BadInputError, match="no soak baseline"):
-        choose_baseline(Snapshot(ROWS[:2], {}), "soak")
+        choose_baseline(HistorySnapshot(ROWS[:2], {}), "soak")
     with pytest.raises(BadInputError, match="older than the newest 5 results"):
         choose_baseline(_snapshot({"gate": 99}), "gate")
 
