@@ -224,8 +224,18 @@ def run_planned(items: Sequence[Planned], *, tier: str, base_dir: Path,
                 bounds: Mapping[str, float], seed: int = 0, reruns: int = 0,
                 out: TextIO | None = None, workers: int | None = None,
                 seen_s: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
-    """Run every planned experiment; returns their report entries in plan order.
-    ``seen_s``: durations by label from an earlier gate, to start the longest first."""
+    """Run every planned experiment; returns their report entries (report.json's) in plan
+    order. ``seen_s``: durations by label from an earlier gate, to start the longest first."""
+    rows = run_rows(items, tier=tier, base_dir=base_dir, bounds=bounds, seed=seed,
+                    reruns=reruns, out=out, workers=workers, seen_s=seen_s)
+    return [row.to_json() for row in rows]
+
+
+def run_rows(items: Sequence[Planned], *, tier: str, base_dir: Path,
+             bounds: Mapping[str, float], seed: int = 0, reruns: int = 0,
+             out: TextIO | None = None, workers: int | None = None,
+             seen_s: Mapping[str, float] | None = None) -> list[Row]:
+    """run_planned's experiments as typed Rows, for a caller that needs no JSON."""
     def ctx_for(item: Planned) -> Context:
         return Context(item.spec, tier, base_dir / item.spec.name, seed, bounds)
 
@@ -241,4 +251,4 @@ def run_planned(items: Sequence[Planned], *, tier: str, base_dir: Path,
             results.update({i: f.result() for i, f in futures.items()})
         for i, it in alone:
             results[i] = _run_one(it, ctx_for(it), reruns, progress)
-    return [results[i].to_json() for i in range(len(items))]
+    return [results[i] for i in range(len(items))]

@@ -11,6 +11,8 @@ from typing import Any
 
 from preflight.analysis import leak_verdict, stall_verdict, throughput_verdict
 from preflight.analysis.confirm import below_bound, confirm
+from preflight.analysis.leak import LeakVerdict
+from preflight.analysis.throughput import StallVerdict, ThroughputVerdict
 from preflight.experiments.base import (
     FAIL,
     INCONCLUSIVE,
@@ -23,11 +25,15 @@ from preflight.experiments.base import (
 )
 from preflight.host.rule import disturbed, excused, host_text
 from preflight.host.watch import HostFigures, watching_frozen
+from preflight.run.handles import WorkloadHandle
+from preflight.run.sampler import Sample
 from preflight.spec.parse import SpecError, WorkloadSpec
 
 TIMING = ("throughput", "stall")
 # The sample fields the readiness report plots (preflight.reports.evidence_plots).
 EVIDENCE_FIELDS = ("t_s", "progress_done", "uss_bytes", "rss_bytes", "open_files")
+# One run's detector verdicts by name: memory, open_files (leak), throughput, stall.
+Verdicts = Mapping[str, LeakVerdict | ThroughputVerdict | StallVerdict]
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,7 @@ class StabilityObservation:
     """The detectors' verdicts of one settled run, and what the host did during it."""
 
     returncode: int | None
-    verdicts: Mapping[str, Any]  # memory, open_files, throughput, stall
+    verdicts: Verdicts
     steal: float | None
     frozen: float | None
     runs: int
@@ -43,7 +49,7 @@ class StabilityObservation:
     neighbours: float | None = None  # other processes' share of the machine
 
 
-def _measurements(verdicts: Mapping[str, Any]) -> tuple[Measurement, ...]:
+def _measurements(verdicts: Verdicts) -> tuple[Measurement, ...]:
     memory, files, speed, stall = (verdicts[k] for k in ("memory", "open_files", "throughput",
                                                          "stall"))
     found: list[Measurement] = []
@@ -57,7 +63,7 @@ def _measurements(verdicts: Mapping[str, Any]) -> tuple[Measurement, ...]:
     return tuple(found)
 
 
-def evidence_doc(samples: Sequence[Any], verdicts: Mapping[str, Any], *, workload: str,
+def evidence_doc(samples: Sequence[Sample], verdicts: Verdicts, *, workload: str,
                  tier: str, run: int, attempt: int, total: int | None,
                  bounds: Mapping[str, float]) -> dict[str, Any]:
     """One run's evidence: its samples as columns and its detectors' verdicts (pure), so
@@ -104,7 +110,7 @@ class Stability:
         return None
 
     def _params(
-        self, ctx: Context, handle: Any
+        self, ctx: Context, handle: WorkloadHandle
     ) -> tuple[dict[str, object], int | None, int | None]:
         readiness = ctx.spec.readiness
         params = handle.params()
@@ -120,7 +126,7 @@ class Stability:
         return params, total, production
 
     def _once(self, ctx: Context, number: int
-              ) -> tuple[dict[str, Any], int | None, HostFigures, str, str]:
+              ) -> tuple[Verdicts, int | None, HostFigures, str, str]:
         handle = ctx.handle(f"{self.name}{number}", ctx.spec.readiness.stability_sample_s)
         params, total, production = self._params(ctx, handle)
         tier = ctx.tier
