@@ -138,7 +138,7 @@ def judge(plant: Plant, result: WatchResult, injection: Injection | None, run: R
     )
 
 
-class Experiment:
+class AlertExperiment:
     """One plant on one workload: start() launches the watcher then the job; finish()
     waits (bounded), stops both and judges."""
 
@@ -177,7 +177,7 @@ class Experiment:
             FileSource(self.metrics_path), thresholds, poll_s=poll_s, traces=traces
         )
 
-    def start(self) -> Experiment:
+    def start(self) -> AlertExperiment:
         self.watcher.start()
         self.run.start()
         return self
@@ -212,10 +212,10 @@ def run_experiments(
 ) -> list[Detection]:
     """Every plant at once (the jobs mostly sleep), each in its own workdir; bounded."""
     experiments = [
-        Experiment(spec, params, plant, base_dir / plant.name, thresholds, poll_s=poll_s)
+        AlertExperiment(spec, params, plant, base_dir / plant.name, thresholds, poll_s=poll_s)
         for plant in plants
     ]
-    started: list[Experiment] = []
+    started: list[AlertExperiment] = []
     try:
         for experiment in experiments:
             started.append(experiment.start())
@@ -227,7 +227,7 @@ def run_experiments(
 
 
 @dataclass(frozen=True)
-class Attempt:
+class AlertAttempt:
     """One round of experiments on a machine that gave a busy process ``cpu_share`` of a CPU
     when it began: every duration in the rules, the plants and the bounds was stretched by
     ``dilation`` (1 on a quiet machine), so a starved job keeps the margins a quiet one has."""
@@ -270,7 +270,7 @@ def run_dilated(
     timeout_s: float,
     attempt: int = 1,
     probe: Callable[[], float | None] = lambda: hostload.probe_cpu_share(DILATION_PROBE_S),
-) -> Attempt:
+) -> AlertAttempt:
     """``run_experiments`` with every duration stretched by what the machine gives now: on a
     host taking 70% of the CPU a clean datagen needed 3.5 s to start, longer than the small
     profile's checkpoint age, and the clean run fired alerts that were the host's.
@@ -284,11 +284,11 @@ def run_dilated(
     detections = run_experiments(
         spec, params, plants_for(stretched), base_dir, stretched, timeout_s=timeout_s * factor
     )
-    return Attempt(detections, stretched, factor, share, attempt)
+    return AlertAttempt(detections, stretched, factor, share, attempt)
 
 
 def attempt_measurements(
-    attempt: Attempt, prefix: str, target_latency_s: float
+    attempt: AlertAttempt, prefix: str, target_latency_s: float
 ) -> list[tuple[str, float, str, float | None, bool | None]]:
     """What a test records of an attempt (pure): (name, value, unit, threshold, ok) rows,
     the latency per fired plant against the target, the wall-clock latency beside it, and
@@ -321,7 +321,7 @@ class RecorderLike(Protocol):
 
 
 def record_attempt(
-    record: RecorderLike, prefix: str, attempt: Attempt, target_latency_s: float
+    record: RecorderLike, prefix: str, attempt: AlertAttempt, target_latency_s: float
 ) -> list[str]:
     """Record every detection's verdict and the attempt's measurements under ``prefix``;
     return one line per failed plant (empty when all passed)."""

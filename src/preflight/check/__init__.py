@@ -1,7 +1,7 @@
 """Fault injection for `preflight check` (Jepsen-style: schedule -> history -> checker).
 
-One module per fault kind, each with ``plan(reference, seed) -> [Experiment]`` (pure, from
-the seed) and ``execute(ctx, experiment, ...) -> History`` (drives the job):
+One module per fault kind, each with ``plan(reference, seed) -> [FaultExperiment]`` (pure, from
+the seed) and ``execute(ctx, experiment, ...) -> FaultHistory`` (drives the job):
 
 - kill.py         SIGKILL at a time / at progress / in storms / inside a checkpoint write;
                   SIGTERM as preemption
@@ -11,7 +11,7 @@ the seed) and ``execute(ctx, experiment, ...) -> History`` (drives the job):
 - disk.py         small tmpfs workdir (root) or RLIMIT_FSIZE
 - rank.py         SIGKILL one rank of a launcher (torchrun); the launcher must restart it
 
-Shared pieces: schedule.py (seeds, Experiment), history.py (the recorded records),
+Shared pieces: schedule.py (seeds, FaultExperiment), history.py (the recorded records),
 runner.py (one bounded attempt, resume loop, verify/fingerprint), reference.py (the
 uninterrupted run), report.py (JSON/Markdown/HTML), pytest_fixtures.py. The verdicts come
 from the pure checker in src/preflight/check/checker.py; the command line is

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from preflight.check import checker, registry
 from preflight.check.drive.reference import run_reference
-from preflight.check.drive.runner import Bounds, Context
-from preflight.check.drive.schedule import Experiment
-from preflight.check.history import History, Reference
+from preflight.check.drive.runner import Bounds, DriveContext
+from preflight.check.drive.schedule import FaultExperiment
+from preflight.check.history import FaultHistory, Reference
 from preflight.check.interrupt import Interrupted, stop_on_signals
 from preflight.check.kind import InjectContext, PlanContext
 from preflight.check.kinds import corrupt
@@ -102,7 +102,7 @@ def experiment_bounds(spec: WorkloadSpec, reference: Reference, opts: CheckOptio
     )
 
 
-def plan_all(spec: WorkloadSpec, reference: Reference, opts: CheckOptions) -> list[Experiment]:
+def plan_all(spec: WorkloadSpec, reference: Reference, opts: CheckOptions) -> list[FaultExperiment]:
     return registry.plan(opts.faults, PlanContext(spec, reference, opts.seed))
 
 
@@ -111,7 +111,7 @@ def sigterm_mode(spec: WorkloadSpec, opts: CheckOptions) -> str:
     return opts.sigterm or spec.sigterm
 
 
-def _run_one(ctx: InjectContext, exp: Experiment, opts: CheckOptions, sigterm: str) -> Row:
+def _run_one(ctx: InjectContext, exp: FaultExperiment, opts: CheckOptions, sigterm: str) -> Row:
     try:
         with hostload.FreezeMeter() as meter:
             history = registry.inject(ctx, exp)
@@ -119,9 +119,9 @@ def _run_one(ctx: InjectContext, exp: Experiment, opts: CheckOptions, sigterm: s
         verdicts = tuple(checker.check(history, ctx.reference, opts.restarts_max, sigterm=sigterm))
     except Exception as exc:  # noqa: BLE001 - any harness error becomes a failed verdict
         # The harness itself failed here: a failed verdict, never a silent pass.
-        history = History(exp.id, exp.kind, opts.seed, exp.schedule, notes=(_tb(exc),))
+        history = FaultHistory(exp.id, exp.kind, opts.seed, exp.schedule, notes=(_tb(exc),))
         detail = f"harness error: {type(exc).__name__}: {exc}"
-        verdicts = (checker.Verdict("experiment", checker.FAIL, detail),)
+        verdicts = (checker.CheckVerdict("experiment", checker.FAIL, detail),)
     return Row(exp, history, verdicts, replay_command(opts.meta(), exp.kind, exp.id))
 
 
@@ -156,7 +156,7 @@ class Battery:
         self.meta = {**opts.meta(), "started": datetime.now(UTC).isoformat(timespec="seconds")}
         self.reference: Reference | None = None
         self.error = ""
-        self.ctx = Context(self.spec, self.params, self.root)
+        self.ctx = DriveContext(self.spec, self.params, self.root)
         self.sigterm = sigterm_mode(self.spec, opts)
 
     def __enter__(self) -> Battery:
@@ -193,7 +193,7 @@ class Battery:
         self.ctx = replace(self.ctx, bounds=experiment_bounds(spec, reference, opts))
         return reference
 
-    def plan(self) -> list[Experiment]:
+    def plan(self) -> list[FaultExperiment]:
         """The battery for the options' fault kinds and seed (filtered by --only)."""
         experiments = plan_all(self.spec, self.start(), self.opts)
         if not self.opts.only:
@@ -217,7 +217,7 @@ class Battery:
             raise ValueError(f"unknown experiment id(s) {unknown}; known: {sorted(planned)}")
         return [self.run(planned[i]) for i in ids]
 
-    def run(self, exp: Experiment) -> Row:
+    def run(self, exp: FaultExperiment) -> Row:
         reference = self.start()
         inject = InjectContext(self.ctx, reference, self.opts.seed)
         return _run_one(inject, exp, self.opts, self.sigterm)
@@ -230,7 +230,7 @@ class Battery:
         else:
             stop = {"at_s": round(reference.duration_s * stop_fraction, 3)}
         schedule = {"corruption": asdict(spec), "stop": stop}
-        row = self.run(Experiment(f"corrupt-{spec.kind}-drawn", "corrupt", schedule))
+        row = self.run(FaultExperiment(f"corrupt-{spec.kind}-drawn", "corrupt", schedule))
         # Not in the CLI's seeded plan: the drawn value itself is the reproducer.
         return replace(row, replay=f"hypothesis example {spec!r} (stop at {stop})")
 

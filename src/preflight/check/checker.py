@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import PurePath
 from typing import Any
 
-from preflight.check.history import FAULT_NONE, FAULT_SIGTERM, Attempt, History, Reference
+from preflight.check.history import FAULT_NONE, FAULT_SIGTERM, Attempt, FaultHistory, Reference
 from preflight.check.messages import DISK_MESSAGE_RE, MEMORY_MESSAGE_RE, cause, tail_line
 from preflight.durable.errors import EXIT_STOPPED
 from preflight.host import load as hostload
@@ -43,7 +43,7 @@ SIGKILL_RCS = (-9, 137)  # Popen reports -9; a shell wrapper reports 128 + 9
 
 
 @dataclass(frozen=True)
-class Verdict:
+class CheckVerdict:
     name: str
     status: str  # PASS | FAIL | SKIP
     detail: str
@@ -58,28 +58,28 @@ class Verdict:
 
 
 def check(
-    history: History,
+    history: FaultHistory,
     reference: Reference,
     restarts_max: int = RESTARTS_MAX,
     *,
     sigterm: str = SIGTERM_ANY,
-) -> list[Verdict]:
+) -> list[CheckVerdict]:
     """All verdicts for one experiment (pure: the same inputs always give the same list)."""
     if history.skipped:
-        return [Verdict("experiment", SKIP, history.skipped)]
+        return [CheckVerdict("experiment", SKIP, history.skipped)]
     if not history.attempts:
-        return [Verdict("experiment", FAIL, "no attempt was recorded")]
+        return [CheckVerdict("experiment", FAIL, "no attempt was recorded")]
     verdicts = _all(history, reference, restarts_max, sigterm)
     if history.injected is False:
         # Nothing was done to the job: whatever passed proves nothing; a failure stands.
         why = history.injected_detail or "the fault was never injected"
-        return [Verdict("injected", SKIP, f"inconclusive: {why}")] + [
+        return [CheckVerdict("injected", SKIP, f"inconclusive: {why}")] + [
             v for v in verdicts if v.failed
         ]
     return _timing_only(history, verdicts)
 
 
-def _timing_only(history: History, verdicts: list[Verdict]) -> list[Verdict]:
+def _timing_only(history: FaultHistory, verdicts: list[CheckVerdict]) -> list[CheckVerdict]:
     """A liveness failure alone, under heavy host steal or with the harness frozen, describes
     the host: inconclusive."""
     failed = [v for v in verdicts if v.failed]
@@ -92,10 +92,12 @@ def _timing_only(history: History, verdicts: list[Verdict]) -> list[Verdict]:
     host = [f"{steal:.0%} host CPU steal"] if steal is not None else []
     host += [f"the harness frozen {frozen:.0%} of the time"] if frozen is not None else []
     detail = f"inconclusive: {failed[0].detail}, under {' and '.join(host)}"
-    return [Verdict("liveness", SKIP, detail) if v.failed else v for v in verdicts]
+    return [CheckVerdict("liveness", SKIP, detail) if v.failed else v for v in verdicts]
 
 
-def _all(history: History, reference: Reference, restarts_max: int, sigterm: str) -> list[Verdict]:
+def _all(
+    history: FaultHistory, reference: Reference, restarts_max: int, sigterm: str
+) -> list[CheckVerdict]:
     verdicts = [liveness(history)]
     if history.fault_exit:
         verdicts.append(fault_exit(history, reference, sigterm))
@@ -105,7 +107,7 @@ def _all(history: History, reference: Reference, restarts_max: int, sigterm: str
         verdicts.append(corruption_verdict)
     if refused:
         note = "the job refused the damaged file, an accepted outcome"
-        verdicts += [Verdict(name, SKIP, note) for name in ("completed", "valid", "exact")]
+        verdicts += [CheckVerdict(name, SKIP, note) for name in ("completed", "valid", "exact")]
     else:
         verdicts += [
             completed(history, restarts_max, reference),
@@ -114,17 +116,17 @@ def _all(history: History, reference: Reference, restarts_max: int, sigterm: str
         ]
     if history.corruptions:
         # A damaged checkpoint may force a restart from scratch; that is a repair, not loss.
-        verdicts.append(Verdict("lost_work", SKIP, "checkpoint damaged on purpose"))
+        verdicts.append(CheckVerdict("lost_work", SKIP, "checkpoint damaged on purpose"))
     else:
         verdicts.append(lost_work(history, reference))
     return verdicts
 
 
-def passed(verdicts: Sequence[Verdict]) -> bool:
+def passed(verdicts: Sequence[CheckVerdict]) -> bool:
     return not any(v.failed for v in verdicts)
 
 
-def liveness(history: History) -> Verdict:
+def liveness(history: FaultHistory) -> CheckVerdict:
     # A process left outside the group (setsid) would outlive the job in production too.
     hung = [a for a in history.attempts if a.timed_out]
     where = ", ".join(f"attempt {a.index} after {a.duration_s:.1f} s" for a in hung)
@@ -135,15 +137,15 @@ def liveness(history: History) -> Verdict:
             f"process group (killed; first: {first.leftover})"
         )
     if problems:
-        return Verdict("liveness", FAIL, "; ".join(problems))
-    return Verdict("liveness", PASS, f"{len(history.attempts)} attempt(s), all ended in bound")
+        return CheckVerdict("liveness", FAIL, "; ".join(problems))
+    return CheckVerdict("liveness", PASS, f"{len(history.attempts)} attempt(s), all ended in bound")
 
 
-def _left_behind(history: History) -> list[Attempt]:
+def _left_behind(history: FaultHistory) -> list[Attempt]:
     return [a for a in history.attempts if a.leftovers]
 
 
-def _planned_restarts(history: History) -> int:
+def _planned_restarts(history: FaultHistory) -> int:
     return sum(1 for a in history.attempts if a.fault != FAULT_NONE)
 
 
@@ -155,13 +157,15 @@ def short_of_total(attempt: Attempt, reference: Reference | None) -> tuple[int, 
     return attempt.last_done, total
 
 
-def completed(history: History, restarts_max: int, reference: Reference | None = None) -> Verdict:
+def completed(
+    history: FaultHistory, restarts_max: int, reference: Reference | None = None
+) -> CheckVerdict:
     last = history.attempts[-1]
     restarts = len(history.attempts) - 1
     allowed = _planned_restarts(history) + restarts_max
     if last.rc != 0:
         why = "hung" if last.timed_out else f"exit {last.rc}"
-        return Verdict(
+        return CheckVerdict(
             "completed",
             FAIL,
             f"did not finish after {restarts} restart(s): last attempt {why}"
@@ -170,38 +174,40 @@ def completed(history: History, restarts_max: int, reference: Reference | None =
         )
     short = short_of_total(last, reference)
     if short is not None:
-        return Verdict(
+        return CheckVerdict(
             "completed",
             FAIL,
             f"exit 0 with progress {short[0]}/{short[1]}: it reported success without "
             "finishing the work",
         )
     if restarts > allowed:
-        return Verdict("completed", FAIL, f"needed {restarts} restarts, bound is {allowed}")
-    return Verdict("completed", PASS, f"finished after {restarts} restart(s) (bound {allowed})")
+        return CheckVerdict("completed", FAIL, f"needed {restarts} restarts, bound is {allowed}")
+    return CheckVerdict(
+        "completed", PASS, f"finished after {restarts} restart(s) (bound {allowed})"
+    )
 
 
-def valid(history: History) -> Verdict:
+def valid(history: FaultHistory) -> CheckVerdict:
     if history.attempts[-1].rc != 0:
-        return Verdict("valid", SKIP, "not completed, nothing to verify")
+        return CheckVerdict("valid", SKIP, "not completed, nothing to verify")
     if history.verify_rc is None:
-        return Verdict("valid", SKIP, "no verify command in the workload spec")
+        return CheckVerdict("valid", SKIP, "no verify command in the workload spec")
     if history.verify_rc == 0:
-        return Verdict("valid", PASS, "verify exit 0")
-    return Verdict("valid", FAIL, f"verify exit {history.verify_rc}")
+        return CheckVerdict("valid", PASS, "verify exit 0")
+    return CheckVerdict("valid", FAIL, f"verify exit {history.verify_rc}")
 
 
-def exact(history: History, reference: Reference) -> Verdict:
+def exact(history: FaultHistory, reference: Reference) -> CheckVerdict:
     if history.attempts[-1].rc != 0:
-        return Verdict("exact", SKIP, "not completed, nothing to compare")
+        return CheckVerdict("exact", SKIP, "not completed, nothing to compare")
     if reference.fingerprint is None or history.fingerprint is None:
-        return Verdict("exact", SKIP, "no fingerprint (no command in the spec, or it failed)")
+        return CheckVerdict("exact", SKIP, "no fingerprint (no command in the spec, or it failed)")
     if history.fingerprint == reference.fingerprint:
-        return Verdict("exact", PASS, f"fingerprint {_short(history.fingerprint)} = reference")
+        return CheckVerdict("exact", PASS, f"fingerprint {_short(history.fingerprint)} = reference")
     control = history.control
     same = control is not None and control.fingerprint == history.fingerprint
     why = "; a kill-only resume from the same stop (no damage) gives it too" if same else ""
-    return Verdict(
+    return CheckVerdict(
         "exact",
         FAIL,
         f"fingerprint {_short(history.fingerprint)} != reference "
@@ -209,7 +215,7 @@ def exact(history: History, reference: Reference) -> Verdict:
     )
 
 
-def lost_work_per_fault(history: History) -> list[tuple[int, int | None]]:
+def lost_work_per_fault(history: FaultHistory) -> list[tuple[int, int | None]]:
     """(attempt index, lost progress or None when unobserved) for each fault that stopped
     the job; a resume that starts past the last observation lost nothing we can see."""
     losses: list[tuple[int, int | None]] = []
@@ -224,26 +230,28 @@ def lost_work_per_fault(history: History) -> list[tuple[int, int | None]]:
     return losses
 
 
-def lost_work(history: History, reference: Reference) -> Verdict:
+def lost_work(history: FaultHistory, reference: Reference) -> CheckVerdict:
     losses = lost_work_per_fault(history)
     known = [(i, lost) for i, lost in losses if lost is not None]
     if not losses:
-        return Verdict("lost_work", SKIP, "no fault stopped the job")
+        return CheckVerdict("lost_work", SKIP, "no fault stopped the job")
     if not known:
-        return Verdict("lost_work", SKIP, "no resume published its starting progress")
+        return CheckVerdict("lost_work", SKIP, "no resume published its starting progress")
     interval = reference.ckpt_interval
     text = ", ".join(f"attempt {i}: {lost}" for i, lost in known)
     if interval is None:
-        return Verdict("lost_work", SKIP, f"lost {text}; checkpoint interval unknown")
+        return CheckVerdict("lost_work", SKIP, f"lost {text}; checkpoint interval unknown")
     worst = max(lost for _, lost in known)
     status = PASS if worst <= interval else FAIL
     detail = f"lost {text} (bound: one interval = {interval})"
     if status == FAIL:
         detail += _worst_fault_file(history, known, worst)
-    return Verdict("lost_work", status, detail)
+    return CheckVerdict("lost_work", status, detail)
 
 
-def _worst_fault_file(history: History, known: list[tuple[int, int | None]], worst: int) -> str:
+def _worst_fault_file(
+    history: FaultHistory, known: list[tuple[int, int | None]], worst: int
+) -> str:
     """ "; first file the fault hit: PATH" from the attempt that lost the most, when it
     names its files (a kill's file in write; a power cut's files, checkpoints first)."""
     index = next(i for i, lost in known if lost == worst)
@@ -253,71 +261,73 @@ def _worst_fault_file(history: History, known: list[tuple[int, int | None]], wor
     return f"; first file the fault hit: {attempt.fault_path.split(', ')[0]}"
 
 
-def _faulted(history: History) -> Attempt | None:
+def _faulted(history: FaultHistory) -> Attempt | None:
     return next((a for a in history.attempts if a.fault != FAULT_NONE), None)
 
 
 def fault_exit(
-    history: History, reference: Reference | None = None, sigterm: str = SIGTERM_ANY
-) -> Verdict:
+    history: FaultHistory, reference: Reference | None = None, sigterm: str = SIGTERM_ANY
+) -> CheckVerdict:
     attempt = _faulted(history)
     if attempt is None:
-        return Verdict("fault_exit", SKIP, "no attempt was faulted")
+        return CheckVerdict("fault_exit", SKIP, "no attempt was faulted")
     if history.fault_exit == "preempt":
         return preempt_exit(history, attempt, reference, sigterm)
     judge = {"memory": _memory_exit, "disk": _disk_exit}.get(history.fault_exit)
     if judge is None:
-        return Verdict("fault_exit", SKIP, f"no rule for {history.fault_exit!r}")
+        return CheckVerdict("fault_exit", SKIP, f"no rule for {history.fault_exit!r}")
     return judge(attempt)
 
 
 def preempt_exit(
-    history: History, attempt: Attempt, reference: Reference | None, sigterm: str
-) -> Verdict:
+    history: FaultHistory, attempt: Attempt, reference: Reference | None, sigterm: str
+) -> CheckVerdict:
     """SIGTERM: the job must stop in the grace period; exit 0 only when it had finished.
     "graceful": exit 75 (or 0) and a checkpoint at the stop (the resume loses nothing);
     "any": any exit or the signal itself (no handler) — the exact verdict judges the rest."""
     if attempt.fault != FAULT_SIGTERM:
-        return Verdict("fault_exit", SKIP, "SIGTERM was never sent")
+        return CheckVerdict("fault_exit", SKIP, "SIGTERM was never sent")
     if attempt.rc is None:
-        return Verdict("fault_exit", FAIL, "did not exit within the grace period after SIGTERM")
+        return CheckVerdict(
+            "fault_exit", FAIL, "did not exit within the grace period after SIGTERM"
+        )
     short = short_of_total(attempt, reference)
     if attempt.rc == 0 and short is not None:
-        return Verdict(
+        return CheckVerdict(
             "fault_exit",
             FAIL,
             f"exit 0 after SIGTERM at progress {short[0]}/{short[1]}: a stopped job reported "
             "success (exit 75 or a non-zero code tells the scheduler to resume it)",
         )
     if sigterm == SIGTERM_ANY:
-        return Verdict("fault_exit", PASS, f"exit {attempt.rc} after SIGTERM (sigterm = any)")
+        return CheckVerdict("fault_exit", PASS, f"exit {attempt.rc} after SIGTERM (sigterm = any)")
     if attempt.rc not in (0, EXIT_STOPPED):
-        return Verdict(
+        return CheckVerdict(
             "fault_exit",
             FAIL,
             f"exit {attempt.rc} after SIGTERM; sigterm = graceful expects {EXIT_STOPPED} or 0",
         )
     lost = dict(lost_work_per_fault(history)).get(attempt.index)
     if attempt.rc == EXIT_STOPPED and lost:
-        return Verdict(
+        return CheckVerdict(
             "fault_exit",
             FAIL,
             f"exit {EXIT_STOPPED} after SIGTERM but the resume lost {lost} unit(s): "
             "no checkpoint at the stop",
         )
-    return Verdict("fault_exit", PASS, f"exit {attempt.rc} after SIGTERM (graceful)")
+    return CheckVerdict("fault_exit", PASS, f"exit {attempt.rc} after SIGTERM (graceful)")
 
 
-def _memory_exit(attempt: Attempt) -> Verdict:
+def _memory_exit(attempt: Attempt) -> CheckVerdict:
     if attempt.rc == 0:
-        return Verdict("fault_exit", SKIP, "finished under the memory limit: it did not bite")
+        return CheckVerdict("fault_exit", SKIP, "finished under the memory limit: it did not bite")
     if attempt.rc is None:
-        return Verdict("fault_exit", FAIL, "did not exit under memory pressure")
+        return CheckVerdict("fault_exit", FAIL, "did not exit under memory pressure")
     if attempt.rc in SIGKILL_RCS:
-        return Verdict("fault_exit", PASS, "OOM-killed (SIGKILL)")
+        return CheckVerdict("fault_exit", PASS, "OOM-killed (SIGKILL)")
     if attempt.rc > 0 and MEMORY_MESSAGE_RE.search(attempt.stderr_tail):
-        return Verdict("fault_exit", PASS, f"clean memory-error exit {attempt.rc}")
-    return Verdict(
+        return CheckVerdict("fault_exit", PASS, f"clean memory-error exit {attempt.rc}")
+    return CheckVerdict(
         "fault_exit",
         FAIL,
         f"exit {attempt.rc} under memory pressure without a memory-error message"
@@ -325,23 +335,23 @@ def _memory_exit(attempt: Attempt) -> Verdict:
     )
 
 
-def _disk_exit(attempt: Attempt) -> Verdict:
+def _disk_exit(attempt: Attempt) -> CheckVerdict:
     if attempt.rc == 0:
-        return Verdict("fault_exit", SKIP, "finished on the small filesystem: it did not fill")
+        return CheckVerdict("fault_exit", SKIP, "finished on the small filesystem: it did not fill")
     if attempt.rc is None:
-        return Verdict("fault_exit", FAIL, "did not exit on a full disk")
+        return CheckVerdict("fault_exit", FAIL, "did not exit on a full disk")
     if attempt.rc < 0:
-        return Verdict("fault_exit", FAIL, f"killed by signal {-attempt.rc} on a full disk")
+        return CheckVerdict("fault_exit", FAIL, f"killed by signal {-attempt.rc} on a full disk")
     if DISK_MESSAGE_RE.search(attempt.stderr_tail):
-        return Verdict("fault_exit", PASS, f"clear disk-full error, exit {attempt.rc}")
-    return Verdict(
+        return CheckVerdict("fault_exit", PASS, f"clear disk-full error, exit {attempt.rc}")
+    return CheckVerdict(
         "fault_exit",
         FAIL,
         f"exit {attempt.rc} on a full disk without saying so" + tail_line(attempt.stderr_tail),
     )
 
 
-def corruption(history: History, reference: Reference) -> tuple[Verdict, bool]:
+def corruption(history: FaultHistory, reference: Reference) -> tuple[CheckVerdict, bool]:
     """The corruption verdict, and whether the outcome was an accepted refusal."""
     damaged = sorted({p for c in history.corruptions for p in c.paths})
     what = ", ".join(f"{c.kind} {'+'.join(c.paths)}" for c in history.corruptions)
@@ -349,13 +359,13 @@ def corruption(history: History, reference: Reference) -> tuple[Verdict, bool]:
     if last.rc == 0:
         return _after_success(history, reference, what), False
     if last.rc is None or last.timed_out:
-        return Verdict("corruption", FAIL, f"hung after {what}"), False
+        return CheckVerdict("corruption", FAIL, f"hung after {what}"), False
     named = [p for p in damaged if _names_file(last.stderr_tail, p)]
     if named:
         detail = f"refused {what}: exit {last.rc} naming {', '.join(named)}"
-        return Verdict("corruption", PASS, detail), True
+        return CheckVerdict("corruption", PASS, detail), True
     return (
-        Verdict(
+        CheckVerdict(
             "corruption",
             FAIL,
             f"exit {last.rc} after {what} without naming the file" + cause(last.stderr_tail),
@@ -364,13 +374,13 @@ def corruption(history: History, reference: Reference) -> tuple[Verdict, bool]:
     )
 
 
-def _against_control(history: History, what: str) -> Verdict | None:
+def _against_control(history: FaultHistory, what: str) -> CheckVerdict | None:
     """With a kill-only control from the same stop: the damage's own effect (or None)."""
     control, mine = history.control, history.fingerprint
     if control is None or control.fingerprint is None:
         return None
     if control.fingerprint == mine:
-        return Verdict(
+        return CheckVerdict(
             "corruption",
             PASS,
             f"accepted {what}: the result equals a kill-only resume from the same stop "
@@ -380,15 +390,15 @@ def _against_control(history: History, what: str) -> Verdict | None:
     return None
 
 
-def _after_success(history: History, reference: Reference, what: str) -> Verdict:
+def _after_success(history: FaultHistory, reference: Reference, what: str) -> CheckVerdict:
     mine, theirs = history.fingerprint, reference.fingerprint
     if mine is not None and theirs is not None:
         if mine == theirs:
-            return Verdict("corruption", PASS, f"repaired {what}: fingerprint exact")
+            return CheckVerdict("corruption", PASS, f"repaired {what}: fingerprint exact")
         controlled = _against_control(history, what)
         if controlled is not None:
             return controlled
-        return Verdict(
+        return CheckVerdict(
             "corruption",
             FAIL,
             f"SILENT CORRUPTION: finished after {what} with fingerprint {_short(mine)} "
@@ -396,10 +406,12 @@ def _after_success(history: History, reference: Reference, what: str) -> Verdict
             critical=True,
         )
     if history.verify_rc == 0:
-        return Verdict("corruption", PASS, f"accepted {what}; verify passes (no fingerprint)")
+        return CheckVerdict("corruption", PASS, f"accepted {what}; verify passes (no fingerprint)")
     if history.verify_rc is None:
-        return Verdict("corruption", SKIP, f"finished after {what}; nothing to compare")
-    return Verdict("corruption", FAIL, f"finished after {what} but verify exit {history.verify_rc}")
+        return CheckVerdict("corruption", SKIP, f"finished after {what}; nothing to compare")
+    return CheckVerdict(
+        "corruption", FAIL, f"finished after {what} but verify exit {history.verify_rc}"
+    )
 
 
 def _names_file(text: str, relpath: str) -> bool:
@@ -410,7 +422,7 @@ def _short(digest: str) -> str:
     return digest[:12]
 
 
-def _after_fault(history: History) -> str:
+def _after_fault(history: FaultHistory) -> str:
     """ " after a kill while writing PATH" when the fault landed inside a write."""
     paths = [a.fault_path for a in history.attempts if a.fault_path]
     return f" after a kill while writing {paths[-1]}" if paths else ""

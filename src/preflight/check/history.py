@@ -11,7 +11,7 @@ from typing import Any
 
 # Fault kinds, in the order the battery runs them (the default of `preflight check`).
 KINDS = ("kill", "crashpoints", "corrupt", "memory", "disk", "rank")
-# Every kind an Experiment may name: KINDS plus those registered later
+# Every kind an FaultExperiment may name: KINDS plus those registered later
 # (preflight.check.registry.register adds to it).
 KNOWN_KINDS: set[str] = set(KINDS)
 
@@ -70,7 +70,7 @@ class Corruption:
 
 
 @dataclass(frozen=True)
-class History:
+class FaultHistory:
     experiment_id: str
     kind: str  # one of KINDS
     seed: int
@@ -103,7 +103,7 @@ class History:
         return asdict(self)
 
     @staticmethod
-    def from_json(raw: dict[str, Any]) -> History:
+    def from_json(raw: dict[str, Any]) -> FaultHistory:
         attempts = tuple(Attempt(**a) for a in raw.get("attempts", ()))
         corruptions = tuple(
             Corruption(c["kind"], tuple(c["paths"]), c.get("detail", ""))
@@ -113,7 +113,7 @@ class History:
         skip = ("attempts", "corruptions", "control")
         rest = {k: v for k, v in raw.items() if k not in skip}
         rest["notes"] = tuple(rest.get("notes", ()))
-        return History(**rest, attempts=attempts, corruptions=corruptions, control=control)
+        return FaultHistory(**rest, attempts=attempts, corruptions=corruptions, control=control)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ them with ``--faults``.
 
 from __future__ import annotations
 
-from preflight.check.drive.schedule import Experiment
+from preflight.check.drive.schedule import FaultExperiment
 from preflight.check.drive.sequence import skipped_history
-from preflight.check.history import KINDS, KNOWN_KINDS, History
+from preflight.check.history import KINDS, KNOWN_KINDS, FaultHistory
 from preflight.check.kind import FaultKind, InjectContext, PlanContext
 from preflight.check.kinds import corrupt, crashpoints, disk, kill, memory, rank
 from preflight.check.kinds.powerloss import kind as powerloss
@@ -51,11 +51,11 @@ def get(name: str) -> FaultKind:
         raise ValueError(f"unknown fault kind {name!r}; known: {', '.join(names())}") from None
 
 
-def plan(kinds: tuple[str, ...], ctx: PlanContext) -> list[Experiment]:
+def plan(kinds: tuple[str, ...], ctx: PlanContext) -> list[FaultExperiment]:
     return [exp for name in kinds for exp in get(name).plan(ctx)]
 
 
-def inject(ctx: InjectContext, experiment: Experiment) -> History:
+def inject(ctx: InjectContext, experiment: FaultExperiment) -> FaultHistory:
     """Run one experiment with its kind; a planned skip never starts the job."""
     if "skip" in experiment.schedule:
         return skipped_history(experiment, ctx.seed)

@@ -7,9 +7,9 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from preflight.check.checker import FAIL, PASS, SKIP, Verdict, lost_work_per_fault
-from preflight.check.drive.schedule import Experiment
-from preflight.check.history import History, Reference
+from preflight.check.checker import FAIL, PASS, SKIP, CheckVerdict, lost_work_per_fault
+from preflight.check.drive.schedule import FaultExperiment
+from preflight.check.history import FaultHistory, Reference
 
 DETAIL_CHARS = 800  # BatteryRow.detail: the failed verdicts, cut to this length
 
@@ -29,9 +29,9 @@ class BatteryRow:
 
 @dataclass(frozen=True)
 class Row:
-    experiment: Experiment
-    history: History
-    verdicts: tuple[Verdict, ...]
+    experiment: FaultExperiment
+    history: FaultHistory
+    verdicts: tuple[CheckVerdict, ...]
     replay: str
 
     @property
@@ -129,11 +129,11 @@ def _schedule_text(schedule: dict[str, Any]) -> str:
     return "; ".join(f"{k}={v}" for k, v in schedule.items() if k != "fault_exit") or "—"
 
 
-def _verdict_text(verdicts: tuple[Verdict, ...]) -> str:
+def _verdict_text(verdicts: tuple[CheckVerdict, ...]) -> str:
     return ", ".join(f"{v.name}:{v.status}" for v in verdicts)
 
 
-def injected_text(history: History) -> str:
+def injected_text(history: FaultHistory) -> str:
     """yes / NO / — (not recorded), with how or why not."""
     if history.skipped:
         return "—"
@@ -143,7 +143,7 @@ def injected_text(history: History) -> str:
     return f"{word}: {history.injected_detail}" if history.injected_detail else word
 
 
-def host_text(history: History) -> str:
+def host_text(history: FaultHistory) -> str:
     """What the machine took while the experiment ran: the host's steal and the share of the
     time the harness was frozen (a frozen cgroup shows no steal); — when not measured."""
     parts = [f"steal {history.host_steal:.0%}"] if history.host_steal is not None else []

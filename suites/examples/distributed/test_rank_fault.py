@@ -62,7 +62,7 @@ def test_plan_is_seeded_and_picks_a_rank() -> None:
 
 
 def test_recovery_time_is_to_the_first_new_step_or_bounded_by_the_first_value_seen() -> None:
-    seen = rank._Observed(kill_s=2.0, kill_done=48, resume_done=32, resume_s=3.0)
+    seen = rank._RankObserved(kill_s=2.0, kill_done=48, resume_done=32, resume_s=3.0)
     assert rank.recovery_time_s(seen) is None  # resumed, but no new step seen
     assert rank.recovery_time_s(replace(seen, first_step_s=3.5)) == 1.5
     # The restarted group did the rest between two polls: the first value seen (the final
@@ -72,7 +72,7 @@ def test_recovery_time_is_to_the_first_new_step_or_bounded_by_the_first_value_se
     assert "already past the killed group's 48" in rank._notes(
         replace(finished, killed=(1, 99), restart_s=3.0), 0
     )[0]
-    assert rank.recovery_time_s(rank._Observed()) is None  # never killed
+    assert rank.recovery_time_s(rank._RankObserved()) is None  # never killed
 
 
 @pytest.mark.long

@@ -21,7 +21,7 @@ from preflight.alerts import (
 from preflight.alerts import rules as r
 from preflight.alerts.evaluate import Alert
 from preflight.alerts.experiment import (
-    Attempt,
+    AlertAttempt,
     Detection,
     Plant,
     attempt_measurements,
@@ -208,7 +208,7 @@ def _detection(plant: Plant, latency_s: float | None, fired: tuple[str, ...] = (
 
 def test_an_attempt_on_a_starved_machine_reports_latency_at_the_profiles_own_thresholds() -> None:
     stall = Plant("stall", "stall", log_fault="stall")
-    attempt = Attempt(
+    attempt = AlertAttempt(
         [_detection(Plant("clean", None), None), _detection(stall, 6.0, ("stall",))],
         r.PROFILES["small"].dilated(3.0),
         3.0,
@@ -224,7 +224,7 @@ def test_an_attempt_on_a_starved_machine_reports_latency_at_the_profiles_own_thr
         "datagen.alerts.attempt": (1, None, None),
         "datagen.alerts.host_cpu_share": (0.3, None, None),
     }
-    slow = Attempt([_detection(stall, 6.0, ("stall",))], r.PROFILES["small"], 1.0, 0.99)
+    slow = AlertAttempt([_detection(stall, 6.0, ("stall",))], r.PROFILES["small"], 1.0, 0.99)
     assert ("datagen.alerts.stall.detection_latency_s", 6.0, "s", 5.0, False) in \
         attempt_measurements(slow, "datagen.alerts", 5.0)
 
@@ -237,7 +237,7 @@ def test_an_attempt_on_a_starved_machine_reports_latency_at_the_profiles_own_thr
         def verdict(self, name: str, verdict: Detection) -> None:
             recorded.append((name, verdict.ok))
 
-    noisy = Attempt([_detection(Plant("clean", None), None, ("stall",))], r.PROFILES["small"],
+    noisy = AlertAttempt([_detection(Plant("clean", None), None, ("stall",))], r.PROFILES["small"],
                     1.0, None)
     assert record_attempt(Record(), "alerts", noisy, 5.0) == [
         "clean: unexpected alert(s) ['stall'] on plant 'clean'"]

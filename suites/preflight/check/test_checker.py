@@ -6,7 +6,15 @@ from dataclasses import replace
 
 import pytest
 
-from preflight.check.checker import FAIL, PASS, SKIP, Verdict, check, lost_work_per_fault, passed
+from preflight.check.checker import (
+    FAIL,
+    PASS,
+    SKIP,
+    CheckVerdict,
+    check,
+    lost_work_per_fault,
+    passed,
+)
 from preflight.check.history import (
     FAULT_DISK,
     FAULT_MEMORY,
@@ -15,7 +23,7 @@ from preflight.check.history import (
     FAULT_SIGTERM,
     Attempt,
     Corruption,
-    History,
+    FaultHistory,
     Reference,
 )
 
@@ -32,13 +40,13 @@ def finished(index: int = 1, start: int = 10) -> Attempt:
     return Attempt(index, True, start_done=start, last_done=30, rc=0)
 
 
-def history(*attempts: Attempt, **kw: object) -> History:
+def history(*attempts: Attempt, **kw: object) -> FaultHistory:
     base = dict(verify_rc=0, fingerprint=REF.fingerprint)
     base.update(kw)
-    return History("exp", "kill", 7, {"triggers": []}, attempts=attempts, **base)  # type: ignore[arg-type]
+    return FaultHistory("exp", "kill", 7, {"triggers": []}, attempts=attempts, **base)  # type: ignore[arg-type]
 
 
-def by_name(verdicts: list[Verdict]) -> dict[str, Verdict]:
+def by_name(verdicts: list[CheckVerdict]) -> dict[str, CheckVerdict]:
     return {v.name: v for v in verdicts}
 
 
@@ -207,7 +215,7 @@ def test_a_full_disk_needs_a_clear_error(rc: int, stderr: str, status: str) -> N
     assert by_name(check(hist, REF))["fault_exit"].status == status
 
 
-def corrupted(last: Attempt, **kw: object) -> History:
+def corrupted(last: Attempt, **kw: object) -> FaultHistory:
     damage = (Corruption("flip_bits", ("shards/shard-00001.json",)),)
     return replace(history(killed(), last, **kw), kind="corrupt", corruptions=damage)
 
@@ -248,7 +256,9 @@ def test_hanging_on_a_corrupt_file_fails() -> None:
 
 
 def test_a_skipped_experiment_is_a_note_not_a_failure() -> None:
-    skipped = History("crashpoints", "crashpoints", 0, {}, skipped="the job passes no fault points")
+    skipped = FaultHistory(
+        "crashpoints", "crashpoints", 0, {}, skipped="the job passes no fault points"
+    )
     verdicts = check(skipped, REF)
     assert [v.status for v in verdicts] == [SKIP]
     assert passed(verdicts)
@@ -263,4 +273,4 @@ def test_a_crash_point_that_never_fired_is_judged_on_its_run() -> None:
 
 def test_history_round_trips_through_json() -> None:
     original = corrupted(finished(start=0))
-    assert History.from_json(original.to_json()) == original
+    assert FaultHistory.from_json(original.to_json()) == original

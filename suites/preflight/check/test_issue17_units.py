@@ -9,7 +9,7 @@ from pathlib import Path
 
 from preflight.check import registry
 from preflight.check.checker import FAIL, PASS, SKIP, cause, check
-from preflight.check.drive.schedule import Experiment
+from preflight.check.drive.schedule import FaultExperiment
 from preflight.check.drive.windows import (
     IN_CLOSE_WRITE,
     IN_MODIFY,
@@ -20,7 +20,14 @@ from preflight.check.drive.windows import (
     parse_events,
     temp_kind,
 )
-from preflight.check.history import FAULT_SIGKILL, Attempt, Control, Corruption, History, Reference
+from preflight.check.history import (
+    FAULT_SIGKILL,
+    Attempt,
+    Control,
+    Corruption,
+    FaultHistory,
+    Reference,
+)
 from preflight.check.kind import FaultKind, InjectContext, PlanContext
 from preflight.check.live import Live, eta_s, status_line
 from preflight.check.report import Row, injected_text
@@ -31,10 +38,10 @@ KILLED = Attempt(0, False, fault=FAULT_SIGKILL, start_done=0, last_done=12, faul
 DONE = Attempt(1, True, start_done=10, last_done=30, rc=0)
 
 
-def _history(*attempts: Attempt, **kw: object) -> History:
+def _history(*attempts: Attempt, **kw: object) -> FaultHistory:
     base: dict[str, object] = {"verify_rc": 0, "fingerprint": REF.fingerprint}
     base.update(kw)
-    return History("e", "kill", 0, {}, attempts=attempts, **base)  # type: ignore[arg-type]
+    return FaultHistory("e", "kill", 0, {}, attempts=attempts, **base)  # type: ignore[arg-type]
 
 
 # ---- item 4: write windows where the job really writes -------------------------------
@@ -84,7 +91,7 @@ def test_an_experiment_whose_fault_was_never_injected_never_passes() -> None:
     verdicts = check(h, REF)
     assert [v.status for v in verdicts] == [SKIP]
     assert "inconclusive" in verdicts[0].detail
-    row = Row(Experiment("e", "kill"), h, tuple(verdicts), "replay")
+    row = Row(FaultExperiment("e", "kill"), h, tuple(verdicts), "replay")
     assert row.status == "SKIP" and injected_text(h).startswith("NO")
     hung = replace(DONE, rc=None, timed_out=True)
     assert FAIL in [v.status for v in check(_history(hung, injected=False), REF)]
@@ -125,7 +132,7 @@ def test_a_liveness_failure_alone_with_the_harness_frozen_is_inconclusive() -> N
     # Recorded histories from before the field still load.
     raw = frozen.to_json()
     raw.pop("host_frozen")
-    assert History.from_json(raw).host_frozen is None
+    assert FaultHistory.from_json(raw).host_frozen is None
     # The report says what the machine took, per experiment.
     from preflight.check.report import host_text
 
@@ -194,11 +201,11 @@ def test_live_prints_plain_lines_when_not_a_tty() -> None:
 class _Noop:
     name = "noop-test"
 
-    def plan(self, ctx: PlanContext) -> list[Experiment]:
-        return [Experiment("noop", self.name, {"seed": ctx.seed})]
+    def plan(self, ctx: PlanContext) -> list[FaultExperiment]:
+        return [FaultExperiment("noop", self.name, {"seed": ctx.seed})]
 
-    def inject(self, ctx: InjectContext, experiment: Experiment) -> History:
-        return History(experiment.id, experiment.kind, ctx.seed, experiment.schedule)
+    def inject(self, ctx: InjectContext, experiment: FaultExperiment) -> FaultHistory:
+        return FaultHistory(experiment.id, experiment.kind, ctx.seed, experiment.schedule)
 
 
 def test_every_kind_follows_the_contract_and_a_new_one_registers() -> None:
@@ -219,6 +226,6 @@ def _use_noop() -> None:
     assert exp.schedule == {"seed": 3}
     skipped = registry.inject(
         InjectContext(None, REF, 3),  # type: ignore[arg-type]
-        Experiment("noop-skip", "noop-test", {"skip": "why"}),
+        FaultExperiment("noop-skip", "noop-test", {"skip": "why"}),
     )
     assert skipped.skipped == "why"

@@ -14,8 +14,8 @@ import pytest
 from preflight.check import command as check
 from preflight.check.checker import FAIL, PASS, SKIP
 from preflight.check.checker import check as judge
-from preflight.check.drive.runner import Context, run_attempt
-from preflight.check.history import FAULT_SIGKILL, Attempt, History, Reference
+from preflight.check.drive.runner import DriveContext, run_attempt
+from preflight.check.history import FAULT_SIGKILL, Attempt, FaultHistory, Reference
 from preflight.workload import load_spec
 
 SPEC = Path(__file__).resolve().parents[3] / "fixtures" / "escaper.toml"
@@ -24,9 +24,9 @@ ORPHAN = "pid 4242 'python escaper.py --out W'"
 GONE_WAIT_S = 10.0
 
 
-def _history(*attempts: Attempt, **kw: object) -> History:
+def _history(*attempts: Attempt, **kw: object) -> FaultHistory:
     base: dict[str, object] = {"verify_rc": 0, "fingerprint": REF.fingerprint, **kw}
-    return History("kill-time", "kill", 0, {}, attempts=attempts, **base)  # type: ignore[arg-type]
+    return FaultHistory("kill-time", "kill", 0, {}, attempts=attempts, **base)  # type: ignore[arg-type]
 
 
 def _killed(**kw: object) -> Attempt:
@@ -40,7 +40,7 @@ def _finished(**kw: object) -> Attempt:
     return Attempt(1, True, **fields)  # type: ignore[arg-type]
 
 
-def _by_name(history: History) -> dict[str, tuple[str, str]]:
+def _by_name(history: FaultHistory) -> dict[str, tuple[str, str]]:
     return {v.name: (v.status, v.detail) for v in judge(history, REF)}
 
 
@@ -79,7 +79,7 @@ def test_leftovers_fail_even_when_the_fault_was_not_injected() -> None:
 
 def test_leftovers_survive_the_json_round_trip() -> None:
     history = _history(_finished(leftovers=1, leftover=ORPHAN))
-    again = History.from_json(json.loads(json.dumps(history.to_json())))
+    again = FaultHistory.from_json(json.loads(json.dumps(history.to_json())))
     assert again.attempts[0].leftovers == 1 and again.attempts[0].leftover == ORPHAN
 
 
@@ -93,7 +93,7 @@ def _alive(pid: int) -> bool:
 
 def test_run_attempt_records_the_escaped_child_and_kills_it(tmp_path: Path) -> None:
     spec = load_spec("escaper", str(SPEC))
-    ctx = Context(spec, dict(spec.params("small")), tmp_path)
+    ctx = DriveContext(spec, dict(spec.params("small")), tmp_path)
     attempt = run_attempt(ctx, tmp_path / "work", 0, resume=False).attempt
     assert attempt.rc == 0 and attempt.leftovers == 1
     assert "escaper.py" in attempt.leftover

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from preflight.check import command as check
-from preflight.check.drive.runner import Context
+from preflight.check.drive.runner import DriveContext
 from preflight.check.history import Reference
 from preflight.check.kinds.powerloss import kind as powerloss
 from preflight.check.kinds.powerloss import trace as trace
@@ -67,6 +67,6 @@ def test_without_strace_every_experiment_is_skipped_with_the_reason(
     monkeypatch.setattr(trace, "strace_path", lambda: None)
     reference = Reference(rc=0, fingerprint="f", verify_rc=0, duration_s=1.0)
     exp = powerloss.plan(reference, 0)[0]
-    ctx = Context(spec=None, params={}, root=tmp_path)  # type: ignore[arg-type]
+    ctx = DriveContext(spec=None, params={}, root=tmp_path)  # type: ignore[arg-type]
     history = powerloss.execute(ctx, exp, 0)
     assert "strace is not installed" in history.skipped

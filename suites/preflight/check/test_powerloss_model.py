@@ -175,7 +175,7 @@ def test_plan_is_seeded_bounded_and_covers_every_mode(seed: int) -> None:
 
 def test_a_lost_work_failure_names_the_first_file_the_cut_took() -> None:
     from preflight.check.checker import FAIL, check
-    from preflight.check.history import Attempt, History
+    from preflight.check.history import Attempt, FaultHistory
     from preflight.check.kinds.powerloss.kind import _record
 
     ref = Reference(rc=0, fingerprint="f" * 64, verify_rc=0, duration_s=1.0, total=30,
@@ -183,7 +183,7 @@ def test_a_lost_work_failure_names_the_first_file_the_cut_took() -> None:
     cut = Attempt(0, False, start_done=0, last_done=12, fault_at_done=12, rc=-9)
     cut = _record(cut, "drop", "before fsync", ["ckpt.json: rename lost", "shards/0: data lost"])
     resumed = Attempt(1, True, start_done=0, last_done=30, rc=0)
-    history = History("powerloss-0-drop", "powerloss", 0, {}, attempts=(cut, resumed),
+    history = FaultHistory("powerloss-0-drop", "powerloss", 0, {}, attempts=(cut, resumed),
                       verify_rc=0, fingerprint=ref.fingerprint)  # fmt: skip
     verdict = next(v for v in check(history, ref) if v.name == "lost_work")
     assert verdict.status == FAIL

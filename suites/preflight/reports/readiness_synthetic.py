@@ -1,7 +1,7 @@
 """A synthetic failing gate for the readiness report's tests: no job runs. The stability
 evidence is made of real Sample records judged by the real detectors and saved by the
 stability experiment's own evidence_doc; the fault battery's is a check report whose rows
-hold real History/Attempt records. Deterministic (seeded noise, fixed times)."""
+hold real FaultHistory/Attempt records. Deterministic (seeded noise, fixed times)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from preflight.analysis import leak_verdict, stall_verdict, throughput_verdict
-from preflight.check.history import FAULT_SIGKILL, Attempt, History
+from preflight.check.history import FAULT_SIGKILL, Attempt, FaultHistory
 from preflight.durable.atomic import atomic_write
 from preflight.experiments.stability import evidence_doc
 from preflight.gate.policy import Policy, default_policy
@@ -60,7 +60,7 @@ def battery_doc() -> dict[str, Any]:
         attempts = (Attempt(0, False, FAULT_SIGKILL, start_done=0, last_done=cut,
                             fault_at_done=cut, duration_s=0.6),
                     Attempt(1, True, start_done=cut - 4, last_done=60, rc=0, duration_s=0.5))
-        return History(name, "kill", 0, {"at_done": cut}, attempts=attempts).to_json()
+        return FaultHistory(name, "kill", 0, {"at_done": cut}, attempts=attempts).to_json()
 
     return {"workload": WORKLOAD, "passed": False, "rows": [
         {"id": "kill-time", "fault": "kill", "status": "FAIL", "history": history("kill-time", 31),

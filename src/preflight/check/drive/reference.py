@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from preflight.check.drive.runner import Context, job_env, run_attempt
+from preflight.check.drive.runner import DriveContext, job_env, run_attempt
 from preflight.check.drive.sequence import finish
 from preflight.check.history import Reference
 
@@ -93,7 +93,7 @@ def _read_trace(path: Path) -> str:
         return handle.read(TRACE_BYTES_MAX).decode("utf-8", errors="replace")
 
 
-def run_reference(ctx: Context, ckpt_interval: int | None = None) -> tuple[Reference, Path]:
+def run_reference(ctx: DriveContext, ckpt_interval: int | None = None) -> tuple[Reference, Path]:
     """Run the job once, uninterrupted and traced; the Reference and its workdir."""
     base = ctx.exp_dir("reference")
     workdir, trace = base / "work", base / TRACE_NAME

@@ -40,7 +40,7 @@ from preflight.workload import Run, WorkloadSpec
 __all__ = [
     "GLOB_MATCHES_MAX",
     "Bounds",
-    "Context",
+    "DriveContext",
     "Outcome",
     "Trigger",
     "expand",
@@ -106,7 +106,7 @@ class Trigger:
 
 
 @dataclass(frozen=True)
-class Context:
+class DriveContext:
     """What every experiment of one `preflight check` shares (replace() to change)."""
 
     spec: WorkloadSpec
@@ -175,7 +175,7 @@ def job_env(armed: str = "", trace: str = "") -> dict[str, str]:
 
 
 def run_attempt(
-    ctx: Context,
+    ctx: DriveContext,
     workdir: Path,
     index: int,
     *,
@@ -298,7 +298,7 @@ class _Fired:
 
 
 def _drive(
-    ctx: Context,
+    ctx: DriveContext,
     run: Run,
     probe: ProgressProbe,
     trigger: Trigger | None,
@@ -361,7 +361,7 @@ def _due(trigger: Trigger, elapsed_s: float, seen: _Observed, watcher: Watcher |
 
 
 def _fire(
-    ctx: Context, run: Run, trigger: Trigger, probe: ProgressProbe, seen: _Observed
+    ctx: DriveContext, run: Run, trigger: Trigger, probe: ProgressProbe, seen: _Observed
 ) -> int | None:
     """Send the signal to the group; SIGTERM gets a grace period. None: it never exited."""
     run.kill(trigger.sig)

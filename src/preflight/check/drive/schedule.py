@@ -17,7 +17,7 @@ SEED_MAX = (1 << 63) - 1
 
 
 @dataclass(frozen=True)
-class Experiment:
+class FaultExperiment:
     """One planned fault run: an id stable for a (workload, seed), its kind, its schedule."""
 
     id: str

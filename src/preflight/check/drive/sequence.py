@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from preflight.check.drive.runner import Context, run_attempt
-from preflight.check.drive.schedule import Experiment
-from preflight.check.history import FAULT_NONE, Attempt, Corruption, History
+from preflight.check.drive.runner import DriveContext, run_attempt
+from preflight.check.drive.schedule import FaultExperiment
+from preflight.check.history import FAULT_NONE, Attempt, Corruption, FaultHistory
 from preflight.durable.errors import EXIT_STOPPED
 from preflight.workload import RunTimeoutError, run_aux
 
-Execute = TypeVar("Execute", bound=Callable[..., History])
+Execute = TypeVar("Execute", bound=Callable[..., FaultHistory])
 
 
 def skippable(execute: Execute) -> Execute:
@@ -26,7 +26,9 @@ def skippable(execute: Execute) -> Execute:
     never starts the job and is recorded with its reason."""
 
     @functools.wraps(execute)
-    def run(ctx: Context, exp: Experiment, seed: int, *args: object, **kw: object) -> History:
+    def run(
+        ctx: DriveContext, exp: FaultExperiment, seed: int, *args: object, **kw: object
+    ) -> FaultHistory:
         if "skip" in exp.schedule:
             return skipped_history(exp, seed)
         return execute(ctx, exp, seed, *args, **kw)
@@ -44,7 +46,7 @@ class Workspace:
     started_s: float
 
     @staticmethod
-    def open(ctx: Context, exp: Experiment) -> Workspace:
+    def open(ctx: DriveContext, exp: FaultExperiment) -> Workspace:
         base = ctx.exp_dir(exp.id)
         return Workspace(base, base / "work", base / "logs", time.monotonic())
 
@@ -58,7 +60,7 @@ class Injected:
 
 
 def resume_until_done(
-    ctx: Context,
+    ctx: DriveContext,
     workdir: Path,
     attempts: list[Attempt],
     *,
@@ -88,7 +90,7 @@ class Finish:
     notes: tuple[str, ...] = ()
 
 
-def finish(ctx: Context, workdir: Path) -> Finish:
+def finish(ctx: DriveContext, workdir: Path) -> Finish:
     """Run verify and fingerprint on a completed workdir, side by side (both only read the
     workdir; each is a fresh interpreter whose start-up, e.g. importing torch, dominates),
     each bounded by its own timeout."""
@@ -100,7 +102,7 @@ def finish(ctx: Context, workdir: Path) -> Finish:
     return Finish(verify_rc, value, (*verify_notes, *fingerprint_notes))
 
 
-def _verify(ctx: Context, workdir: Path) -> tuple[int | None, list[str]]:
+def _verify(ctx: DriveContext, workdir: Path) -> tuple[int | None, list[str]]:
     if ctx.spec.verify is None:
         return None, []
     params = ctx.run_params(workdir)
@@ -112,7 +114,7 @@ def _verify(ctx: Context, workdir: Path) -> tuple[int | None, list[str]]:
     return done.returncode, notes
 
 
-def _fingerprint(ctx: Context, workdir: Path) -> tuple[str | None, list[str]]:
+def _fingerprint(ctx: DriveContext, workdir: Path) -> tuple[str | None, list[str]]:
     if ctx.spec.fingerprint is None:
         return None, []
     params = ctx.run_params(workdir)
@@ -136,8 +138,8 @@ def recover_s(attempts: list[Attempt]) -> float | None:
 
 
 def build_history(
-    ctx: Context,
-    exp: Experiment,
+    ctx: DriveContext,
+    exp: FaultExperiment,
     seed: int,
     workdir: Path,
     attempts: list[Attempt],
@@ -146,11 +148,11 @@ def build_history(
     *,
     corruptions: tuple[Corruption, ...] = (),
     injected: Injected | None = None,
-) -> History:
+) -> FaultHistory:
     """Finish (verify, fingerprint) a completed workdir and assemble the history."""
     done = finish(ctx, workdir) if attempts and attempts[-1].rc == 0 else None
     injected = injected if injected is not None else injected_by_attempts(attempts)
-    return History(
+    return FaultHistory(
         experiment_id=exp.id,
         kind=exp.kind,
         seed=seed,
@@ -168,10 +170,10 @@ def build_history(
     )
 
 
-def skipped_history(exp: Experiment, seed: int, reason: str = "") -> History:
+def skipped_history(exp: FaultExperiment, seed: int, reason: str = "") -> FaultHistory:
     """An experiment that could not run: a note with its reason, never a failure."""
     why = reason or str(exp.schedule.get("skip", "skipped"))
-    return History(exp.id, exp.kind, seed, exp.schedule, skipped=why)
+    return FaultHistory(exp.id, exp.kind, seed, exp.schedule, skipped=why)
 
 
 def injected_by_attempts(attempts: list[Attempt]) -> Injected:
@@ -183,8 +185,8 @@ def injected_by_attempts(attempts: list[Attempt]) -> Injected:
 
 
 def conclude(
-    ctx: Context,
-    exp: Experiment,
+    ctx: DriveContext,
+    exp: FaultExperiment,
     seed: int,
     space: Workspace,
     attempts: list[Attempt],
@@ -195,7 +197,7 @@ def conclude(
     stop_on_failure: bool = False,
     corruptions: tuple[Corruption, ...] = (),
     workdir: Path | None = None,
-) -> History:
+) -> FaultHistory:
     """The shared epilogue: resume until done (unless told not to), then the history."""
     where = workdir or space.workdir
     if resume:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from preflight.check.drive.runner import Context, Trigger, run_attempt
-from preflight.check.drive.schedule import Experiment, progress_target, stream
+from preflight.check.drive.runner import DriveContext, Trigger, run_attempt
+from preflight.check.drive.schedule import FaultExperiment, progress_target, stream
 from preflight.check.drive.sequence import (
     Injected,
     Workspace,
@@ -29,7 +29,7 @@ from preflight.check.drive.sequence import (
     skipped_history,
 )
 from preflight.check.drive.watch import expand
-from preflight.check.history import Attempt, Control, Corruption, History, Reference
+from preflight.check.history import Attempt, Control, Corruption, FaultHistory, Reference
 from preflight.check.kind import FaultKind, InjectContext, PlanContext
 
 PAGE_BYTES = 4096
@@ -270,7 +270,7 @@ def corruptions(kinds: tuple[str, ...] = KINDS) -> st.SearchStrategy[CorruptionS
 STOP_LOW, STOP_HIGH = 0.4, 0.8  # stop the partial run in this fraction of the work
 
 
-def plan(reference: Reference, seed: int) -> list[Experiment]:
+def plan(reference: Reference, seed: int) -> list[FaultExperiment]:
     """One experiment per corruption kind, each with its own seeded draw and stop point."""
     exps = []
     for kind in KINDS:
@@ -283,7 +283,7 @@ def plan(reference: Reference, seed: int) -> list[Experiment]:
         else:
             stop = {"at_s": round(rng.uniform(STOP_LOW, STOP_HIGH) * reference.duration_s, 3)}
         schedule = {"corruption": asdict(spec), "stop": stop}
-        exps.append(Experiment(f"corrupt-{kind}", "corrupt", schedule))
+        exps.append(FaultExperiment(f"corrupt-{kind}", "corrupt", schedule))
     return exps
 
 
@@ -298,8 +298,8 @@ def _stop_trigger(stop: dict[str, object]) -> Trigger:
 
 @skippable
 def execute(
-    ctx: Context, exp: Experiment, seed: int, reference: Reference | None = None
-) -> History:
+    ctx: DriveContext, exp: FaultExperiment, seed: int, reference: Reference | None = None
+) -> FaultHistory:
     """Partial run (SIGKILL at the stop point), damage one checkpoint file, resume. When the
     resume finishes with another fingerprint than the reference, a kill-only control from
     the same stop point tells an inexact resume from damage that went unnoticed."""
@@ -330,7 +330,7 @@ def execute(
     return history
 
 
-def _suspicious(history: History, reference: Reference) -> bool:
+def _suspicious(history: FaultHistory, reference: Reference) -> bool:
     """Finished with a fingerprint other than the reference's: silent corruption, or an
     inexact resume that would happen without the damage too."""
     last = history.attempts[-1] if history.attempts else None
@@ -343,7 +343,7 @@ def _suspicious(history: History, reference: Reference) -> bool:
     )
 
 
-def control_run(ctx: Context, space: Workspace, stopped: Attempt) -> Control:
+def control_run(ctx: DriveContext, space: Workspace, stopped: Attempt) -> Control:
     """The same stop (at the progress the damaged run was stopped at), no damage, resume."""
     workdir = space.base / "control"
     at_done = stopped.fault_at_done
@@ -365,10 +365,10 @@ def control_run(ctx: Context, space: Workspace, stopped: Attempt) -> Control:
 class Corrupt(FaultKind):
     name = "corrupt"
 
-    def plan(self, ctx: PlanContext) -> list[Experiment]:
+    def plan(self, ctx: PlanContext) -> list[FaultExperiment]:
         return plan(ctx.reference, ctx.seed)
 
-    def inject(self, ctx: InjectContext, experiment: Experiment) -> History:
+    def inject(self, ctx: InjectContext, experiment: FaultExperiment) -> FaultHistory:
         return execute(ctx.run, experiment, ctx.seed, ctx.reference)
 
 

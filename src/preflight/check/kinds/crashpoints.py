@@ -7,10 +7,10 @@ A job that passes no points gets a note (a skipped experiment), not a failure.
 
 from __future__ import annotations
 
-from preflight.check.drive.runner import Context, run_attempt
-from preflight.check.drive.schedule import Experiment, stream
+from preflight.check.drive.runner import DriveContext, run_attempt
+from preflight.check.drive.schedule import FaultExperiment, stream
 from preflight.check.drive.sequence import Injected, Workspace, conclude, skippable
-from preflight.check.history import FAULT_POINT, Attempt, History, Reference
+from preflight.check.history import FAULT_POINT, Attempt, FaultHistory, Reference
 from preflight.check.kind import FaultKind, InjectContext, PlanContext
 
 HITS_PER_POINT_MAX = 2  # the first hit and one seeded later hit
@@ -18,11 +18,11 @@ EXPERIMENTS_MAX = 24  # a job with many points gets a seeded sample of them
 NO_POINTS = "the job passes no fault points (PREFLIGHT_FAULTS_TRACE stayed empty)"
 
 
-def plan(reference: Reference, seed: int, action: str = "kill") -> list[Experiment]:
+def plan(reference: Reference, seed: int, action: str = "kill") -> list[FaultExperiment]:
     """One experiment per (point, hit): hit 1, and a seeded hit in 2..hits when there are
     more; at most EXPERIMENTS_MAX, sampled by the seed, in first-hit order."""
     if not reference.points:
-        return [Experiment("crashpoints", "crashpoints", {"skip": NO_POINTS})]
+        return [FaultExperiment("crashpoints", "crashpoints", {"skip": NO_POINTS})]
     rng = stream(seed, f"crashpoints-{action}")
     planned = []
     for name in reference.points:
@@ -33,13 +33,13 @@ def plan(reference: Reference, seed: int, action: str = "kill") -> list[Experime
         keep = sorted(rng.sample(range(len(planned)), EXPERIMENTS_MAX))
         planned = [planned[i] for i in keep]
     return [
-        Experiment(f"crash-{name}@{nth}", "crashpoints", {"armed": f"{name}:{action}@{nth}"})
+        FaultExperiment(f"crash-{name}@{nth}", "crashpoints", {"armed": f"{name}:{action}@{nth}"})
         for name, nth in planned
     ]
 
 
 @skippable
-def execute(ctx: Context, exp: Experiment, seed: int) -> History:
+def execute(ctx: DriveContext, exp: FaultExperiment, seed: int) -> FaultHistory:
     space = Workspace.open(ctx, exp)
     armed = str(exp.schedule["armed"])
     first = run_attempt(
@@ -57,10 +57,10 @@ def execute(ctx: Context, exp: Experiment, seed: int) -> History:
 class Crashpoints(FaultKind):
     name = "crashpoints"
 
-    def plan(self, ctx: PlanContext) -> list[Experiment]:
+    def plan(self, ctx: PlanContext) -> list[FaultExperiment]:
         return plan(ctx.reference, ctx.seed)
 
-    def inject(self, ctx: InjectContext, experiment: Experiment) -> History:
+    def inject(self, ctx: InjectContext, experiment: FaultExperiment) -> FaultHistory:
         return execute(ctx.run, experiment, ctx.seed)
 
 

@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from preflight.check.drive.runner import Context, run_attempt
-from preflight.check.drive.schedule import Experiment, stream
+from preflight.check.drive.runner import DriveContext, run_attempt
+from preflight.check.drive.schedule import FaultExperiment, stream
 from preflight.check.drive.sequence import Injected, Workspace, conclude, skippable, skipped_history
-from preflight.check.history import FAULT_DISK, Attempt, History, Reference
+from preflight.check.history import FAULT_DISK, Attempt, FaultHistory, Reference
 from preflight.check.kind import FaultKind, InjectContext, PlanContext
 
 PAGE_BYTES = 4096
@@ -99,10 +99,10 @@ def cap_file_size(limit_bytes: int) -> Callable[[], None]:
     return cap
 
 
-def plan(reference: Reference, seed: int) -> list[Experiment]:
+def plan(reference: Reference, seed: int) -> list[FaultExperiment]:
     rng = stream(seed, "disk-full")
     fraction = round(rng.uniform(FRACTION_LOW, FRACTION_HIGH), 3)
-    return [Experiment("disk-full", "disk", {"fraction": fraction, "fault_exit": "disk"})]
+    return [FaultExperiment("disk-full", "disk", {"fraction": fraction, "fault_exit": "disk"})]
 
 
 def fs_size_for(reference: Reference, fraction: float) -> int | None:
@@ -122,8 +122,12 @@ def freed_size(base: Path, reference: Reference) -> int:
 
 @skippable
 def execute(
-    ctx: Context, exp: Experiment, seed: int, reference: Reference, mechanism: DiskMechanism
-) -> History:
+    ctx: DriveContext,
+    exp: FaultExperiment,
+    seed: int,
+    reference: Reference,
+    mechanism: DiskMechanism,
+) -> FaultHistory:
     if mechanism.kind == "none":
         return skipped_history(exp, seed, mechanism.note)
     fraction = float(exp.schedule["fraction"])
@@ -149,13 +153,13 @@ def execute(
 
 
 def _execute_fsize(
-    ctx: Context,
-    exp: Experiment,
+    ctx: DriveContext,
+    exp: FaultExperiment,
     seed: int,
     reference: Reference,
     mechanism: DiskMechanism,
     fraction: float,
-) -> History:
+) -> FaultHistory:
     if not reference.file_bytes_max:
         return skipped_history(exp, seed, "the reference run wrote no file to cap")
     limit_bytes = max(1, int(reference.file_bytes_max * fraction))
@@ -183,10 +187,10 @@ def bit(first: Attempt) -> Injected:
 class Disk(FaultKind):
     name = "disk"
 
-    def plan(self, ctx: PlanContext) -> list[Experiment]:
+    def plan(self, ctx: PlanContext) -> list[FaultExperiment]:
         return plan(ctx.reference, ctx.seed)
 
-    def inject(self, ctx: InjectContext, experiment: Experiment) -> History:
+    def inject(self, ctx: InjectContext, experiment: FaultExperiment) -> FaultHistory:
         return execute(ctx.run, experiment, ctx.seed, ctx.reference, detect_here())
 
 

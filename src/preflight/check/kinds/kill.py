@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import signal
 
-from preflight.check.drive.runner import Context, Trigger, run_attempt
-from preflight.check.drive.schedule import Experiment, progress_target, stream
+from preflight.check.drive.runner import DriveContext, Trigger, run_attempt
+from preflight.check.drive.schedule import FaultExperiment, progress_target, stream
 from preflight.check.drive.sequence import Injected, Workspace, conclude, skippable
-from preflight.check.history import Attempt, History, Reference
+from preflight.check.history import Attempt, FaultHistory, Reference
 from preflight.check.kind import FaultKind, InjectContext, PlanContext
 
 STORM_KILLS = 3
 TIME_FRACTION_LOW, TIME_FRACTION_HIGH = 0.15, 0.85
 
 
-def plan(reference: Reference, seed: int, checkpoint_globs: int) -> list[Experiment]:
+def plan(reference: Reference, seed: int, checkpoint_globs: int) -> list[FaultExperiment]:
     """The kill battery for one seed: each schedule drawn from its own stream."""
     exps = [_at_time(reference, seed)]
     if reference.total:
@@ -31,7 +31,9 @@ def plan(reference: Reference, seed: int, checkpoint_globs: int) -> list[Experim
     exps.append(_storm(reference, seed))
     exps += [_in_write(reference, seed, i) for i in range(checkpoint_globs)]
     if not checkpoint_globs:
-        exps.append(Experiment("kill-write", "kill", {"skip": "the spec names no checkpoints"}))
+        exps.append(
+            FaultExperiment("kill-write", "kill", {"skip": "the spec names no checkpoints"})
+        )
     exps.append(_preempt(reference, seed))
     return exps
 
@@ -51,7 +53,7 @@ def past_first_checkpoint(reference: Reference, low: float, high: float) -> tupl
     return max(low, first), high
 
 
-def _at_time(reference: Reference, seed: int) -> Experiment:
+def _at_time(reference: Reference, seed: int) -> FaultExperiment:
     """SIGKILL at a seeded point of the run: on progress when published, else a time."""
     rng = stream(seed, "kill-time")
     if reference.total:
@@ -63,18 +65,20 @@ def _at_time(reference: Reference, seed: int) -> Experiment:
     else:
         fraction = rng.uniform(TIME_FRACTION_LOW, TIME_FRACTION_HIGH)
         trigger = {"sig": "SIGKILL", "at_s": _time_s(fraction, reference)}
-    return Experiment("kill-time", "kill", {"triggers": [trigger]})
+    return FaultExperiment("kill-time", "kill", {"triggers": [trigger]})
 
 
-def _at_progress(reference: Reference, seed: int) -> Experiment:
+def _at_progress(reference: Reference, seed: int) -> FaultExperiment:
     assert reference.total
     rng = stream(seed, "kill-progress")
     low, high = past_first_checkpoint(reference, 0.2, 0.8)
     done = progress_target(rng, reference.total, low, high)
-    return Experiment("kill-progress", "kill", {"triggers": [{"sig": "SIGKILL", "at_done": done}]})
+    return FaultExperiment(
+        "kill-progress", "kill", {"triggers": [{"sig": "SIGKILL", "at_done": done}]}
+    )
 
 
-def _storm(reference: Reference, seed: int) -> Experiment:
+def _storm(reference: Reference, seed: int) -> FaultExperiment:
     """N kills, each in a resumed attempt; by progress when the job publishes a total."""
     rng = stream(seed, "kill-storm")
     triggers: list[dict[str, object]] = []
@@ -87,10 +91,10 @@ def _storm(reference: Reference, seed: int) -> Experiment:
             {"sig": "SIGKILL", "at_s": _time_s(rng.uniform(0.1, 0.5), reference)}
             for _ in range(STORM_KILLS)
         ]
-    return Experiment("kill-storm", "kill", {"triggers": triggers})
+    return FaultExperiment("kill-storm", "kill", {"triggers": triggers})
 
 
-def _in_write(reference: Reference, seed: int, glob_index: int) -> Experiment:
+def _in_write(reference: Reference, seed: int, glob_index: int) -> FaultExperiment:
     """Kill inside the nth write of the files one checkpoints glob names (or of temp files
     renamed onto them), so each kind of checkpoint file gets its own write-window kill. n is
     drawn among every window the reference run saw (1 when it saw none)."""
@@ -101,10 +105,10 @@ def _in_write(reference: Reference, seed: int, glob_index: int) -> Experiment:
     temps = [[kind, index] for kind, index in reference.write_temps if index == glob_index]
     if temps:
         trigger["temps"] = temps
-    return Experiment(experiment_id, "kill", {"triggers": [trigger]})
+    return FaultExperiment(experiment_id, "kill", {"triggers": [trigger]})
 
 
-def _preempt(reference: Reference, seed: int) -> Experiment:
+def _preempt(reference: Reference, seed: int) -> FaultExperiment:
     rng = stream(seed, "kill-sigterm")
     if reference.total:
         low, high = past_first_checkpoint(reference, 0.2, 0.8)
@@ -114,7 +118,7 @@ def _preempt(reference: Reference, seed: int) -> Experiment:
         }
     else:
         trigger = {"sig": "SIGTERM", "at_s": _time_s(rng.uniform(0.2, 0.8), reference)}
-    return Experiment("kill-sigterm", "kill", {"triggers": [trigger], "fault_exit": "preempt"})
+    return FaultExperiment("kill-sigterm", "kill", {"triggers": [trigger], "fault_exit": "preempt"})
 
 
 def trigger_from(raw: dict[str, object]) -> Trigger:
@@ -150,7 +154,7 @@ def injected(triggers: list[Trigger], attempts: list[Attempt]) -> Injected:
 
 
 @skippable
-def execute(ctx: Context, exp: Experiment, seed: int) -> History:
+def execute(ctx: DriveContext, exp: FaultExperiment, seed: int) -> FaultHistory:
     """Run the faulted attempts in order, resume until done, and record the history."""
     space = Workspace.open(ctx, exp)
     attempts: list[Attempt] = []
@@ -178,10 +182,10 @@ def execute(ctx: Context, exp: Experiment, seed: int) -> History:
 class Kill(FaultKind):
     name = "kill"
 
-    def plan(self, ctx: PlanContext) -> list[Experiment]:
+    def plan(self, ctx: PlanContext) -> list[FaultExperiment]:
         return plan(ctx.reference, ctx.seed, len(ctx.spec.checkpoints))
 
-    def inject(self, ctx: InjectContext, experiment: Experiment) -> History:
+    def inject(self, ctx: InjectContext, experiment: FaultExperiment) -> FaultHistory:
         return execute(ctx.run, experiment, ctx.seed)
 
 

@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from preflight.check.drive.runner import Context, run_attempt
-from preflight.check.drive.schedule import Experiment, stream
+from preflight.check.drive.runner import DriveContext, run_attempt
+from preflight.check.drive.schedule import FaultExperiment, stream
 from preflight.check.drive.sequence import Injected, Workspace, conclude, skippable, skipped_history
-from preflight.check.history import FAULT_MEMORY, FAULT_POINT, Attempt, History, Reference
+from preflight.check.history import FAULT_MEMORY, FAULT_POINT, Attempt, FaultHistory, Reference
 from preflight.check.kind import FaultKind, InjectContext, PlanContext
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -177,17 +177,19 @@ def limit_address_space(limit_bytes: int) -> Callable[[], None]:
 # ---- experiments -----------------------------------------------------------------------
 
 
-def plan(reference: Reference, seed: int) -> list[Experiment]:
+def plan(reference: Reference, seed: int) -> list[FaultExperiment]:
     rng = stream(seed, "memory-limit")
     fraction = round(rng.uniform(FRACTION_LOW, FRACTION_HIGH), 3)
-    exps = [Experiment("memory-limit", "memory", {"fraction": fraction, "fault_exit": "memory"})]
+    exps = [
+        FaultExperiment("memory-limit", "memory", {"fraction": fraction, "fault_exit": "memory"})
+    ]
     points = list(reference.points)
     if not points:
         reason = "the job passes no fault points: no memoryerror point to arm"
-        return [*exps, Experiment("memory-point", "memory", {"skip": reason})]
+        return [*exps, FaultExperiment("memory-point", "memory", {"skip": reason})]
     chosen = sorted(stream(seed, "memory-points").sample(points, min(POINTS_MAX, len(points))))
     return exps + [
-        Experiment(
+        FaultExperiment(
             f"memory-point-{name}",
             "memory",
             {"armed": f"{name}:memoryerror@1", "fault_exit": "memory"},
@@ -198,14 +200,14 @@ def plan(reference: Reference, seed: int) -> list[Experiment]:
 
 @skippable
 def execute(
-    ctx: Context, exp: Experiment, seed: int, reference: Reference, mechanism: Mechanism
-) -> History:
+    ctx: DriveContext, exp: FaultExperiment, seed: int, reference: Reference, mechanism: Mechanism
+) -> FaultHistory:
     if "armed" in exp.schedule:
         return _execute_point(ctx, exp, seed)
     return _execute_limit(ctx, exp, seed, reference, mechanism)
 
 
-def _execute_point(ctx: Context, exp: Experiment, seed: int) -> History:
+def _execute_point(ctx: DriveContext, exp: FaultExperiment, seed: int) -> FaultHistory:
     space = Workspace.open(ctx, exp)
     armed = str(exp.schedule["armed"])
     first = run_attempt(
@@ -235,8 +237,8 @@ def limit_for(reference: Reference, mechanism: Mechanism, fraction: float) -> in
 
 
 def _execute_limit(
-    ctx: Context, exp: Experiment, seed: int, reference: Reference, mechanism: Mechanism
-) -> History:
+    ctx: DriveContext, exp: FaultExperiment, seed: int, reference: Reference, mechanism: Mechanism
+) -> FaultHistory:
     if mechanism.kind == "none":
         return skipped_history(exp, seed, mechanism.note)
     limit_bytes = limit_for(reference, mechanism, float(exp.schedule["fraction"]))
@@ -279,10 +281,10 @@ def _execute_limit(
 class Memory(FaultKind):
     name = "memory"
 
-    def plan(self, ctx: PlanContext) -> list[Experiment]:
+    def plan(self, ctx: PlanContext) -> list[FaultExperiment]:
         return plan(ctx.reference, ctx.seed)
 
-    def inject(self, ctx: InjectContext, experiment: Experiment) -> History:
+    def inject(self, ctx: InjectContext, experiment: FaultExperiment) -> FaultHistory:
         return execute(ctx.run, experiment, ctx.seed, ctx.reference, detect_here())
 
 

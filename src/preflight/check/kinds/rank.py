@@ -28,13 +28,13 @@ from preflight.check.drive.runner import (
     SAMPLE_INTERVAL_S,
     STDERR_TAIL_CHARS,
     WINDOW_POLL_S,
-    Context,
+    DriveContext,
     job_env,
 )
-from preflight.check.drive.schedule import Experiment, progress_target, stream
+from preflight.check.drive.schedule import FaultExperiment, progress_target, stream
 from preflight.check.drive.sequence import Injected, Workspace, conclude, skippable
 from preflight.check.drive.watch import ProgressProbe, leftover_fields
-from preflight.check.history import FAULT_NONE, FAULT_SIGKILL, Attempt, History, Reference
+from preflight.check.history import FAULT_NONE, FAULT_SIGKILL, Attempt, FaultHistory, Reference
 from preflight.check.kind import FaultKind, InjectContext, PlanContext
 from preflight.workload import Run
 
@@ -46,10 +46,10 @@ TREE_MEMBERS_MAX = 10_000
 REAP_TIMEOUT_S = 10.0
 
 
-def plan(reference: Reference, seed: int, has_launcher: bool) -> list[Experiment]:
+def plan(reference: Reference, seed: int, has_launcher: bool) -> list[FaultExperiment]:
     """One kill of one rank, at a seeded progress value (or time), of a seeded rank."""
     if not has_launcher:
-        return [Experiment("kill-rank", "rank", {"skip": NO_LAUNCHER})]
+        return [FaultExperiment("kill-rank", "rank", {"skip": NO_LAUNCHER})]
     rng = stream(seed, "kill-rank")
     schedule: dict[str, object] = {"rank_pick": round(rng.random(), 6)}
     if reference.total:
@@ -59,7 +59,7 @@ def plan(reference: Reference, seed: int, has_launcher: bool) -> list[Experiment
     else:
         fraction = rng.uniform(TIME_FRACTION_LOW, TIME_FRACTION_HIGH)
         schedule["at_s"] = round(fraction * reference.duration_s, 3)
-    return [Experiment("kill-rank", "rank", schedule)]
+    return [FaultExperiment("kill-rank", "rank", schedule)]
 
 
 # ---- pure pieces ---------------------------------------------------------------------------
@@ -114,7 +114,7 @@ def find_ranks(launcher_pid: int) -> dict[int, int]:
 
 
 @dataclass
-class _Observed:
+class _RankObserved:
     """What one launcher lifetime showed, in monotonic seconds since the start."""
 
     start_done: int | None = None
@@ -140,14 +140,14 @@ class _Observed:
         self.total = total or self.total
 
 
-def _kill_due(schedule: dict[str, object], elapsed_s: float, seen: _Observed) -> bool:
+def _kill_due(schedule: dict[str, object], elapsed_s: float, seen: _RankObserved) -> bool:
     at_done, at_s = schedule.get("at_done"), schedule.get("at_s")
     if isinstance(at_done, int):
         return seen.last_done is not None and seen.last_done >= at_done
     return isinstance(at_s, int | float) and elapsed_s >= at_s
 
 
-def _try_kill(run: Run, schedule: dict[str, object], seen: _Observed, elapsed_s: float) -> None:
+def _try_kill(run: Run, schedule: dict[str, object], seen: _RankObserved, elapsed_s: float) -> None:
     ranks = find_ranks(run.pid)
     if not ranks:
         return  # the group is (re)starting; try again at the next poll
@@ -174,7 +174,7 @@ class _Progress:
         return self.probe.read()
 
 
-def _after_kill(run: Run, progress: _Progress, seen: _Observed, elapsed_s: float) -> None:
+def _after_kill(run: Run, progress: _Progress, seen: _RankObserved, elapsed_s: float) -> None:
     """Follow the restart: new rank processes, then the resume point, then a new step."""
     if seen.restart_s is None:
         ranks = find_ranks(run.pid)
@@ -193,9 +193,11 @@ def _after_kill(run: Run, progress: _Progress, seen: _Observed, elapsed_s: float
         seen.first_step_s = elapsed_s
 
 
-def _drive(ctx: Context, run: Run, schedule: dict[str, object]) -> tuple[_Observed, int | None]:
+def _drive(
+    ctx: DriveContext, run: Run, schedule: dict[str, object]
+) -> tuple[_RankObserved, int | None]:
     """Poll the launcher until it exits (bounded); kill one rank when due."""
-    seen = _Observed()
+    seen = _RankObserved()
     progress = _Progress(run, ctx.spec.progress_path(run.params))
     started_s = time.monotonic()
     deadline_s = started_s + ctx.bounds.attempt_timeout_s
@@ -217,7 +219,7 @@ def _drive(ctx: Context, run: Run, schedule: dict[str, object]) -> tuple[_Observ
     return seen, None if run.timed_out else rc
 
 
-def _attempts(seen: _Observed, run: Run, rc: int | None, stderr_tail: str) -> list[Attempt]:
+def _attempts(seen: _RankObserved, run: Run, rc: int | None, stderr_tail: str) -> list[Attempt]:
     """One attempt per incarnation of the group (see the module docstring)."""
     total_s = round(run.duration_s, 3)
     if seen.killed is None or seen.kill_s is None:
@@ -264,7 +266,7 @@ def _attempts(seen: _Observed, run: Run, rc: int | None, stderr_tail: str) -> li
 
 
 @skippable
-def execute(ctx: Context, exp: Experiment, seed: int) -> History:
+def execute(ctx: DriveContext, exp: FaultExperiment, seed: int) -> FaultHistory:
     """One launcher lifetime with one rank killed; the launcher must restart the group."""
     space = Workspace.open(ctx, exp)
     run = Run(
@@ -292,7 +294,7 @@ def execute(ctx: Context, exp: Experiment, seed: int) -> History:
     return replace(history, recover_s=recovery_time_s(seen))
 
 
-def recovery_time_s(seen: _Observed) -> float | None:
+def recovery_time_s(seen: _RankObserved) -> float | None:
     """From the kill to the first new step (pure). A restarted group can resume and do the
     rest of the work between two polls of a loaded machine; its first value seen is then
     already past the killed group's last one, and when it was seen bounds the recovery."""
@@ -304,7 +306,7 @@ def recovery_time_s(seen: _Observed) -> float | None:
     return None if first_step_s is None else round(first_step_s - seen.kill_s, 3)
 
 
-def _resumed_past_the_kill(seen: _Observed) -> bool:
+def _resumed_past_the_kill(seen: _RankObserved) -> bool:
     return (
         seen.resume_done is not None
         and seen.kill_done is not None
@@ -312,7 +314,7 @@ def _resumed_past_the_kill(seen: _Observed) -> bool:
     )
 
 
-def _notes(seen: _Observed, rc: int | None) -> list[str]:
+def _notes(seen: _RankObserved, rc: int | None) -> list[str]:
     if seen.killed is None:
         return ["the job ended before a rank could be killed (or no rank process was seen)"]
     rank, _ = seen.killed
@@ -333,10 +335,10 @@ def _notes(seen: _Observed, rc: int | None) -> list[str]:
 class Rank(FaultKind):
     name = "rank"
 
-    def plan(self, ctx: PlanContext) -> list[Experiment]:
+    def plan(self, ctx: PlanContext) -> list[FaultExperiment]:
         return plan(ctx.reference, ctx.seed, bool(ctx.spec.launcher))
 
-    def inject(self, ctx: InjectContext, experiment: Experiment) -> History:
+    def inject(self, ctx: InjectContext, experiment: FaultExperiment) -> FaultHistory:
         return execute(ctx.run, experiment, ctx.seed)
 
 

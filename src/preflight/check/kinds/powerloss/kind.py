@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from preflight.check.drive.runner import Context, run_attempt
-from preflight.check.drive.schedule import Experiment, stream
+from preflight.check.drive.runner import DriveContext, run_attempt
+from preflight.check.drive.schedule import FaultExperiment, stream
 from preflight.check.drive.sequence import Injected, Workspace, conclude, skipped_history
 from preflight.check.drive.watch import is_checkpoint_write
-from preflight.check.history import FAULT_SIGKILL, Attempt, History, Reference
+from preflight.check.history import FAULT_SIGKILL, Attempt, FaultHistory, Reference
 from preflight.check.kind import FaultKind, InjectContext, PlanContext
 from preflight.check.kinds.powerloss import trace as trace
 from preflight.check.kinds.powerloss.durable_state import MODES
@@ -31,24 +31,26 @@ ARMED_FILES_MAX = 4
 NO_POINTS = "the job made no fsync, fdatasync or rename under its work dir (traced census)"
 
 
-def plan(reference: Reference, seed: int) -> list[Experiment]:
+def plan(reference: Reference, seed: int) -> list[FaultExperiment]:
     """POINTS_MAX crash points, one per equal slice of the job's durability calls (the
     position inside each slice drawn by the seed), each with a mode so that every mode
     gets two; then a cut after the clean exit in the drop and keep-names modes."""
     if reference.rc != 0:
-        return [Experiment("powerloss", NAME, {"skip": "the reference run failed"})]
+        return [FaultExperiment("powerloss", NAME, {"skip": "the reference run failed"})]
     rng = stream(seed, NAME)
     modes = [MODES[i % len(MODES)] for i in range(POINTS_MAX)]
     rng.shuffle(modes)
     exps = []
     for i, mode in enumerate(modes):
         fraction = round((i + rng.random()) / POINTS_MAX, 4)
-        exps.append(Experiment(f"powerloss-{i}-{mode}", NAME, {"at": fraction, "mode": mode}))
-    exps += [Experiment(f"powerloss-exit-{m}", NAME, {"at": "exit", "mode": m}) for m in EXIT_MODES]
+        exps.append(FaultExperiment(f"powerloss-{i}-{mode}", NAME, {"at": fraction, "mode": mode}))
+    exps += [
+        FaultExperiment(f"powerloss-exit-{m}", NAME, {"at": "exit", "mode": m}) for m in EXIT_MODES
+    ]
     return exps
 
 
-def crash_point(ctx: Context, at: object) -> tuple[trace.Point | None, str]:
+def crash_point(ctx: DriveContext, at: object) -> tuple[trace.Point | None, str]:
     """((syscall, n), where) for a planned fraction of the census's crash points; None
     for a cut after the exit. A census with no points raises LookupError."""
     if at == "exit":
@@ -62,7 +64,7 @@ def crash_point(ctx: Context, at: object) -> tuple[trace.Point | None, str]:
 
 
 def checkpoint_first(
-    ctx: Context, events: tuple[tuple[str, int, str], ...]
+    ctx: DriveContext, events: tuple[tuple[str, int, str], ...]
 ) -> tuple[tuple[str, int, str], ...]:
     """The crash points on checkpoint files (or their temps) when there are any: a job's
     advisory files (progress, logs) are renamed far more often and would crowd them out."""
@@ -72,7 +74,7 @@ def checkpoint_first(
     return chosen or events
 
 
-def execute(ctx: Context, exp: Experiment, seed: int) -> History:
+def execute(ctx: DriveContext, exp: FaultExperiment, seed: int) -> FaultHistory:
     """Run to the crash point under strace, cut the power, resume until done, record."""
     if "skip" in exp.schedule:
         return skipped_history(exp, seed)
@@ -136,10 +138,10 @@ class PowerLoss(FaultKind):
 
     name = NAME
 
-    def plan(self, ctx: PlanContext) -> list[Experiment]:
+    def plan(self, ctx: PlanContext) -> list[FaultExperiment]:
         return plan(ctx.reference, ctx.seed)
 
-    def inject(self, ctx: InjectContext, experiment: Experiment) -> History:
+    def inject(self, ctx: InjectContext, experiment: FaultExperiment) -> FaultHistory:
         return execute(ctx.run, experiment, ctx.seed)
 
 

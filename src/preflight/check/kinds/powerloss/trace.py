@@ -20,7 +20,13 @@ from pathlib import Path
 
 import psutil
 
-from preflight.check.drive.runner import POLL_S, REAP_TIMEOUT_S, STDERR_TAIL_CHARS, Context, job_env
+from preflight.check.drive.runner import (
+    POLL_S,
+    REAP_TIMEOUT_S,
+    STDERR_TAIL_CHARS,
+    DriveContext,
+    job_env,
+)
 from preflight.check.drive.watch import ProgressProbe, leftover_fields
 from preflight.check.history import FAULT_SIGKILL, Attempt
 from preflight.check.kinds.powerloss.durable_state import CrashState, FsModel, crash_state, replay
@@ -148,7 +154,7 @@ class KillWatcher:
 
 
 def run_traced(
-    ctx: Context,
+    ctx: DriveContext,
     workdir: Path,
     index: int,
     *,
@@ -253,7 +259,7 @@ class Census:
 _CENSUS: dict[str, Census] = {}
 
 
-def census(ctx: Context) -> Census:
+def census(ctx: DriveContext) -> Census:
     """The crash points of this workload (one traced, uninterrupted run; once per check)."""
     key = str(ctx.root)
     if key in _CENSUS:
