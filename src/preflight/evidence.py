@@ -103,7 +103,7 @@ class Row:
         """A report entry (an experiment's, or a session report's test) as read."""
         outcome = str(doc.get("outcome"))
         unsure = outcome == Status.INCONCLUSIVE
-        tier, wall = doc.get("tier"), doc.get("wall_s")
+        tier, wall, attempts = doc.get("tier"), doc.get("wall_s"), doc.get("attempts")
         experiment, workload = doc.get("experiment"), doc.get("workload")
         return cls(
             nodeid=str(doc.get("nodeid", "?")), outcome=outcome,
@@ -117,7 +117,8 @@ class Row:
             host=str(doc.get("host") or ""),
             injected=doc.get("injected") if isinstance(doc.get("injected"), bool) else None,
             wall_s=float(wall) if isinstance(wall, int | float) else None,
-            attempts=int(doc.get("attempts") or 0), timing=bool(doc.get("timing")),
+            attempts=attempts if isinstance(attempts, int) and not isinstance(attempts, bool)
+            else 0, timing=bool(doc.get("timing")),
             metrics=tuple(str(m) for m in doc.get("metrics") or ()),
             replay=str(doc.get("replay") or ""),
             artifacts=tuple(str(a) for a in doc.get("artifacts") or ()))

@@ -1,5 +1,7 @@
-"""What every readiness experiment shares: its context, its finding, and the rule that a
-wall-clock measurement taken while the host took the CPU is inconclusive, not a failure.
+"""What every readiness experiment shares: its context, its helpers, and the rule that a
+wall-clock measurement taken while the host took the CPU is inconclusive, not a failure
+(``timing_status``; the host rule itself is preflight.host.rule). What an experiment
+finds is the evidence contract's Finding and Measurement (preflight.evidence).
 
 An experiment is three steps in the Jepsen shape of preflight.check + preflight.check.checker:
 ``run(ctx) -> Observation`` (I/O: drives the job), ``judge(observation, bounds) -> Finding``
