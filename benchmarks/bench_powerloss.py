@@ -32,7 +32,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from preflight.check.kinds.powerloss import lazyfs
+from preflight.check.kinds.powerloss import lazymount
 from preflight.check.kinds.powerloss import trace as trace
 from preflight.check.kinds.powerloss.durable_state import FsModel, crash_state, replay
 from preflight.check.kinds.powerloss.strace_ops import parse_lines
@@ -80,7 +80,7 @@ def fuse_run(
 ) -> tuple[float, float]:
     """(the job's seconds on a fresh LazyFS mount, mount + clean unmount seconds)."""
     started = time.monotonic()
-    with lazyfs.LazyMount(root / f"fuse-back-{rep}", root / f"fuse-mnt-{rep}") as mount:
+    with lazymount.LazyMount(root / f"fuse-back-{rep}", root / f"fuse-mnt-{rep}") as mount:
         job = timed_run(spec, params, mount.mountpoint / "work", root / "l")
     return job, time.monotonic() - started - job
 
@@ -139,14 +139,14 @@ def bulk_rep(root: Path, rep: int, mib: int, fuse: bool) -> dict[str, float]:
     out["replay"] = replay_s(workdir, trace_path, root)  # the trace mode's cost per byte
     trace_path.unlink()
     if fuse:
-        with lazyfs.LazyMount(root / f"bulk-back-{rep}", root / f"bulk-mnt-{rep}") as mount:
+        with lazymount.LazyMount(root / f"bulk-back-{rep}", root / f"bulk-mnt-{rep}") as mount:
             out["fuse"] = bulk_s((), mount.mountpoint / "work", mib)
     return out
 
 
 def measure(spec: WorkloadSpec, params: dict[str, int], reps: int, bulk_mib: int) -> dict:
     """Every leg, reps interleaved so that a noisy host hits each leg alike."""
-    fuse_skip = lazyfs.unavailable()
+    fuse_skip = lazymount.unavailable()
     legs: dict[str, list[float]] = {}
     root = Path(tempfile.mkdtemp(prefix="bench-powerloss-"))
     try:

@@ -10,9 +10,10 @@ the outcome with the uninterrupted reference run. docs/contract.md "Statuses" de
 - valid: ``verify`` exits 0;  exact: the fingerprint equals the reference's;
 - lost_work: per kill, progress at the kill minus the progress the resumed run starts from,
   at most one checkpoint interval;
-- fault_exit: how the faulted attempt ended (SIGTERM: as the spec's ``sigterm`` says —
-  "graceful": exit 75 or 0 after a checkpoint, "any": any exit, the resume must be exact;
-  memory -> OOM kill or a clean memory error; disk -> a clear error);
+- fault_exit (preflight.check.fault_exit): how the faulted attempt ended (SIGTERM: as the
+  spec's ``sigterm`` says — "graceful": exit 75 or 0 after a checkpoint, "any": any exit,
+  the resume must be exact; memory -> OOM kill or a clean memory error; disk -> a clear
+  error);
 - corruption: each damaged file is repaired (then exact) or refused with a non-zero exit and
   a message naming the file. Succeeding with a different fingerprint is silent corruption,
   the one critical verdict — unless a kill-only control from the same stop point gives that
@@ -26,35 +27,23 @@ harness, is inconclusive.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import PurePath
-from typing import Any
 
-from preflight.check.history import FAULT_NONE, FAULT_SIGTERM, Attempt, FaultHistory, Reference
-from preflight.check.messages import DISK_MESSAGE_RE, MEMORY_MESSAGE_RE, cause, tail_line
-from preflight.durable.errors import EXIT_STOPPED
+from preflight.check.fault_exit import fault_exit
+from preflight.check.history import FAULT_NONE, Attempt, FaultHistory, Reference
+from preflight.check.messages import cause
+from preflight.check.verdicts import (
+    FAIL,
+    PASS,
+    SIGTERM_ANY,
+    SKIP,
+    CheckVerdict,
+    lost_work_per_fault,
+    short_of_total,
+)
 from preflight.host import load as hostload
 
-PASS, FAIL, SKIP = "pass", "fail", "skip"
-SIGTERM_GRACEFUL, SIGTERM_ANY = "graceful", "any"
-SIGTERM_MODES = (SIGTERM_GRACEFUL, SIGTERM_ANY)
 RESTARTS_MAX = 2  # unplanned restarts a job may need after the faults (DESIGN "R")
-SIGKILL_RCS = (-9, 137)  # Popen reports -9; a shell wrapper reports 128 + 9
-
-
-@dataclass(frozen=True)
-class CheckVerdict:
-    name: str
-    status: str  # PASS | FAIL | SKIP
-    detail: str
-    critical: bool = False  # silent corruption: worse than any other failure
-
-    @property
-    def failed(self) -> bool:
-        return self.status == FAIL
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def check(
@@ -149,14 +138,6 @@ def _planned_restarts(history: FaultHistory) -> int:
     return sum(1 for a in history.attempts if a.fault != FAULT_NONE)
 
 
-def short_of_total(attempt: Attempt, reference: Reference | None) -> tuple[int, int] | None:
-    """(done, total) when the attempt exited having published less than its total."""
-    total = attempt.total or (reference.total if reference is not None else None)
-    if not total or attempt.last_done is None or attempt.last_done >= total:
-        return None
-    return attempt.last_done, total
-
-
 def completed(
     history: FaultHistory, restarts_max: int, reference: Reference | None = None
 ) -> CheckVerdict:
@@ -215,21 +196,6 @@ def exact(history: FaultHistory, reference: Reference) -> CheckVerdict:
     )
 
 
-def lost_work_per_fault(history: FaultHistory) -> list[tuple[int, int | None]]:
-    """(attempt index, lost progress or None when unobserved) for each fault that stopped
-    the job; a resume that starts past the last observation lost nothing we can see."""
-    losses: list[tuple[int, int | None]] = []
-    attempts = history.attempts
-    for attempt, resumed in zip(attempts, attempts[1:], strict=False):
-        if attempt.fault == FAULT_NONE:
-            continue
-        if attempt.fault_at_done is None or resumed.start_done is None:
-            losses.append((attempt.index, None))
-        else:
-            losses.append((attempt.index, max(0, attempt.fault_at_done - resumed.start_done)))
-    return losses
-
-
 def lost_work(history: FaultHistory, reference: Reference) -> CheckVerdict:
     losses = lost_work_per_fault(history)
     known = [(i, lost) for i, lost in losses if lost is not None]
@@ -259,96 +225,6 @@ def _worst_fault_file(
     if attempt is None or not attempt.fault_path:
         return ""
     return f"; first file the fault hit: {attempt.fault_path.split(', ')[0]}"
-
-
-def _faulted(history: FaultHistory) -> Attempt | None:
-    return next((a for a in history.attempts if a.fault != FAULT_NONE), None)
-
-
-def fault_exit(
-    history: FaultHistory, reference: Reference | None = None, sigterm: str = SIGTERM_ANY
-) -> CheckVerdict:
-    attempt = _faulted(history)
-    if attempt is None:
-        return CheckVerdict("fault_exit", SKIP, "no attempt was faulted")
-    if history.fault_exit == "preempt":
-        return preempt_exit(history, attempt, reference, sigterm)
-    judge = {"memory": _memory_exit, "disk": _disk_exit}.get(history.fault_exit)
-    if judge is None:
-        return CheckVerdict("fault_exit", SKIP, f"no rule for {history.fault_exit!r}")
-    return judge(attempt)
-
-
-def preempt_exit(
-    history: FaultHistory, attempt: Attempt, reference: Reference | None, sigterm: str
-) -> CheckVerdict:
-    """SIGTERM: the job must stop in the grace period; exit 0 only when it had finished.
-    "graceful": exit 75 (or 0) and a checkpoint at the stop (the resume loses nothing);
-    "any": any exit or the signal itself (no handler) — the exact verdict judges the rest."""
-    if attempt.fault != FAULT_SIGTERM:
-        return CheckVerdict("fault_exit", SKIP, "SIGTERM was never sent")
-    if attempt.rc is None:
-        return CheckVerdict(
-            "fault_exit", FAIL, "did not exit within the grace period after SIGTERM"
-        )
-    short = short_of_total(attempt, reference)
-    if attempt.rc == 0 and short is not None:
-        return CheckVerdict(
-            "fault_exit",
-            FAIL,
-            f"exit 0 after SIGTERM at progress {short[0]}/{short[1]}: a stopped job reported "
-            "success (exit 75 or a non-zero code tells the scheduler to resume it)",
-        )
-    if sigterm == SIGTERM_ANY:
-        return CheckVerdict("fault_exit", PASS, f"exit {attempt.rc} after SIGTERM (sigterm = any)")
-    if attempt.rc not in (0, EXIT_STOPPED):
-        return CheckVerdict(
-            "fault_exit",
-            FAIL,
-            f"exit {attempt.rc} after SIGTERM; sigterm = graceful expects {EXIT_STOPPED} or 0",
-        )
-    lost = dict(lost_work_per_fault(history)).get(attempt.index)
-    if attempt.rc == EXIT_STOPPED and lost:
-        return CheckVerdict(
-            "fault_exit",
-            FAIL,
-            f"exit {EXIT_STOPPED} after SIGTERM but the resume lost {lost} unit(s): "
-            "no checkpoint at the stop",
-        )
-    return CheckVerdict("fault_exit", PASS, f"exit {attempt.rc} after SIGTERM (graceful)")
-
-
-def _memory_exit(attempt: Attempt) -> CheckVerdict:
-    if attempt.rc == 0:
-        return CheckVerdict("fault_exit", SKIP, "finished under the memory limit: it did not bite")
-    if attempt.rc is None:
-        return CheckVerdict("fault_exit", FAIL, "did not exit under memory pressure")
-    if attempt.rc in SIGKILL_RCS:
-        return CheckVerdict("fault_exit", PASS, "OOM-killed (SIGKILL)")
-    if attempt.rc > 0 and MEMORY_MESSAGE_RE.search(attempt.stderr_tail):
-        return CheckVerdict("fault_exit", PASS, f"clean memory-error exit {attempt.rc}")
-    return CheckVerdict(
-        "fault_exit",
-        FAIL,
-        f"exit {attempt.rc} under memory pressure without a memory-error message"
-        + tail_line(attempt.stderr_tail),
-    )
-
-
-def _disk_exit(attempt: Attempt) -> CheckVerdict:
-    if attempt.rc == 0:
-        return CheckVerdict("fault_exit", SKIP, "finished on the small filesystem: it did not fill")
-    if attempt.rc is None:
-        return CheckVerdict("fault_exit", FAIL, "did not exit on a full disk")
-    if attempt.rc < 0:
-        return CheckVerdict("fault_exit", FAIL, f"killed by signal {-attempt.rc} on a full disk")
-    if DISK_MESSAGE_RE.search(attempt.stderr_tail):
-        return CheckVerdict("fault_exit", PASS, f"clear disk-full error, exit {attempt.rc}")
-    return CheckVerdict(
-        "fault_exit",
-        FAIL,
-        f"exit {attempt.rc} on a full disk without saying so" + tail_line(attempt.stderr_tail),
-    )
 
 
 def corruption(history: FaultHistory, reference: Reference) -> tuple[CheckVerdict, bool]:

@@ -22,6 +22,7 @@ from preflight.check.drive.schedule import parse_kinds
 from preflight.check.history import KINDS
 from preflight.check.interrupt import Interrupted
 from preflight.check.options import DEFAULT_SCALE, CheckOptions, validate
+from preflight.check.verdicts import SIGTERM_MODES
 from preflight.durable.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from preflight.spec import tiers
 from preflight.workload import RunError, SpecError
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", action="store_true", help="keep experiment workdirs")
     parser.add_argument(
         "--sigterm",
-        choices=checker.SIGTERM_MODES,
+        choices=SIGTERM_MODES,
         help="what SIGTERM must do (default: the spec's sigterm key, else any)",
     )
     return parser

@@ -7,9 +7,9 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from preflight.check.checker import FAIL, PASS, SKIP, CheckVerdict, lost_work_per_fault
 from preflight.check.drive.schedule import FaultExperiment
 from preflight.check.history import FaultHistory, Reference
+from preflight.check.verdicts import FAIL, PASS, SKIP, CheckVerdict, lost_work_per_fault
 
 DETAIL_CHARS = 800  # BatteryRow.detail: the failed verdicts, cut to this length
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from preflight.check.kinds.powerloss import lazyfs
-from preflight.check.kinds.powerloss.lazyfs import PAGE, LazyMount, Pending
+from preflight.check.kinds.powerloss import lazymount
+from preflight.check.kinds.powerloss.lazyfs import PAGE, Pending
+from preflight.check.kinds.powerloss.lazymount import LazyMount
 
 # A planted writer: temp + rename with no fsync (ckpt.json), and one done right (good.json).
 WRITER = """
@@ -41,7 +42,7 @@ dir_fsync()
 
 @pytest.fixture
 def mount(tmp_path: Path) -> Iterator[LazyMount]:
-    reason = lazyfs.unavailable()
+    reason = lazymount.unavailable()
     if reason:
         pytest.skip(f"FUSE mode cannot run here: {reason}")
     try:
@@ -57,7 +58,7 @@ def test_a_no_fsync_writer_loses_its_data_on_a_crash(mount: LazyMount) -> None:
     subprocess.run([sys.executable, "-c", WRITER, str(mount.mountpoint)], check=True, timeout=60)
     assert (mount.mountpoint / "ckpt.json").read_bytes() == b'{"step": 2}'  # the job saw it
     mount.crash()
-    assert not lazyfs.mounted(mount.mountpoint)
+    assert not lazymount.mounted(mount.mountpoint)
     assert (mount.backing / "good.json").read_bytes() == b'{"step": 1}'
     # Names go through at once (keep-names): the rename survived, the bytes did not.
     assert (mount.backing / "ckpt.json").read_bytes() == b""
