@@ -39,7 +39,7 @@ from preflight.check.report import (
     to_html,
     to_markdown,
 )
-from preflight.host import load as hostload
+from preflight.host.watch import HostWatch
 from preflight.workload import WorkloadSpec, load_spec, prepare
 
 REFERENCE_TIMEOUT_S = 3600.0  # without spec.timeout_s; small tiers take seconds
@@ -113,9 +113,9 @@ def sigterm_mode(spec: WorkloadSpec, opts: CheckOptions) -> str:
 
 def _run_one(ctx: InjectContext, exp: FaultExperiment, opts: CheckOptions, sigterm: str) -> Row:
     try:
-        with hostload.FreezeMeter() as meter:
-            history = registry.inject(ctx, exp)
-        history = replace(history, host_frozen=meter.fraction)
+        # The harness frozen over the experiment: the kind's history records it when built.
+        with HostWatch() as watch:
+            history = registry.inject(replace(ctx, run=replace(ctx.run, host=watch)), exp)
         verdicts = tuple(checker.check(history, ctx.reference, opts.restarts_max, sigterm=sigterm))
     except Exception as exc:  # noqa: BLE001 - any harness error becomes a failed verdict
         # The harness itself failed here: a failed verdict, never a silent pass.

@@ -41,7 +41,7 @@ from preflight.check.verdicts import (
     lost_work_per_fault,
     short_of_total,
 )
-from preflight.host import load as hostload
+from preflight.host import rule as hostrule
 
 RESTARTS_MAX = 2  # unplanned restarts a job may need after the faults (DESIGN "R")
 
@@ -73,14 +73,11 @@ def _timing_only(history: FaultHistory, verdicts: list[CheckVerdict]) -> list[Ch
     the host: inconclusive."""
     failed = [v for v in verdicts if v.failed]
     steal, frozen = history.host_steal, history.host_frozen
-    taken = max(steal or 0.0, frozen or 0.0)
-    if [v.name for v in failed] != ["liveness"] or not hostload.disturbed(taken):
+    if [v.name for v in failed] != ["liveness"] or not hostrule.disturbed(steal, frozen):
         return verdicts
     if _left_behind(history):
         return verdicts  # escaped processes are the job's doing, whatever the host did
-    host = [f"{steal:.0%} host CPU steal"] if steal is not None else []
-    host += [f"the harness frozen {frozen:.0%} of the time"] if frozen is not None else []
-    detail = f"inconclusive: {failed[0].detail}, under {' and '.join(host)}"
+    detail = f"inconclusive: {failed[0].detail}, under {hostrule.taken_text(steal, frozen)}"
     return [CheckVerdict("liveness", SKIP, detail) if v.failed else v for v in verdicts]
 
 

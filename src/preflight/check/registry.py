@@ -34,8 +34,15 @@ def unregister(name: str) -> None:
     KNOWN_KINDS.discard(name)
 
 
-for _kind in (kill.KIND, crashpoints.KIND, corrupt.KIND, memory.KIND, disk.KIND, rank.KIND,
-              powerloss.KIND):
+for _kind in (
+    kill.KIND,
+    crashpoints.KIND,
+    corrupt.KIND,
+    memory.KIND,
+    disk.KIND,
+    rank.KIND,
+    powerloss.KIND,
+):
     register(_kind)
 
 

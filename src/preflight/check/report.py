@@ -10,6 +10,7 @@ from typing import Any
 from preflight.check.drive.schedule import FaultExperiment
 from preflight.check.history import FaultHistory, Reference
 from preflight.check.verdicts import FAIL, PASS, SKIP, CheckVerdict, lost_work_per_fault
+from preflight.host import rule as hostrule
 
 DETAIL_CHARS = 800  # BatteryRow.detail: the failed verdicts, cut to this length
 
@@ -146,10 +147,7 @@ def injected_text(history: FaultHistory) -> str:
 def host_text(history: FaultHistory) -> str:
     """What the machine took while the experiment ran: the host's steal and the share of the
     time the harness was frozen (a frozen cgroup shows no steal); — when not measured."""
-    parts = [f"steal {history.host_steal:.0%}"] if history.host_steal is not None else []
-    if history.host_frozen is not None:
-        parts.append(f"frozen {history.host_frozen:.0%}")
-    return ", ".join(parts) or "—"
+    return hostrule.attempt_host_text(history.host_steal, history.host_frozen)
 
 
 def _row_cells(row: Row) -> list[str]:

@@ -35,6 +35,7 @@ from preflight.check.history import FAULT_NONE, FAULT_POINT, FAULT_SIGKILL, FAUL
 
 # The fault-point contract of docs/contract.md: durable.faults reads these, the harness sets.
 from preflight.durable.faults import ENV_FAULTS, ENV_TRACE
+from preflight.host.watch import HostWatch
 from preflight.workload import Run, WorkloadSpec
 
 __all__ = [
@@ -113,6 +114,9 @@ class DriveContext:
     params: Mapping[str, object]  # the tier's sizes
     root: Path  # scratch: one folder per experiment
     bounds: Bounds = field(default_factory=Bounds)
+    # The running experiment's watch (the battery starts one per experiment): what the
+    # machine did, recorded with the experiment's history (host_frozen).
+    host: HostWatch | None = None
 
     def exp_dir(self, experiment_id: str) -> Path:
         import shutil
@@ -125,6 +129,14 @@ class DriveContext:
 
     def run_params(self, workdir: Path) -> dict[str, object]:
         return {**self.spec.base_params(workdir), **self.params}
+
+    def host_frozen(self) -> float | None:
+        """The share of the experiment's time the harness was frozen, for its history: the
+        watch ends here, when the history is recorded (None: no watch, or no figure)."""
+        if self.host is None:
+            return None
+        self.host.stop()
+        return self.host.frozen
 
 
 @dataclass

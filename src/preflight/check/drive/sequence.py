@@ -167,13 +167,16 @@ def build_history(
         recover_s=recover_s(attempts),
         injected=injected.done,
         injected_detail=injected.detail,
+        host_frozen=ctx.host_frozen(),
     )
 
 
-def skipped_history(exp: FaultExperiment, seed: int, reason: str = "") -> FaultHistory:
+def skipped_history(
+    exp: FaultExperiment, seed: int, reason: str = "", *, host_frozen: float | None = None
+) -> FaultHistory:
     """An experiment that could not run: a note with its reason, never a failure."""
     why = reason or str(exp.schedule.get("skip", "skipped"))
-    return FaultHistory(exp.id, exp.kind, seed, exp.schedule, skipped=why)
+    return FaultHistory(exp.id, exp.kind, seed, exp.schedule, skipped=why, host_frozen=host_frozen)
 
 
 def injected_by_attempts(attempts: list[Attempt]) -> Injected:

@@ -312,7 +312,7 @@ def execute(
     if damage is None:
         count = sum(len(g) for g in groups)
         reason = f"no checkpoint file suits {spec.kind} ({count} matched the globs)"
-        return skipped_history(exp, seed, reason)
+        return skipped_history(exp, seed, reason, host_frozen=ctx.host_frozen())
     injected = Injected(True, f"{damage.kind} {'+'.join(damage.paths)}")
     history = conclude(
         ctx,

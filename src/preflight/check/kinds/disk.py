@@ -129,13 +129,18 @@ def execute(
     mechanism: DiskMechanism,
 ) -> FaultHistory:
     if mechanism.kind == "none":
-        return skipped_history(exp, seed, mechanism.note)
+        return skipped_history(exp, seed, mechanism.note, host_frozen=ctx.host_frozen())
     fraction = float(exp.schedule["fraction"])
     if mechanism.kind == "rlimit_fsize":
         return _execute_fsize(ctx, exp, seed, reference, mechanism, fraction)
     size_bytes = fs_size_for(reference, fraction)
     if size_bytes is None:
-        return skipped_history(exp, seed, "the reference run wrote nothing to its workdir")
+        return skipped_history(
+            exp,
+            seed,
+            "the reference run wrote nothing to its workdir",
+            host_frozen=ctx.host_frozen(),
+        )
     space = Workspace.open(ctx, exp)  # logs never on the small filesystem: errors survive
     with small_tmpfs(space.base / "fs", size_bytes) as mountpoint:
         workdir = mountpoint / "work"
@@ -161,7 +166,9 @@ def _execute_fsize(
     fraction: float,
 ) -> FaultHistory:
     if not reference.file_bytes_max:
-        return skipped_history(exp, seed, "the reference run wrote no file to cap")
+        return skipped_history(
+            exp, seed, "the reference run wrote no file to cap", host_frozen=ctx.host_frozen()
+        )
     limit_bytes = max(1, int(reference.file_bytes_max * fraction))
     space = Workspace.open(ctx, exp)
     first = run_attempt(

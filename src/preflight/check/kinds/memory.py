@@ -240,10 +240,15 @@ def _execute_limit(
     ctx: DriveContext, exp: FaultExperiment, seed: int, reference: Reference, mechanism: Mechanism
 ) -> FaultHistory:
     if mechanism.kind == "none":
-        return skipped_history(exp, seed, mechanism.note)
+        return skipped_history(exp, seed, mechanism.note, host_frozen=ctx.host_frozen())
     limit_bytes = limit_for(reference, mechanism, float(exp.schedule["fraction"]))
     if limit_bytes is None:
-        return skipped_history(exp, seed, "the reference run's memory peak was not measured")
+        return skipped_history(
+            exp,
+            seed,
+            "the reference run's memory peak was not measured",
+            host_frozen=ctx.host_frozen(),
+        )
     space = Workspace.open(ctx, exp)
     workdir, logs = space.workdir, space.logs
     notes = [mechanism.note] if mechanism.note else []

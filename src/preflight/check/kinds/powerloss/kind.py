@@ -77,14 +77,14 @@ def checkpoint_first(
 def execute(ctx: DriveContext, exp: FaultExperiment, seed: int) -> FaultHistory:
     """Run to the crash point under strace, cut the power, resume until done, record."""
     if "skip" in exp.schedule:
-        return skipped_history(exp, seed)
+        return skipped_history(exp, seed, host_frozen=ctx.host_frozen())
     reason = trace.unavailable()
     if reason:
-        return skipped_history(exp, seed, reason)
+        return skipped_history(exp, seed, reason, host_frozen=ctx.host_frozen())
     try:
         point, where = crash_point(ctx, exp.schedule["at"])
     except LookupError as exc:
-        return skipped_history(exp, seed, str(exc))
+        return skipped_history(exp, seed, str(exc), host_frozen=ctx.host_frozen())
     space = Workspace.open(ctx, exp)
     space.logs.mkdir(parents=True)
     space.workdir.mkdir()
