@@ -16,7 +16,7 @@ from preflight.durable import BadInputError
 from preflight.soak.command import SoakState, evaluate, main, parse_duration, read_series
 from suites.preflight.helpers import HostSeen, watching_host
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 SPEC = str(FIXTURES / "workloads.toml")
 WAIT_S = 60.0
 
