@@ -3,7 +3,7 @@ recorded as a history and judged by the pure checker (preflight.check.checker).
 
     result = run_battery(CheckOptions(workload="datagen", faults=("kill",), quiet=True))
     result.rows        # one typed, frozen BatteryRow per experiment
-    result.row("kill-write-0")  # the full judged Row (history, verdicts)
+    result.row("kill-write-0")  # the full judged CheckRow (history, verdicts)
 
 ``preflight check`` (preflight.check.command) and the gate's fault experiments
 (preflight.experiments.faults) both run batteries through :func:`run_battery`; a property
@@ -34,7 +34,7 @@ from preflight.check.options import CheckOptions
 from preflight.check.report import (
     BatteryRow,
     CheckReport,
-    Row,
+    CheckRow,
     replay_command,
     to_html,
     to_markdown,
@@ -79,7 +79,7 @@ class BatteryResult:
     def wall_s(self) -> float:
         return self.report.wall_s
 
-    def row(self, experiment_id: str) -> Row:
+    def row(self, experiment_id: str) -> CheckRow:
         return next(r for r in self.report.rows if r.experiment.id == experiment_id)
 
 
@@ -111,7 +111,9 @@ def sigterm_mode(spec: WorkloadSpec, opts: CheckOptions) -> str:
     return opts.sigterm or spec.sigterm
 
 
-def _run_one(ctx: InjectContext, exp: FaultExperiment, opts: CheckOptions, sigterm: str) -> Row:
+def _run_one(
+    ctx: InjectContext, exp: FaultExperiment, opts: CheckOptions, sigterm: str
+) -> CheckRow:
     try:
         # The harness frozen over the experiment: the kind's history records it when built.
         with HostWatch() as watch:
@@ -122,14 +124,14 @@ def _run_one(ctx: InjectContext, exp: FaultExperiment, opts: CheckOptions, sigte
         history = FaultHistory(exp.id, exp.kind, opts.seed, exp.schedule, notes=(_tb(exc),))
         detail = f"harness error: {type(exc).__name__}: {exc}"
         verdicts = (checker.CheckVerdict("experiment", checker.FAIL, detail),)
-    return Row(exp, history, verdicts, replay_command(opts.meta(), exp.kind, exp.id))
+    return CheckRow(exp, history, verdicts, replay_command(opts.meta(), exp.kind, exp.id))
 
 
 def _tb(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))[-2000:]
 
 
-def _print_row(opts: CheckOptions, row: Row) -> None:
+def _print_row(opts: CheckOptions, row: CheckRow) -> None:
     _say(opts, f"{row.status:<17} {row.experiment.id}  ({row.history.duration_s:.1f} s)")
     if row.failed:
         for verdict in row.verdicts:
@@ -206,7 +208,7 @@ class Battery:
             )
         return [e for e in experiments if e.id in self.opts.only]
 
-    def run_ids(self, ids: Sequence[str]) -> list[Row]:
+    def run_ids(self, ids: Sequence[str]) -> list[CheckRow]:
         """Run planned experiments by id (any fault kind), in the given order."""
         planned = {
             e.id: e
@@ -217,12 +219,12 @@ class Battery:
             raise ValueError(f"unknown experiment id(s) {unknown}; known: {sorted(planned)}")
         return [self.run(planned[i]) for i in ids]
 
-    def run(self, exp: FaultExperiment) -> Row:
+    def run(self, exp: FaultExperiment) -> CheckRow:
         reference = self.start()
         inject = InjectContext(self.ctx, reference, self.opts.seed)
         return _run_one(inject, exp, self.opts, self.sigterm)
 
-    def corruption(self, spec: corrupt.CorruptionSpec, stop_fraction: float = 0.5) -> Row:
+    def corruption(self, spec: corrupt.CorruptionSpec, stop_fraction: float = 0.5) -> CheckRow:
         """One corruption experiment with a given (e.g. hypothesis-drawn) corruption."""
         reference = self.start()
         if reference.total:
@@ -234,7 +236,7 @@ class Battery:
         # Not in the CLI's seeded plan: the drawn value itself is the reproducer.
         return replace(row, replay=f"hypothesis example {spec!r} (stop at {stop})")
 
-    def report(self, rows: Sequence[Row], errors: Sequence[str] = ()) -> CheckReport:
+    def report(self, rows: Sequence[CheckRow], errors: Sequence[str] = ()) -> CheckReport:
         errors = (*((self.error,) if self.error else ()), *errors)
         wall_s = time.monotonic() - self.started_s
         meta = {**self.meta, "sigterm": self.sigterm}
@@ -249,7 +251,7 @@ def run_battery(opts: CheckOptions) -> BatteryResult:
     removed on every way out (unless ``keep``)."""
     out_dir = _out_dir(opts)
     with stop_on_signals(), Battery(opts) as battery:
-        rows: list[Row] = []
+        rows: list[CheckRow] = []
         try:
             reference = battery.start()
             if battery.error:

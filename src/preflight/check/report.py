@@ -18,10 +18,10 @@ DETAIL_CHARS = 800  # BatteryRow.detail: the failed verdicts, cut to this length
 @dataclass(frozen=True)
 class BatteryRow:
     """One judged experiment as a caller of the battery needs it (the gate's fault
-    experiment): typed and frozen, nothing to unpick (Row.summary)."""
+    experiment): typed and frozen, nothing to unpick (CheckRow.summary)."""
 
     id: str
-    status: str  # PASS | FAIL | SILENT-CORRUPTION | SKIP (Row.status)
+    status: str  # PASS | FAIL | SILENT-CORRUPTION | SKIP (CheckRow.status)
     detail: str  # the failed verdicts, named
     replay: str
     lost: tuple[int, ...]  # units lost per fault, for rows without corruption
@@ -29,7 +29,7 @@ class BatteryRow:
 
 
 @dataclass(frozen=True)
-class Row:
+class CheckRow:
     experiment: FaultExperiment
     history: FaultHistory
     verdicts: tuple[CheckVerdict, ...]
@@ -57,11 +57,20 @@ class Row:
 
     def summary(self) -> BatteryRow:
         exact = [v for v in self.verdicts if v.name == "exact" and v.status != SKIP]
-        lost = () if self.history.corruptions else tuple(
-            lost for _, lost in lost_work_per_fault(self.history) if lost is not None)
+        lost = (
+            ()
+            if self.history.corruptions
+            else tuple(lost for _, lost in lost_work_per_fault(self.history) if lost is not None)
+        )
         detail = ", ".join(f"{v.name}: {v.detail}" for v in self.verdicts if v.failed)
-        return BatteryRow(self.experiment.id, self.status, detail[:DETAIL_CHARS], self.replay,
-                          lost, all(v.status == PASS for v in exact) if exact else None)
+        return BatteryRow(
+            self.experiment.id,
+            self.status,
+            detail[:DETAIL_CHARS],
+            self.replay,
+            lost,
+            all(v.status == PASS for v in exact) if exact else None,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,7 +97,7 @@ class CheckReport:
     workload: str
     meta: dict[str, Any]
     reference: Reference | None
-    rows: tuple[Row, ...]
+    rows: tuple[CheckRow, ...]
     wall_s: float
     errors: tuple[str, ...] = field(default=())
 
@@ -150,7 +159,7 @@ def host_text(history: FaultHistory) -> str:
     return hostrule.attempt_host_text(history.host_steal, history.host_frozen)
 
 
-def _row_cells(row: Row) -> list[str]:
+def _row_cells(row: CheckRow) -> list[str]:
     recover = "—" if row.history.recover_s is None else f"{row.history.recover_s:.2f}"
     return [
         row.experiment.id,
@@ -180,7 +189,7 @@ HEADER = (
 )
 
 
-def _failure_lines(row: Row) -> list[str]:
+def _failure_lines(row: CheckRow) -> list[str]:
     lines = [f"{v.name}: {v.detail}" for v in row.verdicts if v.status == FAIL]
     lines += [f"note: {n}" for n in row.history.notes]
     return lines

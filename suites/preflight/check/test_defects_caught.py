@@ -18,7 +18,7 @@ from preflight.check.pytest_fixtures import (
     assert_check_passed,
     failure_text,
 )
-from preflight.check.report import Row
+from preflight.check.report import CheckRow
 
 SPEC = str(Path(__file__).resolve().parents[3] / "fixtures" / "defects.toml")
 
@@ -70,7 +70,7 @@ def test_an_unsaved_rng_state_makes_a_resumed_run_diverge(
     assert (tmp_path / "r" / "check-no_rng.html").is_file()
 
 
-def _clean(fault_battery: FaultBattery, *ids: str) -> dict[str, Row]:
+def _clean(fault_battery: FaultBattery, *ids: str) -> dict[str, CheckRow]:
     """Experiments on the correct job, sharing one reference run per test worker."""
     rows = fault_battery("clean_ckpt", spec=SPEC).run_ids(ids)
     failed = [

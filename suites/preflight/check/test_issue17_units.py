@@ -30,7 +30,7 @@ from preflight.check.history import (
 )
 from preflight.check.kind import FaultKind, InjectContext, PlanContext
 from preflight.check.live import Live, eta_s, status_line
-from preflight.check.report import Row, injected_text
+from preflight.check.report import CheckRow, injected_text
 from preflight.run.progress import RegexProgress
 
 REF = Reference(rc=0, fingerprint="f" * 64, verify_rc=0, duration_s=1.0, total=30, ckpt_interval=5)
@@ -91,7 +91,7 @@ def test_an_experiment_whose_fault_was_never_injected_never_passes() -> None:
     verdicts = check(h, REF)
     assert [v.status for v in verdicts] == [SKIP]
     assert "inconclusive" in verdicts[0].detail
-    row = Row(FaultExperiment("e", "kill"), h, tuple(verdicts), "replay")
+    row = CheckRow(FaultExperiment("e", "kill"), h, tuple(verdicts), "replay")
     assert row.status == "SKIP" and injected_text(h).startswith("NO")
     hung = replace(DONE, rc=None, timed_out=True)
     assert FAIL in [v.status for v in check(_history(hung, injected=False), REF)]
