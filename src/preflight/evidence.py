@@ -6,6 +6,8 @@ read, typed and frozen (docs/contract.md "Statuses").
 - ``Measurement``: one measured figure; ``inconclusive`` when it was taken on a machine the
   host took (preflight.host.rule).
 - ``Finding``: the judged result of one experiment on one workload (preflight.experiments).
+- ``Evidence``, ``RequirementResult``, ``Verdict``: the gate's judgement of the rows against
+  its policy (gate/verdict.py judges; reports/ and the history read them).
 - ``Row``: one entry of the gate's evidence: an experiment as it ran, or a test of a pytest
   session report. Session dicts are converted once, at the border (``Row.from_json``,
   ``rows_of``); an experiment's entry is written back with ``Row.to_json``.
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -208,3 +210,43 @@ def status_of_row_word(word: str) -> Status:
     found = {"PASS": Status.PASSED, "FAIL": Status.FAILED, SILENT_CORRUPTION: Status.FAILED,
              "SKIP": Status.INCONCLUSIVE}
     return found[word]
+
+
+# --- the gate's verdict (gate/verdict.py judges; reports/ renders) ---------------------------
+
+
+@dataclass(frozen=True)
+class Evidence:
+    nodeid: str
+    name: str
+    value: float
+    tier: str | None = None  # the tier of the test that recorded it
+    inconclusive: bool = False  # taken while the host took the CPU (preflight.experiments)
+
+
+@dataclass(frozen=True)
+class RequirementResult:
+    id: str
+    description: str
+    comparator: str
+    threshold: float
+    unit: str
+    measured: float | None  # the worst value over all evidence; None when there is none
+    evidence: tuple[Evidence, ...]
+    ok: bool
+    note: str = ""
+    tier: str | None = None  # the tier whose threshold applies (None: no evidence)
+    status: Status | None = None  # None only in results made without one
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ready: bool
+    results: tuple[RequirementResult, ...]
+    tests_total: int
+    tests_failed: tuple[str, ...]
+    notes: tuple[str, ...] = field(default=())
+    tests_inconclusive: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

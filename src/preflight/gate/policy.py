@@ -8,89 +8,16 @@ gate just by recording measurements under the conventional names.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from preflight.durable.errors import BadInputError
-from preflight.spec.tomlshape import toml_shape_problem
+from preflight.requirements import REQUIREMENTS, Requirement
+from preflight.spec.pyproject import preflight_table
 
-POLICY_BYTES_MAX = 1 << 20
 THRESHOLD_ABS_MAX = 1e300
-
-
-@dataclass(frozen=True)
-class Requirement:
-    id: str
-    description: str
-    metric: str
-    comparator: str  # "<=" (value must not exceed) or ">=" (value must reach)
-    threshold: float
-    unit: str
-
-
-# key -> (metric suffix, comparator, default threshold, unit, description)
-_REQUIREMENTS: dict[str, tuple[str, str, float, str, str]] = {
-    "max_leak_bytes_per_unit": (
-        "leak_bytes_per_unit",
-        "<=",
-        8192.0,
-        "B/unit",
-        "memory does not grow with work done (Theil-Sen lower bound)",
-    ),
-    "max_fd_leak_per_unit": (
-        "fd_leak_per_unit",
-        "<=",
-        0.01,
-        "fds/unit",
-        "open files do not grow with work done",
-    ),
-    "min_throughput_ratio": (
-        "throughput_ratio",
-        ">=",
-        0.75,
-        "ratio",
-        "throughput of the last quarter over the first does not degrade",
-    ),
-    "max_stall_s": ("stall_s_max", "<=", 30.0, "s", "no stretch without progress"),
-    "max_checkpoint_overhead": (
-        "checkpoint_overhead",
-        "<=",
-        0.035,
-        "fraction",
-        "checkpointing costs little wall time",
-    ),
-    "max_lost_work_intervals": (
-        "lost_work_intervals",
-        "<=",
-        1.0,
-        "intervals",
-        "a kill loses at most one checkpoint interval of work",
-    ),
-    "min_exact_resume": (
-        "exact",
-        ">=",
-        1.0,
-        "bool",
-        "resumed runs finish bit-identical to an uninterrupted run",
-    ),
-    "max_silent_corruptions": (
-        "silent_corruptions",
-        "<=",
-        0.0,
-        "count",
-        "no corrupted input finishes with a different result",
-    ),
-    "max_lost_items": ("lost_items", "<=", 0.0, "count", "no committed item is lost"),
-    "max_duplicate_items": ("duplicate_items", "<=", 0.0, "count", "no item is committed twice"),
-    "max_parser_crashes": ("parser_crashes", "<=", 0.0, "count", "no parser crashes on bad input"),
-    "max_alert_latency_s": (
-        "detection_latency_s", "<=", 5.0, "s",
-        "every alert fires within the target after its condition is injected",
-    ),
-}
 _FLAGS = {"require_all_tests_pass": True, "require_evidence": True}
 # The range a threshold may take, by unit: a bound outside it disables its requirement
 # (min_exact_resume = -1 passes every resume; a ratio above 1 can never be reached).
@@ -141,21 +68,21 @@ def default_policy() -> Policy:
 
 def policy_from_table(table: dict[str, Any], where: str, scale: str | None = None) -> Policy:
     """Build a policy from the TOML table (pure); unknown keys are errors naming the key."""
-    unknown = sorted(set(table) - set(_REQUIREMENTS) - set(_FLAGS) - set(_TIERS) - set(_OPTIONS))
+    unknown = sorted(set(table) - set(REQUIREMENTS) - set(_FLAGS) - set(_TIERS) - set(_OPTIONS))
     if unknown:
         raise BadInputError(f"{where}: unknown key(s) in [tool.preflight.gate]: {unknown}")
     for tier in _TIERS:
         override = table.get(tier, {})
-        if not isinstance(override, dict) or set(override) - set(_REQUIREMENTS):
+        if not isinstance(override, dict) or set(override) - set(REQUIREMENTS):
             raise BadInputError(
                 f"{where}: [tool.preflight.gate.{tier}] may only override thresholds "
-                f"({sorted(_REQUIREMENTS)})"
+                f"({sorted(REQUIREMENTS)})"
             )
     tier_thresholds = {t: _thresholds({**table, **table.get(t, {})}, where) for t in _TIERS}
     thresholds = tier_thresholds.get(scale or "") or _thresholds(table, where)
     requirements = tuple(
         Requirement(key, description, metric, comparator, thresholds[key], unit)
-        for key, (metric, comparator, _, unit, description) in _REQUIREMENTS.items()
+        for key, (metric, comparator, _, unit, description) in REQUIREMENTS.items()
     )
     flags = {}
     for key, default in _FLAGS.items():
@@ -186,7 +113,7 @@ def _options(table: dict[str, Any], where: str) -> dict[str, Any]:
 def _thresholds(table: dict[str, Any], where: str) -> dict[str, float]:
     """Every requirement's threshold from ``table`` or its default, checked (pure)."""
     thresholds = {}
-    for key, (_, _, default, _, _) in _REQUIREMENTS.items():
+    for key, (_, _, default, _, _) in REQUIREMENTS.items():
         value = table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
             raise BadInputError(f"{where}: [tool.preflight.gate] {key} must be a number")
@@ -205,7 +132,7 @@ def _check_range(key: str, value: float, where: str) -> None:
                 f"{where}: [tool.preflight.gate] {key} must be 0 (an invariant), got {value:g}"
             )
         return
-    unit = _REQUIREMENTS[key][3]
+    unit = REQUIREMENTS[key][3]
     low, high = _UNIT_RANGES.get(unit, _DEFAULT_RANGE)
     if not low <= value <= high:
         raise BadInputError(
@@ -220,28 +147,3 @@ def load_policy(pyproject: str | Path = "pyproject.toml", scale: str | None = No
     if not isinstance(table, dict):
         raise BadInputError(f"{path}: [tool.preflight.gate] must be a table")
     return policy_from_table(table, str(path), scale)
-
-
-def preflight_table(path: Path) -> dict[str, Any]:
-    """``[tool.preflight]`` of a pyproject.toml, read bounded; BadInputError naming the file
-    for anything that is not valid TOML with tables there. A missing file reads as {}."""
-    if not path.is_file():
-        return {}
-    if path.stat().st_size > POLICY_BYTES_MAX:
-        raise BadInputError(f"{path}: larger than {POLICY_BYTES_MAX} bytes")
-    try:
-        text = path.read_text(encoding="utf-8")
-        problem = toml_shape_problem(text)
-        if problem is not None:
-            raise BadInputError(f"{path}: refused before parsing: {problem}")
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"{path}: invalid TOML: {exc}") from None
-    except RecursionError:  # tomllib recurses per nesting level
-        raise BadInputError(f"{path}: invalid TOML: nested too deeply") from None
-    table: Any = data
-    for key in ("tool", "preflight"):
-        table = table.get(key, {}) if isinstance(table, dict) else None
-    if not isinstance(table, dict):
-        raise BadInputError(f"{path}: [tool.preflight] must be a table")
-    return table

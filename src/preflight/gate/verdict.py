@@ -8,48 +8,11 @@ the worst measured value must meet the threshold, and every readiness test must 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from preflight.evidence import Row, Status, rows_of
-from preflight.gate.policy import Policy, Requirement, default_policy
-
-
-@dataclass(frozen=True)
-class Evidence:
-    nodeid: str
-    name: str
-    value: float
-    tier: str | None = None  # the tier of the test that recorded it
-    inconclusive: bool = False  # taken while the host took the CPU (preflight.experiments)
-
-
-@dataclass(frozen=True)
-class RequirementResult:
-    id: str
-    description: str
-    comparator: str
-    threshold: float
-    unit: str
-    measured: float | None  # the worst value over all evidence; None when there is none
-    evidence: tuple[Evidence, ...]
-    ok: bool
-    note: str = ""
-    tier: str | None = None  # the tier whose threshold applies (None: no evidence)
-    status: Status | None = None  # None only in results made without one
-
-
-@dataclass(frozen=True)
-class Verdict:
-    ready: bool
-    results: tuple[RequirementResult, ...]
-    tests_total: int
-    tests_failed: tuple[str, ...]
-    notes: tuple[str, ...] = field(default=())
-    tests_inconclusive: tuple[str, ...] = field(default=())
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+from preflight.evidence import Evidence, RequirementResult, Row, Status, Verdict, rows_of
+from preflight.gate.policy import Policy, default_policy
+from preflight.requirements import Requirement
 
 
 def _number(value: float | int | bool | None) -> float | None:

@@ -2,10 +2,10 @@
 
 Pure functions over a snapshot of the history (rows newest first, the stored baselines,
 each result's measurements), so every rule here is unit-tested on hand-made histories. The
-direction of a measurement (is lower or higher better) comes from the gate policy: a
-measurement that a requirement judges with ``<=`` regresses upwards, one judged with
-``>=`` regresses downwards. Measurements no requirement covers fall back to the history's
-naming heuristic (``*_per_s``, ``*ratio`` ... are better higher).
+direction of a measurement (is lower or higher better) comes from the gate's requirements
+(preflight.requirements): a measurement that a requirement judges with ``<=`` regresses
+upwards, one judged with ``>=`` regresses downwards. Measurements no requirement covers
+fall back to the history's naming heuristic (``*_per_s``, ``*ratio`` ... are better higher).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from preflight.durable.errors import BadInputError
-from preflight.gate.policy import Policy, default_policy
 from preflight.history import store as history
 from preflight.history.store import FACTOR_DEFAULT, ResultRow
+from preflight.requirements import Requirement, higher_is_better
 
 LATEST = "latest"
 BASELINE = "baseline"
@@ -30,7 +30,6 @@ _RUN_ID = re.compile(r"[A-Za-z0-9_.:+-]+")
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 # A plain decimal: "inf", "nan" and hex are refused, as a threshold must be a finite bound.
 _AMOUNT = re.compile(r"([+-]?)((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(%?)")
-_DEFAULT_POLICY = default_policy()  # for directions only; thresholds don't matter here
 
 
 @dataclass(frozen=True)
@@ -52,16 +51,12 @@ class Chosen:
     why: str  # how the run was chosen, for the header line ("stored baseline", ...)
 
 
-def direction_higher_is_better(name: str, policy: Policy | None = None) -> bool:
-    """True when a larger value of measurement ``name`` is better.
-
-    The longest matching requirement metric wins, so ``x.throughput_ratio`` is judged as
-    ``throughput_ratio`` even if a shorter metric were also a suffix of it."""
-    requirements = (policy or _DEFAULT_POLICY).requirements
-    matching = [r for r in requirements if name == r.metric or name.endswith("." + r.metric)]
-    if matching:
-        return max(matching, key=lambda r: len(r.metric)).comparator == ">="
-    return history.higher_is_better(name)
+def direction_higher_is_better(name: str,
+                               requirements: Sequence[Requirement] | None = None) -> bool:
+    """True when a larger value of measurement ``name`` is better: by the gate requirement
+    that judges it (preflight.requirements), else by the history's naming rule."""
+    judged = higher_is_better(name, requirements)
+    return history.higher_is_better(name) if judged is None else judged
 
 
 # --- choosing runs -------------------------------------------------------------------------
@@ -207,12 +202,12 @@ def _median(values: Sequence[float] | None) -> float | None:
 
 def compare_values(
     a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]],
-    policy: Policy | None = None,
+    requirements: Sequence[Requirement] | None = None,
 ) -> list[Change]:
     """One Change per measurement recorded in A or B, sorted by name."""
     return [
         Change(name, _median(a.get(name)), _median(b.get(name)),
-               direction_higher_is_better(name, policy))
+               direction_higher_is_better(name, requirements))
         for name in sorted(set(a) | set(b))
     ]
 
@@ -248,7 +243,7 @@ class Threshold:
         return 100.0 * worse / abs(change.a) > self.amount
 
 
-def parse_fail_on(text: str, policy: Policy | None = None) -> Threshold:
+def parse_fail_on(text: str, requirements: Sequence[Requirement] | None = None) -> Threshold:
     """Parse one ``--fail-on`` expression; BadInputError naming it when malformed.
 
     The sign is optional and, when given, must point the bad way for that measurement
@@ -272,7 +267,7 @@ def parse_fail_on(text: str, policy: Policy | None = None) -> Threshold:
     amount = float(number)
     if not math.isfinite(amount):
         raise BadInputError(f"--fail-on {shown}: the amount must be finite")
-    higher_better = direction_higher_is_better(name, policy)
+    higher_better = direction_higher_is_better(name, requirements)
     bad_sign = "-" if higher_better else "+"
     if sign and sign != bad_sign:
         better = "higher" if higher_better else "lower"
@@ -283,10 +278,11 @@ def parse_fail_on(text: str, policy: Policy | None = None) -> Threshold:
     return Threshold(text, name, amount, bool(percent))
 
 
-def parse_fail_ons(texts: Sequence[str], policy: Policy | None = None) -> list[Threshold]:
+def parse_fail_ons(texts: Sequence[str],
+                   requirements: Sequence[Requirement] | None = None) -> list[Threshold]:
     if len(texts) > FAIL_ON_MAX:
         raise BadInputError(f"--fail-on given {len(texts)} times; at most {FAIL_ON_MAX}")
-    return [parse_fail_on(t, policy) for t in texts]
+    return [parse_fail_on(t, requirements) for t in texts]
 
 
 @dataclass(frozen=True)

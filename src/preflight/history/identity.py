@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 
 from preflight.durable.manifest import config_hash
-from preflight.gate.policy import preflight_table
+from preflight.spec.pyproject import preflight_table
 
 CODE_DIRS = ("src", "examples")
 CODE_SUFFIXES = (".py",)

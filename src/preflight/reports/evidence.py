@@ -15,8 +15,7 @@ from typing import Any
 
 from preflight.analysis.settings import settings_for
 from preflight.durable.atomic import atomic_write
-from preflight.evidence import Row, rows_of
-from preflight.gate.verdict import Verdict
+from preflight.evidence import Row, Verdict, rows_of
 from preflight.reports import evidence_plots as draw
 from preflight.reports.readiness_model import needs_generic_plot, requirement_key
 

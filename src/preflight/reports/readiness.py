@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from preflight.durable.atomic import atomic_write
-from preflight.evidence import Row, rows_of
-from preflight.gate.verdict import Verdict
+from preflight.evidence import Row, Verdict, rows_of
 from preflight.reports import readiness_html
 from preflight.reports.readiness_model import (
     BadInputRow,

@@ -13,9 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from preflight.evidence import Row, Status, label, rows_of
-from preflight.gate.policy import default_policy
-from preflight.gate.verdict import Evidence, RequirementResult, Verdict
+from preflight.evidence import Evidence, RequirementResult, Row, Status, Verdict, label, rows_of
+from preflight.requirements import metric_of
 
 SECURITY_PREFIX = "security."
 BAD_INPUT_FIELDS = {"inputs": 0, "refused": 1, "parser_crashes": 2}
@@ -161,12 +160,6 @@ def bad_inputs_rows(report: Mapping[str, Any]) -> list[BadInputRow]:
 
 def fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
-
-
-def metric_of(requirement_id: str) -> str:
-    """The measurement suffix a requirement judges (the policy's table; ids are fixed)."""
-    found = [r.metric for r in default_policy().requirements if r.id == requirement_id]
-    return found[0] if found else requirement_id
 
 
 def requirement_key(result: RequirementResult) -> str:
