@@ -43,7 +43,7 @@ from preflight.check.verdicts import (
 )
 from preflight.host import rule as hostrule
 
-RESTARTS_MAX = 2  # unplanned restarts a job may need after the faults (DESIGN "R")
+RESTARTS_MAX = 2  # unplanned restarts a job may need after the faults (docs/contract.md "Statuses")
 
 
 def check(

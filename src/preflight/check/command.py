@@ -27,13 +27,10 @@ from preflight.durable.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from preflight.spec import tiers
 from preflight.workload import RunError, SpecError
 
-__all__ = ["Battery", "CheckOptions", "CheckResult", "build_parser", "main", "options_from",
-           "run_check"]
+__all__ = ["Battery", "CheckOptions", "CheckResult", "build_parser", "main", "options_from"]
 
-# The names docs/contract.md gives the fault_check fixture's result, and the check's
-# older name for the battery (suites/examples/distributed).
+# The name docs/contract.md gives the fault_check fixture's result (users' tests import it).
 CheckResult = BatteryResult
-run_check = run_battery
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,6 @@ from preflight.experiments.base import (
 from preflight.spec.parse import WorkloadSpec
 
 FAILURES_SHOWN = 3
-RowSummary = BatteryRow  # the battery's typed row (the name the judge's tests use)
 
 
 @dataclass(frozen=True)

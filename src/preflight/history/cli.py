@@ -74,8 +74,8 @@ def _run(reports: Path, request: HistoryRequest) -> int:
     return code
 
 
-def _snapshot(history: History) -> cmp.Snapshot:
-    return cmp.Snapshot(tuple(history.results(None, HISTORY_ROWS_MAX)), history.baselines())
+def _snapshot(history: History) -> cmp.HistorySnapshot:
+    return cmp.HistorySnapshot(tuple(history.results(None, HISTORY_ROWS_MAX)), history.baselines())
 
 
 def _describe(chosen: cmp.Chosen) -> str:
@@ -160,7 +160,8 @@ def _plot(history: History, reports: Path, request: HistoryRequest) -> Path:
     return write_trend(reports, all_series, skipped)
 
 
-def _plot_baseline(snapshot: cmp.Snapshot, kind: str, explicit: str | None) -> ResultRow | None:
+def _plot_baseline(snapshot: cmp.HistorySnapshot, kind: str,
+                   explicit: str | None) -> ResultRow | None:
     """The baseline to mark on ``kind``'s plots: --baseline when it is a ``kind`` result,
     else the stored one, else the previous result."""
     if explicit is not None:

@@ -41,9 +41,6 @@ class HistorySnapshot:
     baselines: Mapping[str, int]
 
 
-# The name preflight.history.cli reads (alerts.snapshot has a Snapshot of its own).
-Snapshot = HistorySnapshot
-
 
 @dataclass(frozen=True)
 class Chosen:

@@ -28,8 +28,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from preflight.host import rule
-
 PROC_STAT = Path("/proc/stat")
 READ_BYTES_MAX = 4096  # the aggregate "cpu" line comes first
 IDLE_FIELD, IOWAIT_FIELD = 3, 4
@@ -112,10 +110,6 @@ def neighbour_share(before: Jiffies | None, after: Jiffies | None, job_cpu_s: fl
     others = (total - idle - steal) - job_cpu_s * ticks
     return max(0.0, min(1.0, others / total))
 
-
-# One figure over the host rule's share (preflight.host.rule.taken); kept under its old name
-# for preflight.check.checker until it calls rule.disturbed(steal, frozen), the same rule.
-disturbed = rule.taken
 
 
 def cpu_count() -> int:

@@ -12,7 +12,8 @@ from typing import Any
 
 from preflight_examples.trainer.distributed import torchrun_prefix
 
-from preflight.check.command import CheckOptions, run_check
+from preflight.check.battery import run_battery
+from preflight.check.options import CheckOptions
 
 RUN_TIMEOUT_S = 90.0
 WORLD_SIZE = 2
@@ -60,7 +61,7 @@ def check_rank_kill(
         attempt_timeout_s=attempt_timeout_s,
         quiet=True,
     )
-    result = run_check(opts)
+    result = run_battery(opts)
     assert not result.report.errors, result.report.errors
     row = result.row("kill-rank")
     statuses = {v.name: (v.status, v.detail) for v in row.verdicts}

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from preflight.check.report import BatteryRow
 from preflight.experiments.accounting import (
     AccountingError,
     AccountingObservation,
@@ -15,7 +16,7 @@ from preflight.experiments.accounting import (
     parse_items,
 )
 from preflight.experiments.base import FAIL, INCONCLUSIVE, NOT_APPLICABLE, PASS, timing_status
-from preflight.experiments.faults import BatteryObservation, RowSummary, judge_battery
+from preflight.experiments.faults import BatteryObservation, judge_battery
 from preflight.experiments.lifecycle import (
     CompletionObservation,
     DriftObservation,
@@ -98,8 +99,8 @@ def test_checkpoint_overhead_over_its_bound_fails_unless_the_host_took_the_cpu()
     assert timing_status(False, 0.9, 0.9) == PASS
 
 
-def row(status: str, exact: bool | None = True, lost: tuple[int, ...] = (3,)) -> RowSummary:
-    return RowSummary(f"kill-{status}", status, "exact: differs", "preflight check x", lost,
+def row(status: str, exact: bool | None = True, lost: tuple[int, ...] = (3,)) -> BatteryRow:
+    return BatteryRow(f"kill-{status}", status, "exact: differs", "preflight check x", lost,
                       exact)
 
 
