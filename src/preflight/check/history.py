@@ -67,6 +67,9 @@ class Corruption:
     kind: str
     paths: tuple[str, ...]
     detail: str = ""
+    # False: the damaged files' bytes (sha256) are the same after as before (a swap of two
+    # identical files, a rewrite to the same content): no fault happened.
+    changed: bool = True
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ class FaultHistory:
     def from_json(raw: dict[str, Any]) -> FaultHistory:
         attempts = tuple(Attempt(**a) for a in raw.get("attempts", ()))
         corruptions = tuple(
-            Corruption(c["kind"], tuple(c["paths"]), c.get("detail", ""))
+            Corruption(c["kind"], tuple(c["paths"]), c.get("detail", ""), c.get("changed", True))
             for c in raw.get("corruptions", ())
         )
         control = Control(**raw["control"]) if raw.get("control") else None

@@ -14,7 +14,7 @@ from preflight.check.pytest_fixtures import fault_battery, fault_check  # noqa: 
 
 HERE = Path(__file__).parent
 # Tests that drive real jobs (seconds each); every other test here is milliseconds.
-JOB_MODULES = ("test_defects_caught.py", "test_corruption_property.py")
+JOB_MODULES = ("test_defects_caught.py", "test_corruption_property.py", "test_unearned.py")
 
 
 def spread(slow: list[pytest.Item], fast: list[pytest.Item]) -> list[pytest.Item]:

@@ -8,6 +8,7 @@ simplest kind, the first file and the fewest bits.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import re
@@ -191,6 +192,15 @@ def _read_bounded(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def digest(path: Path) -> str | None:
+    """sha256 of the file's bytes as they are on disk now; None when it does not exist."""
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except FileNotFoundError:
+        return None
+
+
 def _rel(path: Path, workdir: Path) -> str:
     try:
         return str(path.relative_to(workdir))
@@ -222,13 +232,15 @@ def apply(spec: CorruptionSpec, groups: list[list[Path]], workdir: Path) -> Corr
         return None
     path = pool[spec.target % len(pool)]
     before = _read_bounded(path)
+    digest_before = digest(path)
     after = corrupt_bytes(spec, before)
     if after is None:
         path.unlink()
     else:
         path.write_bytes(after)
-    same = " (content unchanged: no-op)" if after == before else ""
-    return Corruption(spec.kind, (_rel(path, workdir),), spec.label() + same)
+    changed = digest(path) != digest_before  # what is on disk, not what was meant
+    same = "" if changed else " (content unchanged: no-op)"
+    return Corruption(spec.kind, (_rel(path, workdir),), spec.label() + same, changed)
 
 
 def _swap(spec: CorruptionSpec, groups: list[list[Path]], workdir: Path) -> Corruption | None:
@@ -238,11 +250,13 @@ def _swap(spec: CorruptionSpec, groups: list[list[Path]], workdir: Path) -> Corr
         return None
     first, second = pair
     data_first, data_second = _read_bounded(first), _read_bounded(second)
+    digests_before = (digest(first), digest(second))
     first.write_bytes(data_second)
     second.write_bytes(data_first)
-    same = " (identical content: no-op)" if data_first == data_second else ""
+    changed = (digest(first), digest(second)) != digests_before
+    same = "" if changed else " (identical content: no-op)"
     paths = (_rel(first, workdir), _rel(second, workdir))
-    return Corruption("swap", paths, spec.label() + same)
+    return Corruption("swap", paths, spec.label() + same, changed)
 
 
 # ---- drawing ---------------------------------------------------------------------------
@@ -313,6 +327,12 @@ def execute(
         count = sum(len(g) for g in groups)
         reason = f"no checkpoint file suits {spec.kind} ({count} matched the globs)"
         return skipped_history(exp, seed, reason, host_frozen=ctx.host_frozen())
+    if not damage.changed:
+        # Nothing was done to the job (docs/contract.md "Statuses"): resuming proves nothing.
+        reason = (f"inconclusive: the corruption changed no byte ({damage.kind} "
+                  f"{'+'.join(damage.paths)}: sha256 the same before and after; {damage.detail})")
+        skipped = skipped_history(exp, seed, reason, host_frozen=ctx.host_frozen())
+        return replace(skipped, corruptions=(damage,), injected=False, injected_detail=reason)
     injected = Injected(True, f"{damage.kind} {'+'.join(damage.paths)}")
     history = conclude(
         ctx,
