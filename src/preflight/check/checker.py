@@ -30,7 +30,14 @@ from collections.abc import Sequence
 from pathlib import PurePath
 
 from preflight.check.fault_exit import fault_exit
-from preflight.check.history import FAULT_NONE, Attempt, FaultHistory, Reference
+from preflight.check.history import (
+    FAULT_NONE,
+    FAULT_SIGKILL,
+    FAULT_SIGTERM,
+    Attempt,
+    FaultHistory,
+    Reference,
+)
 from preflight.check.messages import cause
 from preflight.check.verdicts import (
     FAIL,
@@ -43,6 +50,7 @@ from preflight.check.verdicts import (
 )
 from preflight.host import rule as hostrule
 
+LATE_KINDS = ("kill", "rank")  # kinds whose fault is a kill planned on progress
 RESTARTS_MAX = 2  # unplanned restarts a job may need after the faults (docs/contract.md "Statuses")
 
 
@@ -65,7 +73,32 @@ def check(
         return [CheckVerdict("injected", SKIP, f"inconclusive: {why}")] + [
             v for v in verdicts if v.failed
         ]
+    late = after_the_work(history, reference)
+    if late:
+        # A kill of a job that had already done all its work tests no resume.
+        return [CheckVerdict("injected", SKIP, f"inconclusive: {late}")] + [
+            v for v in verdicts if v.failed
+        ]
     return _timing_only(history, verdicts)
+
+
+def after_the_work(history: FaultHistory, reference: Reference) -> str:
+    """Why every kill of this experiment landed after the work was done (progress at its
+    total), or "" when one landed before it (pure). Kills only: a memory or disk limit
+    that bites while the job writes its final output is a real fault."""
+    if history.kind not in LATE_KINDS:
+        return ""
+    kills = [a for a in history.attempts if a.fault in (FAULT_SIGKILL, FAULT_SIGTERM)]
+    late = []
+    for attempt in kills:
+        total = attempt.total or reference.total
+        if not total or attempt.fault_at_done is None or attempt.fault_at_done < total:
+            return ""
+        late.append(f"attempt {attempt.index} at progress {attempt.fault_at_done} of {total}")
+    if not late:
+        return ""
+    return ("the fault landed after the work was done (" + ", ".join(late) + "): "
+            "the job had published its total, so no resume was tested")
 
 
 def _timing_only(history: FaultHistory, verdicts: list[CheckVerdict]) -> list[CheckVerdict]:
@@ -204,6 +237,15 @@ def lost_work(history: FaultHistory, reference: Reference) -> CheckVerdict:
     text = ", ".join(f"attempt {i}: {lost}" for i, lost in known)
     if interval is None:
         return CheckVerdict("lost_work", SKIP, f"lost {text}; checkpoint interval unknown")
+    if reference.total and interval >= reference.total:
+        # A bound of the whole run cannot fail: no kill loses more than everything.
+        return CheckVerdict(
+            "lost_work",
+            SKIP,
+            f"inconclusive: lost {text}, but the bound (one interval = {interval}, "
+            f"{reference.ckpt_interval_source or 'source unknown'}) is the whole run "
+            f"(total {reference.total}): no loss could exceed it",
+        )
     worst = max(lost for _, lost in known)
     status = PASS if worst <= interval else FAIL
     detail = f"lost {text} (bound: one interval = {interval})"

@@ -142,6 +142,9 @@ class Reference:
     workdir_bytes: int | None = None
     file_bytes_max: int | None = None
     stderr_tail: str = ""
+    # The distinct progress values it published, in order (bounded): a kill planned on
+    # progress waits for one of these, never for a value the job skips to its total.
+    published: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

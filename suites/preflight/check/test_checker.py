@@ -274,3 +274,23 @@ def test_a_crash_point_that_never_fired_is_judged_on_its_run() -> None:
 def test_history_round_trips_through_json() -> None:
     original = corrupted(finished(start=0))
     assert FaultHistory.from_json(original.to_json()) == original
+
+
+def test_a_kill_after_the_total_is_inconclusive_never_a_pass() -> None:
+    # Planted: progress published only at the end, so the kill planned at 12 fired at 30.
+    late = history(killed(at=30), finished(start=30))
+    verdicts = check(late, REF)
+    assert verdicts[0].name == "injected" and verdicts[0].status == SKIP
+    assert "after the work was done" in verdicts[0].detail and "30 of 30" in verdicts[0].detail
+    assert not any(v.status == PASS for v in verdicts)
+    # Clean: one kill of a storm before the total is a real fault.
+    storm = history(killed(at=12), killed(1, at=30, start=10), finished(2, start=30))
+    assert passed(check(storm, REF))
+    assert by_name(check(history(killed(), finished()), REF))["lost_work"].status == PASS
+
+
+def test_a_lost_work_bound_of_the_whole_run_cannot_pass() -> None:
+    whole = replace(REF, ckpt_interval=30, ckpt_interval_source="no checkpoint changes seen")
+    verdict = by_name(check(history(killed(), finished(start=0)), whole))["lost_work"]
+    assert verdict.status == SKIP and "whole run" in verdict.detail
+    assert "no checkpoint changes seen" in verdict.detail

@@ -131,5 +131,6 @@ def run_reference(ctx: DriveContext, ckpt_interval: int | None = None) -> tuple[
         workdir_bytes=used_bytes,
         file_bytes_max=largest_bytes,
         stderr_tail=attempt.stderr_tail if attempt.rc != 0 else "",
+        published=tuple(outcome.dones),
     )
     return reference, workdir

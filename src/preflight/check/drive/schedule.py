@@ -53,3 +53,14 @@ def progress_target(rng: random.Random, total: int, low: float, high: float) -> 
     lo = max(1, int(total * low))
     hi = max(lo, min(total - 1, int(total * high)))
     return rng.randint(lo, hi)
+
+
+def reachable(target: int, published: tuple[int, ...], total: int) -> int:
+    """``target`` moved down onto a progress value the reference run published, when the
+    job publishes so coarsely that the first value at or past ``target`` is its total: a
+    kill waiting for ``target`` would fire only after the work was done (pure). Unchanged
+    when the reference published nothing, or a value in [target, total)."""
+    if not published or any(target <= v < total for v in published):
+        return target
+    below = [v for v in published if 0 < v < min(target, total)]
+    return max(below) if below else target
