@@ -73,6 +73,12 @@ def check(
         return [CheckVerdict("injected", SKIP, f"inconclusive: {why}")] + [
             v for v in verdicts if v.failed
         ]
+    if reference.progress_missing:
+        # Kills planned on time, lost work and "progress reached its total" all rest on
+        # progress the job never published: nothing here was earned.
+        return [CheckVerdict("progress", SKIP, f"inconclusive: {reference.progress_missing}")] + [
+            v for v in verdicts if v.failed
+        ]
     late = after_the_work(history, reference)
     if late:
         # A kill of a job that had already done all its work tests no resume.

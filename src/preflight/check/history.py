@@ -142,6 +142,9 @@ class Reference:
     workdir_bytes: int | None = None
     file_bytes_max: int | None = None
     stderr_tail: str = ""
+    # Non-empty: the spec names a progress source and the run published none (why, naming
+    # the key); every experiment is then inconclusive (preflight.check.checker).
+    progress_missing: str = ""
     # The distinct progress values it published, in order (bounded): a kill planned on
     # progress waits for one of these, never for a value the job skips to its total.
     published: tuple[int, ...] = ()

@@ -17,6 +17,7 @@ from preflight.experiments.base import (
     checkpoint_files,
     tail,
 )
+from preflight.run.progress import unpublished
 from preflight.spec.parse import WorkloadSpec
 
 PROGRESS_WAIT_S = 300.0
@@ -38,15 +39,21 @@ class CompletionObservation:
     wall_s: float
     stderr_tail: str
     leftovers: tuple[str, ...] = ()  # processes it left running outside its group
+    # Why no progress was seen though the spec names a source (preflight.run.progress
+    # .unpublished: names the key); "" when the spec names none.
+    progress_unpublished: str = ""
 
 
 def judge_completion(obs: CompletionObservation) -> Finding:
-    """Completed means exit 0, progress reached its total (when the job publishes one),
-    checkpoints were written where the spec says, and the output verifies (pure)."""
+    """Completed means exit 0, progress reached its total (when the spec names a progress
+    source, the job must publish on it), checkpoints were written where the spec says, and
+    the output verifies (pure)."""
     problems = []
     if obs.returncode != 0:
         ended = "timed out" if obs.timed_out else f"exit {obs.returncode}"
         problems.append(f"the job did not complete ({ended}): {obs.stderr_tail}")
+    if obs.progress is None and obs.progress_unpublished:
+        problems.append(obs.progress_unpublished)
     if obs.progress is not None and obs.progress[1] and obs.progress[0] != obs.progress[1]:
         problems.append(f"progress ended at {obs.progress[0]}/{obs.progress[1]}")
     if not obs.published_monotone:
@@ -79,7 +86,8 @@ class Completion:
             run.returncode, run.timed_out, run.progress(), published == sorted(published),
             len(checkpoint_files(run.spec, run.params)), bool(run.spec.checkpoints),
             verify_rc, run.duration_s, tail(run),
-            tuple(f"pid {p.pid} {p.cmdline!r}" for p in run.leftovers)))
+            tuple(f"pid {p.pid} {p.cmdline!r}" for p in run.leftovers),
+            unpublished(run.spec.progress, run.spec.progress_regex)))
 
 
 # ------------------------------------------------------------------------- exclusion

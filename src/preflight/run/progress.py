@@ -122,3 +122,14 @@ class RegexProgress:
 class NoProgress:
     def read(self) -> JobProgress | None:
         return None
+
+
+def unpublished(progress: str | None, progress_regex: str | None) -> str:
+    """Why a run whose spec names a progress source published none: names the spec key
+    and its value; "" when the spec names none (then no progress is expected) (pure)."""
+    if progress is not None:
+        return f"no progress published: the spec's 'progress' file {progress} was never written"
+    if progress_regex is not None:
+        return (f"no progress published: the spec's 'progress_regex' {progress_regex!r} "
+                "matched no stdout line")
+    return ""

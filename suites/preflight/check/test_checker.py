@@ -294,3 +294,13 @@ def test_a_lost_work_bound_of_the_whole_run_cannot_pass() -> None:
     verdict = by_name(check(history(killed(), finished(start=0)), whole))["lost_work"]
     assert verdict.status == SKIP and "whole run" in verdict.detail
     assert "no checkpoint changes seen" in verdict.detail
+
+
+def test_no_progress_published_makes_the_row_inconclusive() -> None:
+    missing = replace(REF, progress_missing="no progress published: the spec's 'progress' ...")
+    verdicts = check(history(killed(), finished()), missing)
+    assert [(v.name, v.status) for v in verdicts] == [("progress", SKIP)]
+    assert "no progress published" in verdicts[0].detail
+    # A failure still stands (a hang is the job's, progress or not).
+    hung = history(killed(), replace(finished(), rc=None, timed_out=True))
+    assert not passed(check(hung, missing))

@@ -9,6 +9,10 @@ from pathlib import Path
 from preflight.check.checker import PASS
 from preflight.check.drive.schedule import reachable
 from preflight.check.pytest_fixtures import FaultCheck, failure_text
+from preflight.experiments.base import FAIL, Context
+from preflight.experiments.base import PASS as PASSED
+from preflight.experiments.lifecycle import Completion
+from preflight.workload import load_specs
 
 SPEC = str(Path(__file__).resolve().parents[3] / "fixtures" / "unearned.toml")
 
@@ -20,6 +24,17 @@ def _row(fault_check: FaultCheck, workload: str, kind: str, experiment_id: str):
 
 def _details(row) -> str:
     return "; ".join(f"{v.name}: {v.status}: {v.detail}" for v in row.verdicts)
+
+
+def test_a_progress_file_never_written_makes_every_row_inconclusive(
+    fault_check: FaultCheck,
+) -> None:
+    result, row = _row(fault_check, "unearned_no_progress", "kill", "kill-time")
+    assert row.status == "SKIP", _details(row)
+    assert not any(v.status == PASS for v in row.verdicts), _details(row)
+    assert "no progress published" in _details(row) and "'progress'" in _details(row)
+    reference = result.report.reference
+    assert reference is not None and "PROGRESS.json" in reference.progress_missing
 
 
 def test_a_kill_that_lands_after_the_total_is_not_a_pass(fault_check: FaultCheck) -> None:
@@ -45,9 +60,26 @@ def test_the_correct_job_still_passes_the_same_rows(fault_check: FaultCheck) -> 
         row = result.row(experiment_id)
         assert row.status == "PASS", (experiment_id, _details(row))
         assert row.history.injected is True
+    assert result.report.reference is not None and result.report.reference.progress_missing == ""
     # Checkpoint changes were seen, so the lost-work bound is an interval, not the run.
     lost = next(v for v in result.row("kill-progress").verdicts if v.name == "lost_work")
     assert lost.status == PASS, lost.detail
+
+
+def _completion(tmp_path: Path, workload: str):
+    spec = load_specs(SPEC)[workload]
+    return Completion().execute(Context(spec, "small", tmp_path))
+
+
+def test_completion_fails_when_the_spec_s_progress_is_never_written(tmp_path: Path) -> None:
+    finding = _completion(tmp_path, "unearned_no_progress")
+    assert finding.status == FAIL
+    assert "no progress published" in finding.reason and "'progress'" in finding.reason
+
+
+def test_completion_passes_the_correct_job(tmp_path: Path) -> None:
+    finding = _completion(tmp_path, "unearned_clean")
+    assert finding.status == PASSED, finding.reason
 
 
 def test_a_kill_target_moves_onto_progress_the_job_publishes() -> None:

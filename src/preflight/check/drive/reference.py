@@ -13,6 +13,7 @@ from pathlib import Path
 from preflight.check.drive.runner import DriveContext, job_env, run_attempt
 from preflight.check.drive.sequence import finish
 from preflight.check.history import Reference
+from preflight.run.progress import unpublished
 
 TRACE_BYTES_MAX = 64 << 20
 TRACE_NAME = "trace.txt"
@@ -70,6 +71,14 @@ def derive_ckpt_interval(
     if gap is not None:
         return gap, "largest gap between published progress values (no checkpoint changes seen)"
     return None, "no progress published"
+
+
+def progress_missing(ctx: DriveContext, dones: list[int], total: int | None) -> str:
+    """Why the reference run published no progress though its spec names a source ("" when
+    it published some, or the spec names none)."""
+    if dones or total:
+        return ""
+    return unpublished(ctx.spec.progress, ctx.spec.progress_regex)
 
 
 def disk_usage(workdir: Path) -> tuple[int, int]:
@@ -131,6 +140,7 @@ def run_reference(ctx: DriveContext, ckpt_interval: int | None = None) -> tuple[
         workdir_bytes=used_bytes,
         file_bytes_max=largest_bytes,
         stderr_tail=attempt.stderr_tail if attempt.rc != 0 else "",
+        progress_missing=progress_missing(ctx, outcome.dones, outcome.total),
         published=tuple(outcome.dones),
     )
     return reference, workdir
