@@ -3,8 +3,9 @@
 Extension point: `check`, `gate` and `soak` live in their own modules and own their
 arguments. Each module in DELEGATED provides `main(argv: list[str]) -> int`; this file only
 dispatches to it (imported lazily, so `preflight report` never pays for torch or the fault
-machinery). `report` is implemented here: it reads the session reports the pytest plugin
-writes (reports/<run id>/report.json|md|html, reports/latest).
+machinery). `report` is implemented here: it shows the report of a run (reports/latest by
+default): the session report the pytest plugin writes (report.json|md|html), or a gate's
+readiness report (readiness.md|html beside its report.json; run_views).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import inspect
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from preflight.durable.errors import EXIT_BAD_INPUT, EXIT_OK
@@ -24,6 +26,7 @@ LATEST = "latest"
 TEXT_BYTES_MAX = 32 << 20
 LIST_MAX = 1000
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")  # report order
+SESSION, GATE = "session", "gate"
 
 # subcommand -> (module with main(argv) -> int, one-line help)
 DELEGATED: dict[str, tuple[str, str]] = {
@@ -63,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--dir", default=DEFAULT_REPORTS, type=Path, help="reports directory")
     report.add_argument(
         "--format", choices=("md", "json", "path"), default="md",
-        help="print the Markdown, the JSON, or the path of report.html",
+        help="print the Markdown, the JSON, or the path of report.html (a gate's run:"
+        " readiness.md, report.json, readiness.html)",
     )
     report.add_argument("--list", action="store_true", help="list the recorded runs")
     report.add_argument(
@@ -147,6 +151,28 @@ def _run_dirs(reports: Path) -> list[Path]:
     return sorted(runs, key=lambda p: p.name)[-LIST_MAX:]
 
 
+@dataclass(frozen=True)
+class RunViews:
+    """The files of one run directory that `preflight report RUN` prints (--format md, json)
+    or names (--format path)."""
+
+    kind: str  # SESSION: the pytest plugin's report.*; GATE: `preflight gate`'s readiness.*
+    markdown: Path
+    json: Path
+    html: Path
+
+
+def run_views(run_dir: Path) -> RunViews:
+    """A session report's report.{md,json,html}; a gate's readiness.md and readiness.html
+    beside its report.json (a gate writes no report.md: docs/contract.md "Command lines").
+    A run with a report.md is shown as before, whatever else it holds."""
+    if not (run_dir / "report.md").is_file() and (run_dir / "readiness.md").is_file():
+        return RunViews(GATE, run_dir / "readiness.md", run_dir / "report.json",
+                        run_dir / "readiness.html")
+    return RunViews(SESSION, run_dir / "report.md", run_dir / "report.json",
+                    run_dir / "report.html")
+
+
 def _list_runs(reports: Path) -> int:
     for run_dir in _run_dirs(reports):
         summary = ""
@@ -179,15 +205,19 @@ def report_command(args: argparse.Namespace) -> int:
     if not (run_dir / "report.json").is_file():
         print(f"preflight report: no report.json in {run_dir}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    views = run_views(run_dir)
     if args.rebuild:
+        if views.kind == GATE:
+            print(f"preflight report: {run_dir} is a gate's readiness report; --rebuild "
+                  "re-renders session reports only", file=sys.stderr)
+            return EXIT_BAD_INPUT
         from preflight.reports.session import rewrite_views
 
         rewrite_views(run_dir)
     if args.format == "path":
-        print((run_dir / "report.html").resolve())
+        print(views.html.resolve())
     else:
-        name = "report.md" if args.format == "md" else "report.json"
-        sys.stdout.write(_read_text(run_dir / name))
+        sys.stdout.write(_read_text(views.markdown if args.format == "md" else views.json))
     return EXIT_OK
 
 
