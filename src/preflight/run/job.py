@@ -30,6 +30,7 @@ from preflight.run.procs import (
 )
 from preflight.run.progress import FileProgress, NoProgress, RegexProgress
 from preflight.run.sampler import Sample, Sampler
+from preflight.spec.fields import SpecError
 from preflight.spec.parse import WorkloadSpec
 
 # Bounds for the Run's own waits and reads.
@@ -45,6 +46,24 @@ class RunError(RuntimeError):
 
 class RunTimeoutError(RunError, TimeoutError):
     """A bounded wait for a job (or an auxiliary command) ran out; the group was killed."""
+
+
+class CommandNotFoundError(RunError, SpecError):
+    """The spec's argv names a program that does not exist (or cannot be executed): bad
+    input (the CLIs exit 2), with the message naming the spec key."""
+
+
+def _unstartable(where: str, key: str, argv: Sequence[str], exc: BaseException) -> RunError:
+    """The error for a Popen that failed: bad input when the program is missing or not
+    executable, else the harness's own trouble."""
+    program = argv[0] if argv else "(empty argv)"
+    if isinstance(exc, FileNotFoundError | PermissionError | NotADirectoryError):
+        why = "not found" if isinstance(exc, FileNotFoundError) else "not executable"
+        return CommandNotFoundError(
+            f"{where} key {key!r}: cannot start {list(argv)!r}: program {program!r} {why} "
+            f"(on the job's PATH, or as a path): {exc.strerror or exc}"
+        )
+    return RunError(f"{where} key {key!r}: cannot start {list(argv)!r}: {exc}")
 
 
 def base_env() -> dict[str, str]:
@@ -148,7 +167,7 @@ class Run:
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 self.host_watch.stop()
-                raise RunError(f"{self.spec.where}: cannot start {self.argv!r}: {exc}") from exc
+                raise _unstartable(self.spec.where, self._argv_key(), self.argv, exc) from exc
         self._started_s = time.monotonic()
         self._sampler = Sampler(
             self._proc.pid,
@@ -157,6 +176,12 @@ class Run:
             t0_s=self._started_s,
         ).start()
         return self
+
+    def _argv_key(self) -> str:
+        """The spec key whose program starts this run."""
+        if self.spec.launcher:
+            return "launcher"
+        return "resume" if self.resume and self.spec.resume is not None else "command"
 
     def _make_follower(self) -> FileProgress | RegexProgress | NoProgress:
         path = self.spec.progress_path(self.params)
@@ -356,7 +381,7 @@ def run_aux(
                 preexec_fn=_child_setup(os.getpid(), None),
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            raise RunError(f"{spec.where} key {key!r}: cannot start {argv!r}: {exc}") from exc
+            raise _unstartable(spec.where, key, argv, exc) from exc
         try:
             returncode = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

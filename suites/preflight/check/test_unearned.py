@@ -4,9 +4,15 @@ would pass today; the correct job beside it still passes the same experiment."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from preflight.check import command as check
 from preflight.check.checker import PASS
+from preflight.check.drive.reference import run_reference
+from preflight.check.drive.runner import Bounds, DriveContext
 from preflight.check.drive.schedule import reachable
 from preflight.check.pytest_fixtures import FaultCheck, failure_text
 from preflight.experiments.base import FAIL, Context
@@ -80,6 +86,37 @@ def test_completion_fails_when_the_spec_s_progress_is_never_written(tmp_path: Pa
 def test_completion_passes_the_correct_job(tmp_path: Path) -> None:
     finding = _completion(tmp_path, "unearned_clean")
     assert finding.status == PASSED, finding.reason
+
+
+def test_a_fingerprint_that_never_ends_is_named_with_its_bound(tmp_path: Path) -> None:
+    spec = replace(load_specs(SPEC)["unearned_clean"], fingerprint=("sleep", "infinity"))
+    ctx = DriveContext(spec, spec.params("small"), tmp_path, bounds=Bounds(aux_timeout_s=0.5))
+    reference, _ = run_reference(ctx)
+    assert reference.rc == 0 and reference.fingerprint is None
+    why = reference.stderr_tail  # what "the uninterrupted reference run failed" goes on with
+    assert "'fingerprint'" in why and "sleep" in why and "0.5 s" in why, why
+
+
+def test_a_command_that_does_not_exist_is_bad_input_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "workloads.toml"
+    spec.write_text(
+        '[workloads.ghost]\ncommand = ["preflight-no-such-program", "{workdir}"]\n'
+        '[workloads.ghost.scale]\nsmall = { units = 1 }\nproduction = { units = 1 }\n'
+    )
+    argv = ["ghost", "--spec", str(spec), "--faults", "kill", "--report", str(tmp_path / "r"),
+            "--work-root", str(tmp_path)]
+    assert check.main(argv) == check.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "key 'command'" in err and "preflight-no-such-program" in err and "not found" in err
+
+
+def test_a_command_that_exists_still_runs(tmp_path: Path) -> None:
+    spec = load_specs(SPEC)["unearned_clean"]
+    ctx = DriveContext(spec, spec.params("small"), tmp_path)
+    reference, _ = run_reference(ctx)
+    assert reference.rc == 0 and reference.fingerprint and reference.stderr_tail == ""
 
 
 def test_a_kill_target_moves_onto_progress_the_job_publishes() -> None:

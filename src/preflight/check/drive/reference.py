@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from preflight.check.drive.runner import DriveContext, job_env, run_attempt
-from preflight.check.drive.sequence import finish
+from preflight.check.drive.sequence import Finish, finish
 from preflight.check.history import Reference
 from preflight.run.progress import unpublished
 
@@ -81,6 +81,15 @@ def progress_missing(ctx: DriveContext, dones: list[int], total: int | None) -> 
     return unpublished(ctx.spec.progress, ctx.spec.progress_regex)
 
 
+def _finish_failure(ctx: DriveContext, done: Finish | None) -> str:
+    """Why a reference run that exited 0 still gave no fingerprint: the fingerprint
+    command's own failure (its argv and exit, or the timeout that killed it)."""
+    if done is None or done.fingerprint is not None or ctx.spec.fingerprint is None:
+        return ""
+    said = [n for n in done.notes if n.startswith("fingerprint") or "'fingerprint'" in n]
+    return "; ".join(said) or "the fingerprint command printed nothing"
+
+
 def disk_usage(workdir: Path) -> tuple[int, int]:
     """(allocated bytes of every file under workdir, the largest file's size)."""
     used_bytes, largest_bytes = 0, 0
@@ -139,7 +148,7 @@ def run_reference(ctx: DriveContext, ckpt_interval: int | None = None) -> tuple[
         vms_bytes_max=outcome.vms_bytes_max,
         workdir_bytes=used_bytes,
         file_bytes_max=largest_bytes,
-        stderr_tail=attempt.stderr_tail if attempt.rc != 0 else "",
+        stderr_tail=attempt.stderr_tail if attempt.rc != 0 else _finish_failure(ctx, done),
         progress_missing=progress_missing(ctx, outcome.dones, outcome.total),
         published=tuple(outcome.dones),
     )

@@ -126,7 +126,8 @@ def _fingerprint(ctx: DriveContext, workdir: Path) -> tuple[str | None, list[str
         return None, [str(exc)]
     if done.returncode == 0:
         return done.stdout.strip(), []
-    return None, [f"fingerprint exit {done.returncode}: {done.stderr.strip()[-300:]}"]
+    said = done.stderr.strip()[-300:] or "(no stderr)"
+    return None, [f"fingerprint {done.args!r} exit {done.returncode}: {said}"]
 
 
 def recover_s(attempts: list[Attempt]) -> float | None:
