@@ -122,12 +122,23 @@ def _delegate(name: str, argv: list[str]) -> int:
     from preflight.spec.parse import SpecError
 
     try:
-        return int(module.main(argv))
+        return int(module.main(argv, **_handed_in(module)))
     except (BadInputError, SpecError) as exc:
         # A command that lets bad input escape still exits 2 with its usage, not a traceback.
         sys.stderr.write(_usage(name, module))
         print(f"preflight {name}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _handed_in(module: object) -> dict[str, object]:
+    """What a command below the reports room is handed from above: `preflight check`'s
+    JUnit writer (preflight.reports.junit; check and reports do not import each other)."""
+    main = getattr(module, "main", None)
+    if not callable(main) or "junit_writer" not in inspect.signature(main).parameters:
+        return {}
+    from preflight.reports.junit import write_rows
+
+    return {"junit_writer": write_rows}
 
 
 def _usage(name: str, module: object) -> str:

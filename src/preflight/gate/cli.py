@@ -2,11 +2,14 @@
 
     preflight gate [--spec FILE] [--workload NAME ...] [--scale small|10pct|production]
                    [--require TIER] [--only EXPERIMENT ...] [--seed S] [--report DIR]
+                   [--junit PATH]
 
 Runs the readiness experiments (preflight.experiments) and fault batteries for each workload
 directly, plus the project's own pytest suites when ``[tool.preflight.gate] suites`` names
 any; judges the evidence by the launch policy; writes readiness.json/md/html and
-report.json into ``reports/<run id>/``; records the result in ``reports/history.sqlite``.
+report.json into ``reports/<run id>/`` (and with ``--junit PATH`` JUnit XML: a testcase per
+workload and experiment, preflight.reports.junit); records the result in
+``reports/history.sqlite``.
 With ``--require T`` it refuses unless a passing gate at tier T exists for the same code and
 configuration (the "only after the 10% rehearsal passes" rule).
 
@@ -28,12 +31,14 @@ from typing import Any
 from preflight.durable import BadInputError
 from preflight.durable.atomic import atomic_write
 from preflight.durable.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from preflight.evidence import Row
 from preflight.experiments.schedule import plan, run_planned
 from preflight.gate.policy import Policy, load_policy
 from preflight.gate.suites import run_suites
 from preflight.gate.verdict import Verdict, validate_ready_for_production
 from preflight.history.identity import code_hash, preflight_config_hash
 from preflight.history.store import History
+from preflight.reports import junit
 from preflight.reports.evidence import keep_evidence
 from preflight.reports.readiness import bad_inputs_rows, write_readiness
 from preflight.reports.session import git_commit, point_latest
@@ -63,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "repeatable; project suites are skipped")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault batteries")
     parser.add_argument("--report", type=Path, default=Path("reports"), help="reports directory")
+    parser.add_argument("--junit", type=Path, default=None, metavar="PATH",
+                        help="also write JUnit XML: a testcase per workload and experiment")
     parser.add_argument("--suites", action="append", default=None,
                         help="pytest suite to run too (default: [tool.preflight.gate] suites)")
     parser.add_argument("--no-suites", action="store_true", help="skip the project's suites")
@@ -179,6 +186,8 @@ def _evidence(args: argparse.Namespace, specs: list[WorkloadSpec], policy: Polic
 
 
 def gate(args: argparse.Namespace) -> int:
+    if args.junit is not None:
+        junit.check_path(args.junit)
     spec_file = _spec_file(args)
     policy_file = _policy_file(args, spec_file)
     specs = _workloads(args, spec_file)
@@ -205,12 +214,24 @@ def gate(args: argparse.Namespace) -> int:
     atomic_write(run_dir / "report.json", {**report, "meta": meta})
     write_readiness(run_dir, verdict, meta, [], bad_inputs_rows(report), tests)
     point_latest(reports, run_dir)
+    if args.junit is not None:
+        write_junit(args.junit, tests, meta, verdict)
     with History(reports / "history.sqlite") as history:
         history.add(run_id=run_id, kind="gate", workload=",".join(s.name for s in specs),
                     scale=args.scale, code_hash=code, config_hash=config, ready=verdict.ready,
                     metrics=_metrics(tests), report_path=str(run_dir / "readiness.json"))
     _print_summary(verdict, tests, run_dir)
     return EXIT_READY if verdict.ready else EXIT_NOT_READY
+
+
+def write_junit(path: Path, tests: list[dict[str, Any]], meta: dict[str, Any],
+                verdict: Verdict) -> Path:
+    """The gate's JUnit XML: one testcase per workload and experiment (classname: the
+    workload) and per project suite test."""
+    props = {k: meta.get(k) for k in ("run_id", "scale", "spec", "git_commit")}
+    props["verdict"] = "READY" if verdict.ready else "NOT READY"
+    rows = [Row.from_json(t) for t in tests if isinstance(t, dict)]
+    return junit.write_rows(path, "preflight-gate", rows, props)
 
 
 def _metrics(tests: list[dict[str, Any]]) -> list[tuple[str, float]]:

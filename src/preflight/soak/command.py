@@ -1,6 +1,7 @@
 """`preflight soak WORKLOAD --duration 8h`: run a job for a duration, restarting it fresh
 whenever it finishes, sampling throughout; leak, degradation and stall verdicts over the
-whole duration; JSON, Markdown, JUnit XML and plots.
+whole duration; JSON, Markdown, JUnit XML (preflight.reports.junit: a testcase per verdict;
+also to ``--junit PATH``) and plots.
 
 The soak checkpoints its own state (elapsed time, iterations, the sampled series) in its
 state directory after every slice, so a killed soak continues where it was.
@@ -11,21 +12,23 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from preflight.analysis import leak_verdict, stall_from_series, throughput_from_series
 from preflight.analysis.settings import settings_for
 from preflight.durable.atomic import atomic_write
 from preflight.durable.errors import EXIT_FAILED, EXIT_OK, BadInputError
 from preflight.durable.jsonio import read_json
+from preflight.evidence import Row, Status
 from preflight.experiments.base import disturbed, job_cpu_s, within_host_noise
 from preflight.host import share as hostshare
+from preflight.reports import junit
 from preflight.workload import Run, load_spec
 
 SLICE_S = 1.0
@@ -259,27 +262,57 @@ def _failing(verdicts: list[dict[str, Any]]) -> str:
     )
 
 
-def to_junit(workload: str, verdicts: dict[str, Any], elapsed_s: float) -> str:
-    cases = [("no-leak", verdicts["leak_ok"], _failing(verdicts["leak"]) or "no leak"),
-             ("throughput-within-runs", verdicts["throughput_within_ok"],
-              _failing(verdicts["throughput_within"]) or "steady in every run"),
-             ("throughput", verdicts["throughput"]["ok"], verdicts["throughput"]["reason"]),
-             ("no-stall", verdicts["stall"]["ok"], verdicts["stall"]["reason"]),
-             ("no-crash", verdicts["crashed_iterations"] == 0,
-              f"{verdicts['crashed_iterations']} iteration(s) exited non-zero")]
-    failures = sum(1 for _, ok, _ in cases if not ok)
-    body = "".join(
-        f"<testcase classname={quoteattr('soak.' + workload)} name={quoteattr(name)}>"
-        + ("" if ok else f"<failure message={quoteattr(text[:500])}>{escape(text)}</failure>")
-        + "</testcase>"
-        for name, ok, text in cases
-    )
-    return (f'<?xml version="1.0" encoding="utf-8"?><testsuite name="preflight-soak" '
-            f'tests="{len(cases)}" failures="{failures}" time="{elapsed_s:.1f}">{body}'
-            "</testsuite>\n")
+def _case(workload: str, name: str, status: Status, reason: str, replay: str) -> Row:
+    return Row(nodeid=f"soak.{workload}::{name}", outcome=status.value, status=status,
+               experiment=name, workload=f"soak.{workload}", reason=reason,
+               replay=replay if status is Status.FAILED else "")
 
 
-def write_outputs(out_dir: Path, state: SoakState, series: list[dict], verdicts: dict) -> Path:
+def _timing_status(verdict: dict[str, Any]) -> Status:
+    if verdict.get("inconclusive"):
+        return Status.INCONCLUSIVE  # failed while the machine was taken (evaluate)
+    return Status.PASSED if verdict["ok"] else Status.FAILED
+
+
+def junit_rows(workload: str, verdicts: dict[str, Any], replay: str = "") -> list[Row]:
+    """One row per soak verdict (pure): leak, throughput within runs and over the duration,
+    stall, crashes; a wall-clock one measured while the host took the machine is
+    inconclusive (a JUnit skip), as the soak's own exit code counts it."""
+    within = verdicts["throughput_within"]
+    unsure = [v for v in within if v.get("inconclusive")]
+    within_status = (Status.FAILED if not verdicts["throughput_within_ok"] else
+                     Status.INCONCLUSIVE if unsure else Status.PASSED)
+    within_text = _failing(within) or "steady in every run"
+    if within_status is Status.INCONCLUSIVE:
+        within_text = "; ".join(f"run {v['iteration']}: {v['reason']}" for v in unsure)
+    crashed = verdicts["crashed_iterations"]
+    cases = [("no-leak", Status.PASSED if verdicts["leak_ok"] else Status.FAILED,
+              _failing(verdicts["leak"]) or "no leak"),
+             ("throughput-within-runs", within_status, within_text),
+             ("throughput", _timing_status(verdicts["throughput"]),
+              verdicts["throughput"]["reason"]),
+             ("no-stall", _timing_status(verdicts["stall"]), verdicts["stall"]["reason"]),
+             ("no-crash", Status.PASSED if crashed == 0 else Status.FAILED,
+              f"{crashed} iteration(s) exited non-zero")]
+    return [_case(workload, name, status, text, replay) for name, status, text in cases]
+
+
+def replay_command(state: SoakState, spec: str | None) -> str:
+    argv = ["preflight", "soak", state.workload, "--duration", f"{state.duration_s:g}s",
+            "--scale", state.scale]
+    return shlex.join(argv + (["--spec", spec] if spec else []))
+
+
+def write_junit(path: Path, state: SoakState, verdicts: dict[str, Any],
+                replay: str = "") -> Path:
+    return junit.write_rows(path, "preflight-soak", junit_rows(state.workload, verdicts, replay),
+                            {"workload": state.workload, "scale": state.scale,
+                             "verdict": "PASS" if verdicts["ok"] else "FAIL"},
+                            time_s=state.elapsed_s)
+
+
+def write_outputs(out_dir: Path, state: SoakState, series: list[dict], verdicts: dict,
+                  replay: str = "") -> Path:
     from preflight.reports.plots import render_png
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -292,7 +325,7 @@ def write_outputs(out_dir: Path, state: SoakState, series: list[dict], verdicts:
         atomic_write(out_dir / f"{stem}.png", png)
     summary = {"soak": state.to_json(), "verdicts": verdicts, "samples": len(series)}
     atomic_write(out_dir / f"{stem}.json", summary)
-    atomic_write(out_dir / f"{stem}.junit.xml", to_junit(state.workload, verdicts, state.elapsed_s))
+    write_junit(out_dir / f"{stem}.junit.xml", state, verdicts, replay)
     status = "PASS" if verdicts["ok"] else "FAIL"
     lines = [f"# Soak {state.workload}: {status}", "",
              f"- duration: {state.elapsed_s:.1f} s of {state.duration_s:.0f} s",
@@ -348,6 +381,8 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--state", type=Path, default=None,
                         help="soak state directory (default reports/soak-WORKLOAD)")
     parser.add_argument("--report", type=Path, default=Path("reports"))
+    parser.add_argument("--junit", type=Path, default=None, metavar="PATH",
+                        help="also write the JUnit XML here (a testcase per verdict)")
     # Enough points inside each run for its own trends (a small run lasts seconds).
     parser.add_argument("--sample-interval", type=float, default=0.1)
     return parser
@@ -356,6 +391,8 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argparse.ArgumentParser(prog="preflight soak")).parse_args(argv)
     duration_s = parse_duration(args.duration)
+    if args.junit is not None:
+        junit.check_path(args.junit)
     spec = load_spec(args.workload, args.spec)
     state_dir = (args.state or args.report / f"soak-{args.workload}").absolute()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -367,7 +404,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     series = read_series(state_dir / SERIES_NAME)
     verdicts = evaluate(series, state)
     run_dir = args.report / time.strftime("soak-%Y%m%dT%H%M%S")
-    report_path = write_outputs(run_dir, state, series, verdicts)
+    replay = replay_command(state, args.spec)
+    report_path = write_outputs(run_dir, state, series, verdicts, replay)
+    if args.junit is not None:
+        write_junit(args.junit, state, verdicts, replay)
     _record_history(args.report, state, verdicts, report_path)
     if verdicts.get("inconclusive"):
         print(f"soak {args.workload}: {verdicts['inconclusive']} wall-clock verdict(s) "

@@ -11,9 +11,20 @@ import time
 from pathlib import Path
 
 import pytest
+from junitparser import Failure, JUnitXml, Skipped
 
 from preflight.durable import BadInputError
-from preflight.soak.command import SoakState, evaluate, main, parse_duration, read_series
+from preflight.reports.junit import to_junit
+from preflight.soak.command import (
+    SoakState,
+    evaluate,
+    junit_rows,
+    main,
+    parse_duration,
+    read_series,
+    replay_command,
+    write_junit,
+)
 from suites.preflight.helpers import HostSeen, watching_host
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
@@ -87,7 +98,8 @@ def test_clean_soak_passes_with_junit(tmp_path):
         return
     assert code == 0, verdicts
     (junit,) = (tmp_path / "reports").glob("soak-*/*.junit.xml")
-    assert 'failures="0"' in junit.read_text()
+    xml = JUnitXml.fromfile(str(junit))
+    assert (xml.tests, xml.failures, xml.errors) == (5, 0, 0)
 
 
 @pytest.mark.long  # drives real jobs for seconds: make test-long (CI runs it)
@@ -97,7 +109,9 @@ def test_leaky_soak_fails_on_the_leak(tmp_path):
     code, summary, host = _soak(tmp_path, "leaky", "3s", interval_s=0.02)
     assert code == 1 and not summary["verdicts"]["leak_ok"], (summary["verdicts"], str(host))
     (junit,) = (tmp_path / "reports").glob("soak-*/*.junit.xml")
-    assert "<failure" in junit.read_text()
+    (leak,) = [c for suite in JUnitXml.fromfile(str(junit)) for c in suite if c.name == "no-leak"]
+    (failure,) = leak.result
+    assert isinstance(failure, Failure) and "replay: preflight soak leaky" in failure.message
 
 
 @pytest.mark.long
@@ -229,3 +243,48 @@ def test_the_same_slowdown_fails_on_a_quiet_machine_and_is_inconclusive_on_a_tak
     assert within_host_noise(near)
     assert not within_host_noise({**near, "ratio_last_first": 0.1})
     assert not within_host_noise({"kind": "stall", "longest_stall_s": 4.0, "stall_s": 1.0})
+
+
+def _junit_cases(state: SoakState, verdicts: dict) -> dict[str, object]:
+    xml = JUnitXml.fromstring(to_junit("preflight-soak", junit_rows(
+        state.workload, verdicts, replay_command(state, "w.toml"))).tostring())
+    return {c.name: c for suite in xml for c in suite}
+
+
+def test_soak_junit_fails_a_verdict_with_the_replay_command() -> None:
+    series = _series(3, 240, 0.0, 0.6)  # each run ends 1.6x slower than it starts
+    state = _state(series)
+    cases = _junit_cases(state, evaluate(series, state))
+    assert list(cases) == ["no-leak", "throughput-within-runs", "throughput", "no-stall",
+                           "no-crash"]
+    assert {c.classname for c in cases.values()} == {"soak.w"}
+    (failure,) = cases["throughput-within-runs"].result
+    assert isinstance(failure, Failure)
+    assert failure.message.startswith("run 0: throughput: DEGRADED: ")
+    assert failure.message.endswith(
+        " — replay: preflight soak w --duration 10s --scale small --spec w.toml")
+    assert cases["no-leak"].is_passed and cases["no-crash"].is_passed
+
+
+def test_soak_junit_skips_a_slowdown_measured_on_a_taken_machine() -> None:
+    series = _series(3, 240, 0.0, 0.6)
+    taken = _state(series)
+    taken.iterations = [dict(it, steal=0.0, neighbours=0.8) for it in taken.iterations]
+    verdicts = evaluate(series, taken)
+    assert verdicts["ok"]  # the soak passes: its JUnit has no failure either
+    cases = _junit_cases(taken, verdicts)
+    (skipped,) = cases["throughput-within-runs"].result
+    assert isinstance(skipped, Skipped)
+    assert skipped.message.startswith("inconclusive: run 0: DEGRADED: ")
+    assert not any(isinstance(r, Failure) for c in cases.values() for r in c.result)
+
+
+def test_soak_junit_is_written_atomically_with_the_soak_time(tmp_path) -> None:
+    series = _series(3, 240, 1.0, 0.0)  # a file leaked per unit
+    state = _state(series)
+    path = write_junit(tmp_path / "ci" / "soak.xml", state, evaluate(series, state), "r")
+    xml = JUnitXml.fromfile(str(path))
+    assert (xml.tests, xml.failures, xml.time) == (5, 1, round(state.elapsed_s, 3))
+    (suite,) = list(xml)
+    assert suite.name == "preflight-soak"
+    assert {p.name: p.value for p in suite.properties()}["verdict"] == "FAIL"
