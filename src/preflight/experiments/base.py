@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from preflight.evidence import Finding, Measurement, Status
-from preflight.host.rule import disturbed, excused
+from preflight.host.rule import disturbed
 from preflight.run.handles import WorkloadHandle
 from preflight.run.job import Run, run_aux
 from preflight.spec.parse import WorkloadSpec
@@ -59,9 +59,8 @@ class Experiment(Protocol):
     def execute(self, ctx: Context) -> Finding: ...
 
 
-# The host rule lives in preflight.host.rule; the soak reads these two through here.
-__all__ = ["Finding", "Measurement", "Status", "disturbed", "within_host_noise"]
-within_host_noise = excused
+# Experiments read the evidence contract's types through here (preflight.evidence).
+__all__ = ["Finding", "Measurement", "Status"]
 
 
 def timing_status(failed: bool, steal: float | None, frozen: float | None,
@@ -70,12 +69,6 @@ def timing_status(failed: bool, steal: float | None, frozen: float | None,
     if not failed:
         return PASS
     return INCONCLUSIVE if disturbed(steal, frozen, neighbours) else FAIL
-
-
-def job_cpu_s(run: Run) -> float:
-    """CPU seconds of the job's tree (the sampler's last reading; 0 when unsampled)."""
-    samples = run.samples
-    return float(samples[-1].cpu_s) if samples else 0.0
 
 
 def save_evidence(ctx: Context, name: str, doc: Mapping[str, Any]) -> str:

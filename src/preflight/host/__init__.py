@@ -5,6 +5,5 @@
   the dilation the alert experiments stretch their durations by;
 - ``watch``: ``HostWatch``, started by every ``preflight.run.job.Run`` with its job;
   ``run.host`` is its ``HostFigures`` (steal, frozen, neighbours);
-- ``rule``: the pure host rule: ``disturbed``, ``excused``, the host texts, the thresholds;
-- ``share``: the earlier names (``MachineWatch``, ``neighbour_share``), kept for the soak.
+- ``rule``: the pure host rule: ``disturbed``, ``excused``, the host texts, the thresholds.
 """

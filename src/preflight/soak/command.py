@@ -26,8 +26,7 @@ from preflight.durable.atomic import atomic_write
 from preflight.durable.errors import EXIT_FAILED, EXIT_OK, BadInputError
 from preflight.durable.jsonio import read_json
 from preflight.evidence import Row, Status
-from preflight.experiments.base import disturbed, job_cpu_s, within_host_noise
-from preflight.host import share as hostshare
+from preflight.host.rule import disturbed, excused
 from preflight.reports import junit
 from preflight.workload import Run, load_spec
 
@@ -146,10 +145,10 @@ def _run_iteration(spec: Any, state: SoakState, state_dir: Path, params: dict, i
     workdir.mkdir(parents=True)
     start_s = state.elapsed_s
     seen = 0
-    # A frozen cgroup or a throttled container shows no steal in /proc/stat; the meter sees it.
-    with hostshare.MachineWatch() as machine, Run(
-            spec, workdir, params, sample_interval_s=interval_s,
-            log_dir=state_dir / "logs").start() as run:
+    # A frozen cgroup or a throttled container shows no steal in /proc/stat; the Run's own
+    # watch measures the harness frozen too (watch_frozen).
+    with Run(spec, workdir, params, sample_interval_s=interval_s,
+             log_dir=state_dir / "logs", watch_frozen=True).start() as run:
         slice_start = time.monotonic()
         while True:
             code = _wait_slice(run, SLICE_S)
@@ -168,11 +167,11 @@ def _run_iteration(spec: Any, state: SoakState, state_dir: Path, params: dict, i
     units = progress[0] if progress else 0
     state.units_before += units
     # What the machine did meanwhile: a wall-clock alarm raised under it is inconclusive.
-    neighbours = machine.neighbours(job_cpu_s(run))
+    host = run.host
     state.iterations.append(
         {"returncode": code, "units": units, "duration_s": run.duration_s,
          "finished": run.returncode is not None and state.elapsed_s < state.duration_s,
-         "steal": run.host_steal_fraction, "frozen": machine.frozen, "neighbours": neighbours}
+         "steal": host.steal, "frozen": host.frozen, "neighbours": host.neighbours}
     )
     atomic_write(state_dir / STATE_NAME, state.to_json())
 
@@ -224,11 +223,11 @@ def evaluate(series: list[dict[str, Any]], state: SoakState) -> dict[str, Any]:
     taken = _disturbed_iterations(state)
     for verdict in within:  # a run's own slowdown while the machine was taken: unknown
         if (not verdict["ok"] and verdict["iteration"] in taken
-                and within_host_noise(verdict)):
+                and excused(verdict)):
             verdict["inconclusive"] = True
     within_ok = all(v["ok"] or v.get("inconclusive") for v in within)
     for verdict in (throughput, stall):
-        if not verdict["ok"] and taken and within_host_noise(verdict):
+        if not verdict["ok"] and taken and excused(verdict):
             verdict["inconclusive"] = True
     timing_ok = all(v["ok"] or v.get("inconclusive") for v in (throughput, stall))
     inconclusive = [v for v in (*within, throughput, stall) if v.get("inconclusive")]
@@ -249,7 +248,7 @@ def evaluate(series: list[dict[str, Any]], state: SoakState) -> dict[str, Any]:
 
 def _disturbed_iterations(state: SoakState) -> set[int]:
     """The runs during which the host stole the CPU, froze the harness, or other processes
-    used more than half of the machine (preflight.experiments.base.disturbed), by iteration
+    used more than half of the machine (preflight.host.rule.disturbed), by iteration
     number (pure)."""
     return {number for number, it in enumerate(state.iterations)
             if disturbed(it.get("steal"), it.get("frozen"), it.get("neighbours"))}

@@ -237,12 +237,12 @@ def test_the_same_slowdown_fails_on_a_quiet_machine_and_is_inconclusive_on_a_tak
     assert verdicts["ok"] and verdicts["inconclusive"] >= 3
     assert all(v.get("inconclusive") for v in verdicts["throughput_within"] if not v["ok"])
     # A slowdown far past the limit is the job's, however taken the machine was.
-    from preflight.experiments.base import within_host_noise
+    from preflight.host.rule import excused
 
     near = {"kind": "throughput", "ratio_last_first": 0.58, "degradation_max": 0.2}
-    assert within_host_noise(near)
-    assert not within_host_noise({**near, "ratio_last_first": 0.1})
-    assert not within_host_noise({"kind": "stall", "longest_stall_s": 4.0, "stall_s": 1.0})
+    assert excused(near)
+    assert not excused({**near, "ratio_last_first": 0.1})
+    assert not excused({"kind": "stall", "longest_stall_s": 4.0, "stall_s": 1.0})
 
 
 def _junit_cases(state: SoakState, verdicts: dict) -> dict[str, object]:
