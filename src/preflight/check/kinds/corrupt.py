@@ -8,7 +8,6 @@ simplest kind, the first file and the fewest bits.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import re
@@ -192,15 +191,6 @@ def _read_bounded(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def digest(path: Path) -> str | None:
-    """sha256 of the file's bytes as they are on disk now; None when it does not exist."""
-    try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
-    except FileNotFoundError:
-        return None
-
-
 def _rel(path: Path, workdir: Path) -> str:
     try:
         return str(path.relative_to(workdir))
@@ -232,13 +222,12 @@ def apply(spec: CorruptionSpec, groups: list[list[Path]], workdir: Path) -> Corr
         return None
     path = pool[spec.target % len(pool)]
     before = _read_bounded(path)
-    digest_before = digest(path)
     after = corrupt_bytes(spec, before)
     if after is None:
         path.unlink()
     else:
         path.write_bytes(after)
-    changed = digest(path) != digest_before  # what is on disk, not what was meant
+    changed = after != before  # a deleted file (None) always changed
     same = "" if changed else " (content unchanged: no-op)"
     return Corruption(spec.kind, (_rel(path, workdir),), spec.label() + same, changed)
 
@@ -250,10 +239,9 @@ def _swap(spec: CorruptionSpec, groups: list[list[Path]], workdir: Path) -> Corr
         return None
     first, second = pair
     data_first, data_second = _read_bounded(first), _read_bounded(second)
-    digests_before = (digest(first), digest(second))
     first.write_bytes(data_second)
     second.write_bytes(data_first)
-    changed = (digest(first), digest(second)) != digests_before
+    changed = data_first != data_second  # a swap of identical contents leaves both as they were
     same = "" if changed else " (identical content: no-op)"
     paths = (_rel(first, workdir), _rel(second, workdir))
     return Corruption("swap", paths, spec.label() + same, changed)
@@ -331,7 +319,7 @@ def execute(
     if not damage.changed:
         # Nothing was done to the job (docs/contract.md "Statuses"): resuming proves nothing.
         reason = (f"inconclusive: the corruption changed no byte ({damage.kind} "
-                  f"{'+'.join(damage.paths)}: sha256 the same before and after; {damage.detail})")
+                  f"{'+'.join(damage.paths)}: the same bytes before and after; {damage.detail})")
         skipped = skipped_history(exp, seed, reason, host_frozen=ctx.host_frozen())
         return replace(skipped, corruptions=(damage,), injected=False, injected_detail=reason)
     injected = Injected(True, f"{damage.kind} {'+'.join(damage.paths)}")
