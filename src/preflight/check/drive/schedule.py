@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from preflight.check.history import KINDS, KNOWN_KINDS
+from preflight.check.history import KINDS, KNOWN_KINDS, Reference
 
 SEED_MAX = (1 << 63) - 1
 
@@ -64,3 +64,11 @@ def reachable(target: int, published: tuple[int, ...], total: int) -> int:
         return target
     below = [v for v in published if 0 < v < min(target, total)]
     return max(below) if below else target
+
+
+def published_target(rng: random.Random, reference: Reference, low: float, high: float) -> int:
+    """A progress target in [low, high] of the reference's total, on a value the job really
+    publishes before its total (a kill waiting for the total tests no resume)."""
+    assert reference.total
+    done = progress_target(rng, reference.total, low, high)
+    return reachable(done, reference.published, reference.total)

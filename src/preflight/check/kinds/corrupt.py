@@ -18,7 +18,7 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from preflight.check.drive.runner import DriveContext, Trigger, run_attempt
-from preflight.check.drive.schedule import FaultExperiment, progress_target, reachable, stream
+from preflight.check.drive.schedule import FaultExperiment, published_target, stream
 from preflight.check.drive.sequence import (
     Injected,
     Workspace,
@@ -279,9 +279,8 @@ def plan(reference: Reference, seed: int) -> list[FaultExperiment]:
         rng = stream(seed, f"corrupt-{kind}")
         spec = draw(rng, kind)
         if reference.total:
-            done = progress_target(rng, reference.total, STOP_LOW, STOP_HIGH)
             stop: dict[str, object] = {
-                "at_done": reachable(done, reference.published, reference.total)
+                "at_done": published_target(rng, reference, STOP_LOW, STOP_HIGH)
             }
         else:
             stop = {"at_s": round(rng.uniform(STOP_LOW, STOP_HIGH) * reference.duration_s, 3)}

@@ -11,11 +11,10 @@ reachable), and counts as injected only when the kill landed inside a write.
 
 from __future__ import annotations
 
-import random
 import signal
 
 from preflight.check.drive.runner import DriveContext, Trigger, run_attempt
-from preflight.check.drive.schedule import FaultExperiment, progress_target, reachable, stream
+from preflight.check.drive.schedule import FaultExperiment, published_target, stream
 from preflight.check.drive.sequence import Injected, Workspace, conclude, skippable
 from preflight.check.history import Attempt, FaultHistory, Reference
 from preflight.check.kind import FaultKind, InjectContext, PlanContext
@@ -37,14 +36,6 @@ def plan(reference: Reference, seed: int, checkpoint_globs: int) -> list[FaultEx
         )
     exps.append(_preempt(reference, seed))
     return exps
-
-
-def _target(rng: random.Random, reference: Reference, low: float, high: float) -> int:
-    """A progress target in [low, high] of the total, on a value the job really publishes
-    before its total (a kill at the total tests no resume)."""
-    assert reference.total
-    done = progress_target(rng, reference.total, low, high)
-    return reachable(done, reference.published, reference.total)
 
 
 def _time_s(rng_fraction: float, reference: Reference) -> float:
@@ -69,7 +60,7 @@ def _at_time(reference: Reference, seed: int) -> FaultExperiment:
         low, high = past_first_checkpoint(reference, TIME_FRACTION_LOW, TIME_FRACTION_HIGH)
         trigger: dict[str, object] = {
             "sig": "SIGKILL",
-            "at_done": _target(rng, reference, low, high),
+            "at_done": published_target(rng, reference, low, high),
         }
     else:
         fraction = rng.uniform(TIME_FRACTION_LOW, TIME_FRACTION_HIGH)
@@ -81,7 +72,7 @@ def _at_progress(reference: Reference, seed: int) -> FaultExperiment:
     assert reference.total
     rng = stream(seed, "kill-progress")
     low, high = past_first_checkpoint(reference, 0.2, 0.8)
-    done = _target(rng, reference, low, high)
+    done = published_target(rng, reference, low, high)
     return FaultExperiment(
         "kill-progress", "kill", {"triggers": [{"sig": "SIGKILL", "at_done": done}]}
     )
@@ -92,7 +83,7 @@ def _storm(reference: Reference, seed: int) -> FaultExperiment:
     rng = stream(seed, "kill-storm")
     triggers: list[dict[str, object]] = []
     if reference.total and reference.total > STORM_KILLS:
-        dones = sorted(_target(rng, reference, 0.1, 0.9) for _ in range(STORM_KILLS))
+        dones = sorted(published_target(rng, reference, 0.1, 0.9) for _ in range(STORM_KILLS))
         triggers = [{"sig": "SIGKILL", "at_done": d} for d in dones]
     else:
         # Without progress, kill each attempt early in its own run: resumes are shorter.
@@ -123,7 +114,7 @@ def _preempt(reference: Reference, seed: int) -> FaultExperiment:
         low, high = past_first_checkpoint(reference, 0.2, 0.8)
         trigger: dict[str, object] = {
             "sig": "SIGTERM",
-            "at_done": _target(rng, reference, low, high),
+            "at_done": published_target(rng, reference, low, high),
         }
     else:
         trigger = {"sig": "SIGTERM", "at_s": _time_s(rng.uniform(0.2, 0.8), reference)}

@@ -31,7 +31,7 @@ from preflight.check.drive.runner import (
     DriveContext,
     job_env,
 )
-from preflight.check.drive.schedule import FaultExperiment, progress_target, reachable, stream
+from preflight.check.drive.schedule import FaultExperiment, published_target, stream
 from preflight.check.drive.sequence import Injected, Workspace, conclude, skippable
 from preflight.check.drive.watch import ProgressProbe, leftover_fields
 from preflight.check.history import FAULT_NONE, FAULT_SIGKILL, Attempt, FaultHistory, Reference
@@ -53,8 +53,9 @@ def plan(reference: Reference, seed: int, has_launcher: bool) -> list[FaultExper
     rng = stream(seed, "kill-rank")
     schedule: dict[str, object] = {"rank_pick": round(rng.random(), 6)}
     if reference.total:
-        done = progress_target(rng, reference.total, KILL_FRACTION_LOW, KILL_FRACTION_HIGH)
-        schedule["at_done"] = reachable(done, reference.published, reference.total)
+        schedule["at_done"] = published_target(
+            rng, reference, KILL_FRACTION_LOW, KILL_FRACTION_HIGH
+        )
     else:
         fraction = rng.uniform(TIME_FRACTION_LOW, TIME_FRACTION_HIGH)
         schedule["at_s"] = round(fraction * reference.duration_s, 3)
