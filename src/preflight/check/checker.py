@@ -67,25 +67,31 @@ def check(
     if not history.attempts:
         return [CheckVerdict("experiment", FAIL, "no attempt was recorded")]
     verdicts = _all(history, reference, restarts_max, sigterm)
-    if history.injected is False:
-        # Nothing was done to the job: whatever passed proves nothing; a failure stands.
-        why = history.injected_detail or "the fault was never injected"
-        return [CheckVerdict("injected", SKIP, f"inconclusive: {why}")] + [
-            v for v in verdicts if v.failed
-        ]
-    if reference.progress_missing:
-        # Kills planned on time, lost work and "progress reached its total" all rest on
-        # progress the job never published: nothing here was earned.
-        return [CheckVerdict("progress", SKIP, f"inconclusive: {reference.progress_missing}")] + [
-            v for v in verdicts if v.failed
-        ]
-    late = after_the_work(history, reference)
-    if late:
-        # A kill of a job that had already done all its work tests no resume.
-        return [CheckVerdict("injected", SKIP, f"inconclusive: {late}")] + [
+    unearned = _unearned(history, reference)
+    if unearned:
+        # Whatever passed proves nothing; a failure stands.
+        name, why = unearned
+        return [CheckVerdict(name, SKIP, f"inconclusive: {why}")] + [
             v for v in verdicts if v.failed
         ]
     return _timing_only(history, verdicts)
+
+
+def _unearned(history: FaultHistory, reference: Reference) -> tuple[str, str] | None:
+    """(verdict name, why) when this experiment tested nothing a resume could be judged on,
+    first reason first; None when it did (pure)."""
+    if history.injected is False:
+        # Nothing was done to the job.
+        return "injected", history.injected_detail or "the fault was never injected"
+    if reference.progress_missing:
+        # Kills planned on time, lost work and "progress reached its total" all rest on
+        # progress the job never published.
+        return "progress", reference.progress_missing
+    late = after_the_work(history, reference)
+    if late:
+        # A kill of a job that had already done all its work tests no resume.
+        return "injected", late
+    return None
 
 
 def after_the_work(history: FaultHistory, reference: Reference) -> str:
